@@ -1,0 +1,21 @@
+//! What every sidecar binary shares, standalone or in `csi-sidecars`: Go-compatible flags
+//! ([`flags`]), feature gates ([`features`]), the component descriptor and `--controllers`
+//! ([`controller`]), the process state ([`shared`]), health checks ([`health`]), the HTTP
+//! diagnostics server ([`server`]) and the one place that decides exits ([`process`]).
+
+pub mod controller;
+pub mod features;
+pub mod flags;
+pub mod health;
+pub mod process;
+pub mod server;
+pub mod shared;
+
+pub use controller::{
+    BoxFuture, Controller, Descriptor, DriverUse, HttpDefaults, InitContext, InitError, Upstream,
+    Validated,
+};
+pub use flags::{Flag, FlagView, Kind};
+pub use health::CheckResult;
+pub use process::{main_aggregate, main_standalone};
+pub use shared::{Mode, Shared};

@@ -1,0 +1,644 @@
+//! The one way a sidecar process runs, standalone or aggregated:
+//!
+//! 1. parse the flags (Go syntax) — a bad flag is exit code 2 before anything starts;
+//! 2. `--version`, logging, deprecation warnings, flag validation (exit 1 on conflicts);
+//! 3. connect to the driver once, create the metrics registry and the shutdown token;
+//! 4. initialise every enabled component (a capability gap disables it in `csi-sidecars`,
+//!    exits standalone, as upstream);
+//! 5. start the HTTP server(s), run the components until SIGTERM/SIGINT (a second signal exits
+//!    at once) or until the driver connection is lost where a component cannot live without it.
+//!
+//! Exits are decided here and only here.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use csi_connection::{ConnectOptions, Connection};
+use csi_metrics::{CsiOperationMetrics, GaugeVec, Opts, ProcessCollector, Registry};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::controller::{self, Descriptor, DriverUse, InitContext, InitError, Validated};
+use crate::features::{FeatureGates, FeatureSpec};
+use crate::flags::{
+    Flag, FlagSet, FlagView, Kind, LOGGING_FLAGS, ParsedFlags, Scope, Section, Value,
+};
+use crate::health::CheckResult;
+use crate::server::{self, Routes};
+use crate::shared::{Mode, Shared};
+
+/// The file the kubelet shows as the container's termination message.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// How long components get to finish after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The process-wide flags of `csi-sidecars`, defined once for every controller.
+pub const AGGREGATE_FLAGS: &[Flag] = &[
+    Flag::new(
+        "controllers",
+        Kind::String,
+        "*",
+        "A list of controllers to enable. '*' enables all on-by-default controllers, 'foo' enables the controller named 'foo', '-foo' disables the controller named 'foo'.",
+    )
+    .process(),
+    Flag::new(
+        "csi-address",
+        Kind::String,
+        "/run/csi/socket",
+        "Address of the CSI driver socket.",
+    )
+    .process(),
+    Flag::new(
+        "http-endpoint",
+        Kind::String,
+        "",
+        "The TCP network address where the HTTP server for diagnostics, including health checks and metrics, will listen (example: `:8080`). The default is empty string, which means the server is disabled unless a controller needs it (livenessprobe listens on :9808).",
+    )
+    .process(),
+    Flag::new(
+        "metrics-address",
+        Kind::String,
+        "",
+        "(deprecated) The TCP network address where the prometheus metrics endpoint will listen (example: `:8080`). The default is empty string, which means metrics endpoint is disabled.",
+    )
+    .process(),
+    Flag::new(
+        "metrics-path",
+        Kind::String,
+        "/metrics",
+        "The HTTP path where prometheus metrics will be exposed. Default is `/metrics`.",
+    )
+    .process(),
+    Flag::new(
+        "health-port",
+        Kind::Int,
+        "0",
+        "(deprecated) TCP port for healthz requests. Only one of `--health-port` and `--http-endpoint` can be set.",
+    )
+    .process(),
+    Flag::new(
+        "enable-pprof",
+        Kind::Bool,
+        "false",
+        "Accepted for compatibility with node-driver-registrar; Go's pprof does not exist in this binary.",
+    )
+    .process(),
+    Flag::new(
+        "feature-gates",
+        Kind::MapStringBool,
+        "",
+        "A set of key=value pairs that describe feature gates for alpha/experimental features of the enabled controllers.",
+    )
+    .process(),
+];
+
+/// Runs a standalone sidecar: one component, upstream's flags, upstream's behaviour.
+pub fn main_standalone(descriptor: &'static Descriptor) -> ! {
+    let flags = standalone_flags(descriptor);
+    let code = run(
+        Mode::Standalone,
+        descriptor.binary,
+        &flags,
+        std::env::args_os(),
+        |_| Ok(vec![descriptor]),
+    );
+    std::process::exit(code)
+}
+
+/// Runs `csi-sidecars` with the components in `table`.
+pub fn main_aggregate(name: &'static str, table: &'static [&'static Descriptor]) -> ! {
+    let flags = aggregate_flags(name, table);
+    let code = run(
+        Mode::Aggregate,
+        name,
+        &flags,
+        std::env::args_os(),
+        |process| {
+            controller::select(table, &process.string("controllers")).map_err(|e| e.to_string())
+        },
+    );
+    std::process::exit(code)
+}
+
+/// The standalone command of `descriptor`.
+pub fn standalone_flags(descriptor: &'static Descriptor) -> FlagSet {
+    let mut flags: Vec<Flag> = descriptor.flags.to_vec();
+    flags.extend(
+        LOGGING_FLAGS
+            .iter()
+            .filter(|l| !descriptor.flags.iter().any(|f| f.name == l.name)),
+    );
+    FlagSet::new(
+        descriptor.binary,
+        descriptor.about,
+        &[Section {
+            heading: format!("{} flags", descriptor.binary),
+            prefix: None,
+            flags,
+        }],
+    )
+}
+
+/// The `csi-sidecars` command: global flags once, then one section per controller.
+pub fn aggregate_flags(name: &'static str, table: &'static [&'static Descriptor]) -> FlagSet {
+    controller::check_table(table);
+    let mut sections = vec![
+        Section {
+            heading: "Global flags".to_string(),
+            prefix: None,
+            flags: AGGREGATE_FLAGS.to_vec(),
+        },
+        Section {
+            heading: "Logging flags".to_string(),
+            prefix: None,
+            flags: LOGGING_FLAGS.to_vec(),
+        },
+    ];
+    for d in table {
+        sections.push(Section {
+            heading: format!(
+                "{} flags (--{}-<flag>; {} {})",
+                d.name, d.name, d.upstream.repo, d.upstream.version
+            ),
+            prefix: Some(d.name),
+            flags: d
+                .flags
+                .iter()
+                .filter(|f| f.scope != Scope::Process)
+                .copied()
+                .collect(),
+        });
+    }
+    let mut controllers = String::from("Controllers (--controllers):\n");
+    for d in table {
+        let mut line = format!("  {:<24}{}", d.name, d.about);
+        if !d.aliases.is_empty() {
+            line.push_str(&format!(" [aliases: {}]", d.aliases.join(", ")));
+        }
+        if d.disabled_by_default {
+            line.push_str(" (disabled by default)");
+        }
+        controllers.push_str(&line);
+        controllers.push('\n');
+    }
+    FlagSet::new(
+        name,
+        "All CSI sidecars in one process: one driver connection, one HTTP server, one metrics registry.",
+        &sections,
+    )
+    .after_help(controllers)
+}
+
+fn logging_options(process: &FlagView) -> Result<csi_logging::LogOptions, String> {
+    let format = match process.string("logging-format").as_str() {
+        "text" | "" => csi_logging::LogFormat::Text,
+        "json" => csi_logging::LogFormat::Json,
+        other => {
+            return Err(format!(
+                "logging format {other:?} is not supported; use \"text\" or \"json\""
+            ));
+        }
+    };
+    let split_stream = match format {
+        csi_logging::LogFormat::Text => process.bool("log-text-split-stream"),
+        csi_logging::LogFormat::Json => process.bool("log-json-split-stream"),
+    };
+    let verbosity = u32::try_from(process.int("v"))
+        .map_err(|_| format!("invalid -v={}: must be >= 0", process.int("v")))?;
+    Ok(csi_logging::LogOptions {
+        verbosity,
+        format,
+        split_stream,
+    })
+}
+
+/// Parses `args` and runs the process; returns the exit code.
+pub fn run(
+    mode: Mode,
+    binary: &'static str,
+    flags: &FlagSet,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    enabled: impl FnOnce(&FlagView) -> Result<Vec<&'static Descriptor>, String>,
+) -> i32 {
+    let args: Vec<_> = args.into_iter().collect();
+    let argv0 = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|| binary.to_string());
+    let parsed = match flags.parse(args) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            let _ = err.print();
+            return err.exit_code();
+        }
+    };
+    let process = parsed.process();
+    if process.bool("version") {
+        println!("{argv0} {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    match logging_options(&process) {
+        Ok(options) => {
+            if let Err(err) = csi_logging::init(&options) {
+                eprintln!("LoggingConfiguration is invalid: {err}");
+                return 1;
+            }
+        }
+        Err(err) => {
+            eprintln!("LoggingConfiguration is invalid: {err}");
+            return 1;
+        }
+    }
+    info!(version = env!("CARGO_PKG_VERSION"), "Version");
+    for warning in parsed.deprecation_warnings() {
+        warn!("{warning}");
+    }
+    let descriptors = match enabled(&process) {
+        Ok(d) => d,
+        Err(err) => {
+            // An unknown controller name is a usage error, like an unknown flag.
+            eprintln!("error: invalid value for --controllers: {err}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(binary)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            error!(%err, "Failed to start the async runtime");
+            return 1;
+        }
+    };
+    runtime.block_on(run_async(mode, binary, parsed, descriptors))
+}
+
+fn views(parsed: &ParsedFlags, mode: Mode, d: &Descriptor) -> FlagView {
+    match mode {
+        Mode::Standalone => parsed.controller(None),
+        Mode::Aggregate => parsed.controller(Some(d.name)),
+    }
+}
+
+/// Where the HTTP servers listen and what they serve.
+#[derive(Debug, PartialEq, Eq)]
+struct HttpPlan {
+    main: Option<String>,
+    metrics_on_main: bool,
+    metrics_server: Option<String>,
+}
+
+fn http_plan(
+    process: &FlagView,
+    mode: Mode,
+    descriptors: &[&Descriptor],
+) -> Result<HttpPlan, String> {
+    let endpoint = process.string("http-endpoint");
+    // Upstream compares with the default in force (livenessprobe: 9808, registrar: 0).
+    let health_port = process.int("health-port");
+    let health_port_default = process.default_value("health-port");
+    if Value::Int(health_port) != health_port_default && !endpoint.is_empty() {
+        return Err(
+            "Only one of `--health-port` and `--http-endpoint` can be explicitly set".to_string(),
+        );
+    }
+    let metrics_address = if process.defines("metrics-address") {
+        process.string("metrics-address")
+    } else {
+        String::new()
+    };
+    if !metrics_address.is_empty() && !endpoint.is_empty() {
+        return Err(
+            "Only one of `--metrics-address` and `--http-endpoint` can be explicitly set"
+                .to_string(),
+        );
+    }
+    if process.defines("enable-pprof") && process.bool("enable-pprof") {
+        warn!("--enable-pprof has no effect: Go's pprof handlers do not exist in this binary");
+    }
+    let serves_metrics =
+        mode == Mode::Aggregate || descriptors.iter().any(|d| d.http.serves_metrics);
+    let main = if !endpoint.is_empty() {
+        Some(endpoint.clone())
+    } else if health_port > 0 {
+        Some(format!(":{health_port}"))
+    } else {
+        descriptors
+            .iter()
+            .find_map(|d| d.http.default_port)
+            .map(|port| format!(":{port}"))
+    };
+    Ok(HttpPlan {
+        main,
+        metrics_on_main: !endpoint.is_empty() && serves_metrics,
+        metrics_server: (!metrics_address.is_empty() && serves_metrics).then_some(metrics_address),
+    })
+}
+
+async fn run_async(
+    mode: Mode,
+    binary: &'static str,
+    parsed: ParsedFlags,
+    descriptors: Vec<&'static Descriptor>,
+) -> i32 {
+    let process = parsed.process();
+
+    // Flag checks that upstream does before connecting anywhere.
+    for d in &descriptors {
+        match (d.validate)(&views(&parsed, mode, d)) {
+            Ok(Validated::Run) => {}
+            Ok(Validated::ExitSuccess) => return 0,
+            Err(err) => {
+                error!("{err}");
+                return 1;
+            }
+        }
+    }
+    let plan = match http_plan(&process, mode, &descriptors) {
+        Ok(plan) => plan,
+        Err(err) => {
+            error!("{err}");
+            return 1;
+        }
+    };
+    let specs: Vec<FeatureSpec> = descriptors
+        .iter()
+        .flat_map(|d| d.features.iter().copied())
+        .collect();
+    let features = if process.defines("feature-gates") {
+        match FeatureGates::new(&specs, &process.map_string_bool("feature-gates")) {
+            Ok(f) => f,
+            Err(err) => {
+                error!("{err}");
+                return 1;
+            }
+        }
+    } else {
+        FeatureGates::default()
+    };
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    // csi-lib-utils' metrics manager brings `process_start_time_seconds` ([ALPHA]); the
+    // other process metrics come from the collector, without a second start time.
+    let registry = Registry::new();
+    let csi_metrics = match CsiOperationMetrics::for_sidecar(&registry).and_then(|m| {
+        registry.register(ProcessCollector::new().without_start_time())?;
+        Ok(m)
+    }) {
+        Ok(m) => m,
+        Err(err) => {
+            error!(%err, "Failed to register metrics");
+            return 1;
+        }
+    };
+
+    // One connection for every component. Waiting forever wins if any component needs it;
+    // losing it is fatal if any component calls the driver all the time.
+    let csi_address = process.string("csi-address");
+    let wait_forever = descriptors.iter().any(|d| d.wait_forever());
+    let long_lived = descriptors.iter().any(|d| d.driver == DriverUse::LongLived);
+    info!(address = %csi_address, "Connecting to CSI driver");
+    let connect = Connection::connect(
+        &csi_address,
+        ConnectOptions {
+            timeout: (!wait_forever).then_some(csi_connection::DEFAULT_CONNECT_TIMEOUT),
+            metrics: Some(csi_metrics.clone()),
+            watch_loss: long_lived,
+            max_log_length: None,
+        },
+    );
+    let csi = match until_shutdown(&shutdown, connect).await {
+        None => return 0,
+        Some(Ok(conn)) => conn,
+        Some(Err(err)) => {
+            error!(%err, "Error connecting to CSI driver");
+            return 1;
+        }
+    };
+    let shared = Arc::new(Shared::new(
+        mode,
+        csi_address,
+        csi,
+        registry.clone(),
+        csi_metrics,
+        features,
+        shutdown.clone(),
+    ));
+
+    // Initialise the components.
+    let enabled_gauge = match mode {
+        Mode::Aggregate => match GaugeVec::new(
+            Opts::new(
+                "csi_sidecars_controller_enabled",
+                "Whether a controller selected by --controllers runs (1) or was disabled because the CSI driver lacks a capability it needs (0).",
+            ),
+            &["controller"],
+        )
+        .and_then(|g| registry.register(g.clone()).map(|()| g))
+        {
+            Ok(g) => Some(g),
+            Err(err) => {
+                error!(%err, "Failed to register controller metrics");
+                return 1;
+            }
+        },
+        Mode::Standalone => None,
+    };
+    let mut running = JoinSet::new();
+    for d in &descriptors {
+        let ctx = InitContext {
+            name: d.name,
+            shared: shared.clone(),
+            flags: views(&parsed, mode, d),
+        };
+        let init = until_shutdown(&shutdown, (d.init)(ctx)).await;
+        match init {
+            None => return 0,
+            Some(Ok(controller)) => {
+                if let Some(g) = &enabled_gauge {
+                    g.with_label_values(&[d.name]).set(1.0);
+                }
+                let name = d.name;
+                running.spawn(async move { (name, controller.run.await) });
+            }
+            Some(Err(InitError::Disabled(reason))) => match mode {
+                Mode::Standalone => {
+                    error!("{reason}");
+                    return 1;
+                }
+                Mode::Aggregate => {
+                    warn!(controller = d.name, %reason, "Controller disabled");
+                    if let Some(g) = &enabled_gauge {
+                        g.with_label_values(&[d.name]).set(0.0);
+                    }
+                    shared.health.register_static(
+                        d.name,
+                        CheckResult::OkWithNote(format!("disabled: {reason}")),
+                    );
+                }
+            },
+            Some(Err(InitError::Failed(err))) => {
+                error!(controller = d.name, "{err:#}");
+                return 1;
+            }
+        }
+    }
+
+    // HTTP after the components, as upstream: until the driver answered, the kubelet's probe
+    // gets "connection refused".
+    let mut servers = JoinSet::new();
+    if let Some(address) = &plan.main {
+        let routes = Routes {
+            health: Some(shared.health.clone()),
+            metrics: plan
+                .metrics_on_main
+                .then(|| (process.string("metrics-path"), registry.clone())),
+        };
+        match start_server(address, routes, &shutdown, &mut servers).await {
+            Ok(()) => {}
+            Err(err) => {
+                error!(%err, "Failed to start http server");
+                return 1;
+            }
+        }
+    }
+    if let Some(address) = &plan.metrics_server {
+        let routes = Routes {
+            health: None,
+            metrics: Some((process.string("metrics-path"), registry.clone())),
+        };
+        if let Err(err) = start_server(address, routes, &shutdown, &mut servers).await {
+            error!(%err, "Failed to start prometheus metrics endpoint on specified address and path");
+            return 1;
+        }
+    }
+
+    let code = supervise(mode, binary, &shared, &mut running, long_lived).await;
+    shutdown.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while running.join_next().await.is_some() {}
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("Components did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    code
+}
+
+async fn start_server(
+    address: &str,
+    routes: Routes,
+    shutdown: &CancellationToken,
+    servers: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let listener = server::bind(address).await?;
+    let router = server::router(routes);
+    let token = shutdown.clone();
+    servers.spawn(async move {
+        if let Err(err) = server::serve(listener, router, token).await {
+            error!(%err, "HTTP server failed");
+        }
+    });
+    Ok(())
+}
+
+/// Waits for the shutdown signal, a lost driver connection, or the components; returns the
+/// exit code.
+async fn supervise(
+    mode: Mode,
+    binary: &str,
+    shared: &Arc<Shared>,
+    running: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    exit_on_lost_connection: bool,
+) -> i32 {
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => {
+                info!("Shutting down");
+                return 0;
+            }
+            _ = shared.csi.lost(), if exit_on_lost_connection => {
+                let message = "Lost connection to CSI driver, exiting";
+                if let Err(err) = std::fs::write(TERMINATION_LOG, message) {
+                    error!(%err, path = TERMINATION_LOG, "Failed to write a message to the termination logfile");
+                }
+                error!("{message}");
+                return 1;
+            }
+            joined = running.join_next() => {
+                let Some(joined) = joined else {
+                    if shared.shutdown.is_cancelled() {
+                        return 0;
+                    }
+                    error!("{binary}: no controller is running any more");
+                    return 1;
+                };
+                match joined {
+                    Ok((name, Ok(()))) => {
+                        if !shared.shutdown.is_cancelled() {
+                            info!(controller = name, "Controller finished");
+                        }
+                    }
+                    Ok((name, Err(err))) => {
+                        error!(controller = name, "{err:#}");
+                        if mode == Mode::Standalone {
+                            return 1;
+                        }
+                        shared.health.register_static(
+                            name,
+                            CheckResult::failed(format!("controller stopped: {err:#}")),
+                        );
+                    }
+                    Err(err) => {
+                        error!(%err, "A controller task panicked");
+                        return 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `fut` unless shutdown comes first.
+async fn until_shutdown<T>(
+    shutdown: &CancellationToken,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        out = fut => Some(out),
+    }
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("Failed to install signal handlers");
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!(signal = "SIGTERM", "Received signal, shutting down gracefully"),
+            _ = int.recv() => info!(signal = "SIGINT", "Received signal, shutting down gracefully"),
+        }
+        shutdown.cancel();
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        eprintln!("Received a second signal, exiting immediately");
+        std::process::exit(1);
+    });
+}

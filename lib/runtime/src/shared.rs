@@ -1,0 +1,85 @@
+//! [`Shared`]: what a process has once, whatever the number of controllers in it.
+
+use std::time::Duration;
+
+use csi_connection::Connection;
+use csi_metrics::{CsiOperationMetrics, Registry};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::features::FeatureGates;
+use crate::health::Health;
+
+/// Whether the process is a standalone sidecar or `csi-sidecars`. Components use it only where
+/// upstream's behaviour would hurt the other controllers of a shared process (an exit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One component, behaving exactly as the upstream sidecar.
+    Standalone,
+    /// `csi-sidecars`: one component's failure must not end the others.
+    Aggregate,
+}
+
+/// The process's connection, driver, metrics, health checks and shutdown signal.
+#[derive(Debug)]
+pub struct Shared {
+    /// Standalone or aggregate.
+    pub mode: Mode,
+    /// `--csi-address`, as given.
+    pub csi_address: String,
+    /// The one connection to the driver.
+    pub csi: Connection,
+    /// The one metrics registry.
+    pub metrics: Registry,
+    /// `csi_sidecar_operations_seconds`, recorded by [`Shared::csi`].
+    pub csi_metrics: CsiOperationMetrics,
+    /// Named health checks served at `/healthz`.
+    pub health: Health,
+    /// Cancelled when the process shuts down.
+    pub shutdown: CancellationToken,
+    /// `--feature-gates`, resolved.
+    pub features: FeatureGates,
+    driver_name: OnceCell<String>,
+}
+
+impl Shared {
+    /// Assembles the shared state.
+    pub fn new(
+        mode: Mode,
+        csi_address: String,
+        csi: Connection,
+        metrics: Registry,
+        csi_metrics: CsiOperationMetrics,
+        features: FeatureGates,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Shared {
+            mode,
+            csi_address,
+            csi,
+            metrics,
+            csi_metrics,
+            health: Health::default(),
+            shutdown,
+            features,
+            driver_name: OnceCell::new(),
+        }
+    }
+
+    /// The driver's name from `GetPluginInfo`, asked once per process: the first caller's
+    /// timeout applies, a failure is not remembered (the next caller asks again).
+    pub async fn driver_name(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<String, csi_connection::Error> {
+        self.driver_name
+            .get_or_try_init(|| async {
+                let name = csi_connection::rpc::get_driver_name(&self.csi, timeout).await?;
+                self.csi_metrics.set_driver_name(&name);
+                tracing::info!(driver = %name, "CSI driver name");
+                Ok(name)
+            })
+            .await
+            .cloned()
+    }
+}
