@@ -1,0 +1,155 @@
+//! `csi-sidecars`: every sidecar of this workspace in one process (KEP-4958).
+//!
+//! The binary is a table of component descriptors; everything else — flags, the driver
+//! connection, the HTTP server, metrics, health, shutdown — is the same runtime each standalone
+//! sidecar uses, built once for the whole process.
+
+use csi_sidecar_runtime::Descriptor;
+
+/// The binary's name.
+pub const NAME: &str = "csi-sidecars";
+
+/// Every controller `--controllers` can name, in start-up order.
+pub static TABLE: &[&Descriptor] = &[
+    &livenessprobe::DESCRIPTOR,
+    &node_driver_registrar::DESCRIPTOR,
+];
+
+#[cfg(test)]
+mod tests {
+    use csi_sidecar_runtime::controller::select;
+    use csi_sidecar_runtime::flags::{LOGGING_FLAGS, Scope};
+    use csi_sidecar_runtime::process::{AGGREGATE_FLAGS, aggregate_flags, standalone_flags};
+
+    use super::*;
+
+    #[test]
+    fn every_command_passes_clap_debug_asserts() {
+        aggregate_flags(NAME, TABLE)
+            .command()
+            .clone()
+            .debug_assert();
+        for d in TABLE {
+            standalone_flags(d).command().clone().debug_assert();
+        }
+    }
+
+    #[test]
+    fn every_process_flag_of_a_component_exists_once_in_csi_sidecars() {
+        for d in TABLE {
+            for f in d.flags.iter().filter(|f| f.scope == Scope::Process) {
+                assert!(
+                    AGGREGATE_FLAGS
+                        .iter()
+                        .chain(LOGGING_FLAGS)
+                        .any(|g| g.name == f.name),
+                    "{}'s process flag --{} is missing in csi-sidecars",
+                    d.name,
+                    f.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_kep_node_manifest_is_accepted_as_written() {
+        let args = [
+            "csi-sidecars",
+            "--csi-address=unix:/csi/csi.sock",
+            "--controllers=node-driver-registrar",
+            "--kubelet-registration-path=/var/lib/kubelet/plugins/<csi-driver>/csi.sock",
+        ];
+        let parsed = aggregate_flags(NAME, TABLE).parse(args).unwrap();
+        let process = parsed.process();
+        assert_eq!(process.string("csi-address"), "unix:/csi/csi.sock");
+        let enabled = select(TABLE, &process.string("controllers")).unwrap();
+        assert_eq!(enabled.len(), 1);
+        assert_eq!(enabled[0].name, "node-driver-registrar");
+        let registrar = parsed.controller(Some("node-driver-registrar"));
+        assert_eq!(
+            registrar.string("kubelet-registration-path"),
+            "/var/lib/kubelet/plugins/<csi-driver>/csi.sock"
+        );
+        assert_eq!(
+            registrar.string("plugin-registration-path"),
+            "/registration"
+        );
+    }
+
+    #[test]
+    fn upstream_manifest_arguments_parse_in_the_standalone_binaries() {
+        let parsed = standalone_flags(&livenessprobe::DESCRIPTOR)
+            .parse([
+                "livenessprobe",
+                "--csi-address=/csi/csi.sock",
+                "--health-port=9898",
+            ])
+            .unwrap();
+        assert_eq!(parsed.process().int("health-port"), 9898);
+        assert_eq!(parsed.process().string("csi-address"), "/csi/csi.sock");
+
+        let parsed = standalone_flags(&node_driver_registrar::DESCRIPTOR)
+            .parse([
+                "csi-node-driver-registrar",
+                "--v=5",
+                "--csi-address=/csi/csi.sock",
+                "--kubelet-registration-path=/var/lib/kubelet/plugins/csi-hostpath/csi.sock",
+                "--http-endpoint=:9809",
+            ])
+            .unwrap();
+        let view = parsed.controller(None);
+        assert_eq!(view.int("v"), 5);
+        assert_eq!(view.string("http-endpoint"), ":9809");
+        assert_eq!(
+            view.string("kubelet-registration-path"),
+            "/var/lib/kubelet/plugins/csi-hostpath/csi.sock"
+        );
+        assert_eq!(view.duration("timeout"), std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn prefixed_timeout_overrides_the_global_one_for_the_registrar_only() {
+        let parsed = aggregate_flags(NAME, TABLE)
+            .parse([
+                "csi-sidecars",
+                "--timeout=30s",
+                "--node-driver-registrar-timeout=2s",
+            ])
+            .unwrap();
+        assert_eq!(
+            parsed
+                .controller(Some("node-driver-registrar"))
+                .duration("timeout"),
+            std::time::Duration::from_secs(2)
+        );
+    }
+}
+
+#[cfg(test)]
+mod upstream_versions {
+    use super::TABLE;
+
+    /// `release-tools/upstream-versions.toml` and the descriptors must agree.
+    #[test]
+    fn descriptors_name_the_versions_in_release_tools() {
+        let text = include_str!("../../../release-tools/upstream-versions.toml");
+        for d in TABLE {
+            let section = format!("[{}]", d.name);
+            let body = text
+                .split(&section)
+                .nth(1)
+                .unwrap_or_else(|| panic!("{section} missing in upstream-versions.toml"));
+            let body = body.split("\n[").next().unwrap_or_default();
+            assert!(
+                body.contains(&format!("upstream = \"{}\"", d.upstream.repo)),
+                "{}: repo differs",
+                d.name
+            );
+            assert!(
+                body.contains(&format!("version = \"{}\"", d.upstream.version)),
+                "{}: version differs",
+                d.name
+            );
+        }
+    }
+}
