@@ -1,0 +1,45 @@
+//! `cargo xtask ci`: exactly what CI runs.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use xshell::{Shell, cmd};
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if let Some(arg) = args.first() {
+        anyhow::bail!("cargo xtask ci takes no arguments (got {arg:?})");
+    }
+    let sh = Shell::new()?;
+    sh.change_dir(crate::project_root());
+    let started = Instant::now();
+
+    step("cargo fmt --check", || {
+        cmd!(sh, "cargo fmt --all -- --check").run()?;
+        Ok(())
+    })?;
+    step("cargo clippy (warnings are errors)", || {
+        cmd!(
+            sh,
+            "cargo clippy --workspace --all-targets --locked -- -D warnings"
+        )
+        .run()?;
+        Ok(())
+    })?;
+    step(
+        "cargo test (every crate: unit, mock-driver and process tests)",
+        || {
+            cmd!(sh, "cargo test --workspace --locked").run()?;
+            Ok(())
+        },
+    )?;
+    println!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    println!("\n==> {name}");
+    let started = Instant::now();
+    f().with_context(|| format!("step failed: {name}"))?;
+    println!("==> {name}: ok ({:.0?})", started.elapsed());
+    Ok(())
+}
