@@ -1,0 +1,11 @@
+//! The Kubernetes side of the sidecar runtime, shared by every control-plane controller:
+//! rate-limited clients ([`client`]), one watch per resource type for the whole process
+//! ([`cache`]) and Events ([`events`]). Leader election and work queues are their own crates.
+
+pub mod cache;
+pub mod client;
+pub mod events;
+
+pub use cache::{Caches, Selector, key_of};
+pub use client::{ClientOptions, client, load_config};
+pub use events::{EventType, Recorder};
