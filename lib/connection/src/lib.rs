@@ -47,7 +47,10 @@ pub enum Error {
     )]
     UnsupportedAddress(String),
     /// The driver did not answer in time.
-    #[error("failed to connect to the CSI driver at {address} within {timeout:?}: {source}")]
+    #[error(
+        "failed to connect to the CSI driver at {address} within {timeout:?}: {}",
+        error_chain(.source)
+    )]
     Timeout {
         /// The socket path.
         address: String,
@@ -297,6 +300,22 @@ impl Connection {
             _ => text,
         }
     }
+}
+
+/// An error and its causes, `outer: inner: root`, as Go's wrapped errors print (tonic's
+/// transport errors say only "transport error" at the top).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn deadline_exceeded() -> Status {

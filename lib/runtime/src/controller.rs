@@ -119,12 +119,15 @@ pub struct Descriptor {
     pub about: &'static str,
     /// The upstream release this component mirrors.
     pub upstream: Upstream,
-    /// Its flags, with upstream's names and defaults.
-    pub flags: &'static [Flag],
+    /// Its flags, with upstream's names and defaults, in groups (a component's own table, and
+    /// shared ones such as [`crate::kube::FLAGS`]).
+    pub flag_groups: &'static [&'static [Flag]],
     /// Its feature gates.
     pub features: &'static [FeatureSpec],
     /// How it uses the driver.
     pub driver: DriverUse,
+    /// Whether it talks to the API server (and so runs under leader election).
+    pub kube: Option<crate::kube::KubeUse>,
     /// Its HTTP server expectations.
     pub http: HttpDefaults,
     /// Checks its flags before anything starts; an error is reported and the process exits 1.
@@ -134,7 +137,12 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// How long the driver name may take, from this component's point of view.
+    /// Every flag of the component.
+    pub fn flags(&self) -> impl Iterator<Item = &'static Flag> + use<> {
+        self.flag_groups.iter().flat_map(|group| group.iter())
+    }
+
+    /// Whether it waits for the driver without a deadline.
     pub fn wait_forever(&self) -> bool {
         matches!(self.driver, DriverUse::StartupOnly { wait_forever: true })
     }
@@ -272,9 +280,10 @@ mod tests {
                 repo: "",
                 version: "",
             },
-            flags: &[],
+            flag_groups: &[],
             features: &[],
             driver: DriverUse::LongLived,
+            kube: None,
             http: HttpDefaults {
                 default_port: None,
                 serves_metrics: false,

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod features;
 pub mod flags;
 pub mod health;
+pub mod kube;
 pub mod process;
 pub mod server;
 pub mod shared;

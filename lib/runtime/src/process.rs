@@ -20,14 +20,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::controller::{self, Descriptor, DriverUse, InitContext, InitError, Validated};
+use crate::controller::{
+    self, Controller, Descriptor, DriverUse, InitContext, InitError, Validated,
+};
 use crate::features::{FeatureGates, FeatureSpec};
 use crate::flags::{
     Flag, FlagSet, FlagView, Kind, LOGGING_FLAGS, ParsedFlags, Scope, Section, Value,
 };
 use crate::health::CheckResult;
+use crate::kube::KubeShared;
 use crate::server::{self, Routes};
-use crate::shared::{Mode, Shared};
+use crate::shared::{Mode, Shared, SharedParts};
 
 /// The file the kubelet shows as the container's termination message.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -93,6 +96,56 @@ pub const AGGREGATE_FLAGS: &[Flag] = &[
         "A set of key=value pairs that describe feature gates for alpha/experimental features of the enabled controllers.",
     )
     .process(),
+    Flag::new(
+        "kubeconfig",
+        Kind::String,
+        "",
+        "Absolute path to the kubeconfig file. Required only when running out of cluster.",
+    )
+    .process(),
+    Flag::new("leader-election", Kind::Bool, "false", "Enable leader election.").process(),
+    Flag::new(
+        "leader-election-per-controller",
+        Kind::Bool,
+        "false",
+        "Hold each controller's upstream lease (external-attacher-leader-<driver>, ...) instead of one lease for the process (csi-sidecars-<driver>). Use it while replacing separate sidecars by csi-sidecars, so that an old sidecar and the new process never both lead the same work.",
+    )
+    .process(),
+    Flag::new(
+        "leader-election-namespace",
+        Kind::String,
+        "",
+        "Namespace where the leader election resource lives. Defaults to the pod namespace if not set.",
+    )
+    .process(),
+    Flag::new(
+        "leader-election-lease-duration",
+        Kind::Duration,
+        "15s",
+        "Duration, in seconds, that non-leader candidates will wait to force acquire leadership.",
+    )
+    .process(),
+    Flag::new(
+        "leader-election-renew-deadline",
+        Kind::Duration,
+        "10s",
+        "Duration, in seconds, that the acting leader will retry refreshing leadership before giving up.",
+    )
+    .process(),
+    Flag::new(
+        "leader-election-retry-period",
+        Kind::Duration,
+        "5s",
+        "Duration, in seconds, the LeaderElector clients should wait between tries of actions.",
+    )
+    .process(),
+    Flag::new(
+        "leader-election-labels",
+        Kind::MapStringString,
+        "",
+        "List of labels to add to lease when given replica becomes leader. Formatted as a comma seperated list of key:value labels.",
+    )
+    .process(),
 ];
 
 /// Runs a standalone sidecar: one component, upstream's flags, upstream's behaviour.
@@ -125,11 +178,17 @@ pub fn main_aggregate(name: &'static str, table: &'static [&'static Descriptor])
 
 /// The standalone command of `descriptor`.
 pub fn standalone_flags(descriptor: &'static Descriptor) -> FlagSet {
-    let mut flags: Vec<Flag> = descriptor.flags.to_vec();
+    let mut flags: Vec<Flag> = Vec::new();
+    for flag in descriptor.flags() {
+        // Groups may overlap (a component and a shared group both naming --http-endpoint).
+        if !flags.iter().any(|f| f.name == flag.name) {
+            flags.push(*flag);
+        }
+    }
     flags.extend(
         LOGGING_FLAGS
             .iter()
-            .filter(|l| !descriptor.flags.iter().any(|f| f.name == l.name)),
+            .filter(|l| !descriptor.flags().any(|f| f.name == l.name)),
     );
     FlagSet::new(
         descriptor.binary,
@@ -164,12 +223,15 @@ pub fn aggregate_flags(name: &'static str, table: &'static [&'static Descriptor]
                 d.name, d.name, d.upstream.repo, d.upstream.version
             ),
             prefix: Some(d.name),
-            flags: d
-                .flags
-                .iter()
-                .filter(|f| f.scope != Scope::Process)
-                .copied()
-                .collect(),
+            flags: d.flags().filter(|f| f.scope != Scope::Process).fold(
+                Vec::new(),
+                |mut flags: Vec<Flag>, flag| {
+                    if !flags.iter().any(|f| f.name == flag.name) {
+                        flags.push(*flag);
+                    }
+                    flags
+                },
+            ),
         });
     }
     let mut controllers = String::from("Controllers (--controllers):\n");
@@ -422,15 +484,27 @@ async fn run_async(
             return 1;
         }
     };
-    let shared = Arc::new(Shared::new(
+    let kube = if descriptors.iter().any(|d| d.kube.is_some()) {
+        match KubeShared::new(&process, binary).await {
+            Ok(kube) => Some(kube),
+            Err(err) => {
+                error!(%err, "Failed to create the Kubernetes client");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    let shared = Arc::new(Shared::new(SharedParts {
         mode,
         csi_address,
         csi,
-        registry.clone(),
+        metrics: registry.clone(),
         csi_metrics,
         features,
-        shutdown.clone(),
-    ));
+        shutdown: shutdown.clone(),
+        kube,
+    }));
 
     // Initialise the components.
     let enabled_gauge = match mode {
@@ -452,6 +526,9 @@ async fn run_async(
         Mode::Standalone => None,
     };
     let mut running = JoinSet::new();
+    // Controllers that use the API server start once the caches are synced, and, with leader
+    // election, only while this replica leads.
+    let mut gated: Vec<(&'static Descriptor, Controller)> = Vec::new();
     for d in &descriptors {
         let ctx = InitContext {
             name: d.name,
@@ -465,8 +542,12 @@ async fn run_async(
                 if let Some(g) = &enabled_gauge {
                     g.with_label_values(&[d.name]).set(1.0);
                 }
-                let name = d.name;
-                running.spawn(async move { (name, controller.run.await) });
+                if d.kube.is_some() {
+                    gated.push((d, controller));
+                } else {
+                    let name = d.name;
+                    running.spawn(async move { (name, controller.run.await) });
+                }
             }
             Some(Err(InitError::Disabled(reason))) => match mode {
                 Mode::Standalone => {
@@ -489,6 +570,22 @@ async fn run_async(
                 return 1;
             }
         }
+    }
+
+    if !gated.is_empty()
+        && let Err(err) = start_gated(
+            mode,
+            binary,
+            &shared,
+            &parsed,
+            gated,
+            &registry,
+            &mut running,
+        )
+        .await
+    {
+        error!("{err:#}");
+        return 1;
     }
 
     // HTTP after the components, as upstream: until the driver answered, the kubelet's probe
@@ -589,7 +686,9 @@ async fn supervise(
                     }
                     Ok((name, Err(err))) => {
                         error!(controller = name, "{err:#}");
-                        if mode == Mode::Standalone {
+                        // A lost lease ends the process in both forms, as upstream: whatever
+                        // ran under it must stop now, and the restart campaigns afresh.
+                        if mode == Mode::Standalone || err.downcast_ref::<LeadershipLost>().is_some() {
                             return 1;
                         }
                         shared.health.register_static(
@@ -605,6 +704,139 @@ async fn supervise(
             }
         }
     }
+}
+
+/// One lease (sanitized), the `name` label of its metrics, and the controllers it gates.
+type Election = (String, String, Vec<(&'static Descriptor, Controller)>);
+
+/// The error a leader election task ends with when its lease was lost.
+#[derive(Debug, thiserror::Error)]
+#[error("leaderelection lost")]
+pub struct LeadershipLost;
+
+/// Starts the controllers that use the API server: right away (after the caches synced)
+/// without leader election; otherwise under one lease for the process, or under each
+/// controller's upstream lease with `--leader-election-per-controller`.
+async fn start_gated(
+    mode: Mode,
+    binary: &'static str,
+    shared: &Arc<Shared>,
+    parsed: &ParsedFlags,
+    gated: Vec<(&'static Descriptor, Controller)>,
+    registry: &Registry,
+    running: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+) -> anyhow::Result<()> {
+    let process = parsed.process();
+    let kube = shared.kube();
+    if !process.bool("leader-election") {
+        for (d, controller) in gated {
+            let shared = shared.clone();
+            running.spawn(async move {
+                shared.kube().start_caches(&shared.shutdown).await;
+                (d.name, controller.run.await)
+            });
+        }
+        return Ok(());
+    }
+
+    let driver = shared.driver_name(None).await?;
+    let per_controller = mode == Mode::Aggregate && process.bool("leader-election-per-controller");
+    let upstream_lease = |d: &Descriptor| {
+        let kube_use = d.kube.expect("gated controllers use the API server");
+        csi_leader_election::sanitize_name(&(kube_use.lease_name)(&driver))
+    };
+    // (lease, metrics name, controllers)
+    let mut elections: Vec<Election> = Vec::new();
+    match mode {
+        Mode::Standalone => {
+            let lease = upstream_lease(gated[0].0);
+            // Upstream leaves client-go's election name empty: so does the metric label.
+            elections.push((lease, String::new(), gated));
+        }
+        Mode::Aggregate if per_controller => {
+            for (d, controller) in gated {
+                let lease = upstream_lease(d);
+                elections.push((lease.clone(), lease, vec![(d, controller)]));
+            }
+        }
+        Mode::Aggregate => {
+            let lease = csi_leader_election::sanitize_name(&format!("csi-sidecars-{driver}"));
+            elections.push((lease.clone(), lease, gated));
+        }
+    }
+
+    let metrics = csi_leader_election::LeaderElectionMetrics::register(registry)?;
+    let release = shared.features.enabled("ReleaseLeaderElectionOnExit");
+    let election_client = kube.client_for(&process, binary)?;
+    let mut states = Vec::new();
+    for (lease, metrics_name, controllers) in elections {
+        let mut elector = crate::kube::elector(
+            election_client.clone(),
+            &process,
+            &lease,
+            &metrics_name,
+            release,
+        )?
+        .with_metrics(&metrics);
+        states.push(elector.state());
+        let shared = shared.clone();
+        running.spawn(async move {
+            let failure: Arc<std::sync::Mutex<Option<anyhow::Error>>> = Arc::default();
+            let stop = shared.shutdown.child_token();
+            let outcome = {
+                let failure = failure.clone();
+                let stop_on_error = stop.clone();
+                let shared = shared.clone();
+                elector
+                    .run(stop.clone(), move |leading| async move {
+                        info!(%lease, "Started leading");
+                        shared.kube().start_caches(&shared.shutdown).await;
+                        let mut set = JoinSet::new();
+                        for (d, controller) in controllers {
+                            set.spawn(async move { (d.name, controller.run.await) });
+                        }
+                        loop {
+                            tokio::select! {
+                                _ = leading.cancelled() => break,
+                                joined = set.join_next() => match joined {
+                                    None => break,
+                                    Some(Ok((_, Ok(())))) => {}
+                                    Some(Ok((name, Err(err)))) => {
+                                        *failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                                            Some(err.context(format!("controller {name}")));
+                                        stop_on_error.cancel();
+                                        break;
+                                    }
+                                    Some(Err(err)) => {
+                                        *failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                                            Some(anyhow::anyhow!("controller task failed: {err}"));
+                                        stop_on_error.cancel();
+                                        break;
+                                    }
+                                },
+                            }
+                        }
+                        set.abort_all();
+                    })
+                    .await
+            };
+            let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let result = match (failure, outcome) {
+                (Some(err), _) => Err(err),
+                (None, csi_leader_election::Outcome::LeadershipLost) => {
+                    Err(anyhow::Error::new(LeadershipLost))
+                }
+                (None, csi_leader_election::Outcome::ShutDown) => Ok(()),
+            };
+            ("leader-election", result)
+        });
+    }
+    let states = Arc::new(states);
+    shared.health.register(
+        csi_leader_election::HEALTH_CHECK_NAME,
+        crate::kube::leader_health(states),
+    );
+    Ok(())
 }
 
 /// Runs `fut` unless shutdown comes first.

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::features::FeatureGates;
 use crate::health::Health;
+use crate::kube::KubeShared;
 
 /// Whether the process is a standalone sidecar or `csi-sidecars`. Components use it only where
 /// upstream's behaviour would hurt the other controllers of a shared process (an exit).
@@ -18,6 +19,27 @@ pub enum Mode {
     Standalone,
     /// `csi-sidecars`: one component's failure must not end the others.
     Aggregate,
+}
+
+/// What [`Shared::new`] is made of.
+#[derive(Debug)]
+pub struct SharedParts {
+    /// Standalone or aggregate.
+    pub mode: Mode,
+    /// `--csi-address`, as given.
+    pub csi_address: String,
+    /// The one connection to the driver.
+    pub csi: Connection,
+    /// The one metrics registry.
+    pub metrics: Registry,
+    /// `csi_sidecar_operations_seconds`.
+    pub csi_metrics: CsiOperationMetrics,
+    /// `--feature-gates`, resolved.
+    pub features: FeatureGates,
+    /// Cancelled when the process shuts down.
+    pub shutdown: CancellationToken,
+    /// The API-server side, when a component needs it.
+    pub kube: Option<KubeShared>,
 }
 
 /// The process's connection, driver, metrics, health checks and shutdown signal.
@@ -39,31 +61,36 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// `--feature-gates`, resolved.
     pub features: FeatureGates,
+    /// The API-server side, when a component needs it.
+    pub kube: Option<KubeShared>,
     driver_name: OnceCell<String>,
 }
 
 impl Shared {
     /// Assembles the shared state.
-    pub fn new(
-        mode: Mode,
-        csi_address: String,
-        csi: Connection,
-        metrics: Registry,
-        csi_metrics: CsiOperationMetrics,
-        features: FeatureGates,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(parts: SharedParts) -> Self {
         Shared {
-            mode,
-            csi_address,
-            csi,
-            metrics,
-            csi_metrics,
+            mode: parts.mode,
+            csi_address: parts.csi_address,
+            csi: parts.csi,
+            metrics: parts.metrics,
+            csi_metrics: parts.csi_metrics,
             health: Health::default(),
-            shutdown,
-            features,
+            shutdown: parts.shutdown,
+            features: parts.features,
+            kube: parts.kube,
             driver_name: OnceCell::new(),
         }
+    }
+
+    /// The API-server side; components that declared [`crate::kube::KubeUse`] always have it.
+    ///
+    /// # Panics
+    /// If the component did not declare it: a bug in its descriptor.
+    pub fn kube(&self) -> &KubeShared {
+        self.kube
+            .as_ref()
+            .expect("a component that uses the API server must declare Descriptor::kube")
     }
 
     /// The driver's name from `GetPluginInfo`, asked once per process: the first caller's

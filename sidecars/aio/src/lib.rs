@@ -37,7 +37,7 @@ mod tests {
     #[test]
     fn every_process_flag_of_a_component_exists_once_in_csi_sidecars() {
         for d in TABLE {
-            for f in d.flags.iter().filter(|f| f.scope == Scope::Process) {
+            for f in d.flags().filter(|f| f.scope == Scope::Process) {
                 assert!(
                     AGGREGATE_FLAGS
                         .iter()

@@ -77,9 +77,10 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
         repo: "kubernetes-csi/livenessprobe",
         version: "v2.19.0",
     },
-    flags: FLAGS,
+    flag_groups: &[FLAGS],
     features: &[],
     driver: DriverUse::StartupOnly { wait_forever: true },
+    kube: None,
     http: HttpDefaults {
         default_port: Some(DEFAULT_HEALTH_PORT),
         serves_metrics: true,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use csi_proto::pluginregistration::v1 as reg;
 use csi_sidecar_runtime::controller::Validated;
+use csi_sidecar_runtime::health::StatusCode;
 use csi_sidecar_runtime::{
     BoxFuture, CheckResult, Controller, Descriptor, DriverUse, Flag, FlagView, HttpDefaults,
     InitContext, InitError, Kind, Mode, Upstream,
@@ -117,11 +118,12 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
         repo: "kubernetes-csi/node-driver-registrar",
         version: "v2.17.0",
     },
-    flags: FLAGS,
+    flag_groups: &[FLAGS],
     features: &[],
     driver: DriverUse::StartupOnly {
         wait_forever: false,
     },
+    kube: None,
     http: HttpDefaults {
         default_port: None,
         serves_metrics: false,
@@ -288,7 +290,7 @@ impl Registrar {
             Ok(true) => {}
             Ok(false) => {
                 return CheckResult::Failed {
-                    status: http_not_found(),
+                    status: StatusCode::NOT_FOUND,
                     reason: "registration socket does not exist".to_string(),
                 };
             }
@@ -306,10 +308,6 @@ impl Registrar {
             RegistrationState::Waiting | RegistrationState::Registered => CheckResult::Ok,
         }
     }
-}
-
-fn http_not_found() -> csi_sidecar_runtime::health::StatusCode {
-    csi_sidecar_runtime::health::StatusCode::NOT_FOUND
 }
 
 /// Dials the registration socket and checks that it answers `GetInfo` with `driver`.
@@ -331,8 +329,9 @@ pub async fn check_live_registration_socket(
         .await
         .map_err(|e| {
             format!(
-                "error connecting to node-registrar socket {}: {e}",
-                socket.display()
+                "error connecting to node-registrar socket {}: {}",
+                socket.display(),
+                csi_connection::error_chain(&e)
             )
         })?;
     debug!("Calling node registrar to check if it still responds");
