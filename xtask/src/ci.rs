@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: exactly what CI runs.
+//! `cargo xtask ci`: exactly what CI runs: formatting, clippy, every test, and the end-to-end
+//! tests on the local control plane.
 
 use std::time::Instant;
 
@@ -28,10 +29,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     step(
         "cargo test (every crate: unit, mock-driver and process tests)",
         || {
-            cmd!(sh, "cargo test --workspace --locked").run()?;
+            cmd!(sh, "cargo test --workspace --locked --exclude csi-e2e").run()?;
             Ok(())
         },
     )?;
+    step("end-to-end tests on the local control plane", || {
+        crate::e2e::run(&[])
+    })?;
     println!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -5,7 +5,10 @@
 //!   narrated step by step.
 
 mod ci;
+mod cluster;
 mod demo;
+mod e2e;
+mod tools;
 
 use anyhow::bail;
 
@@ -14,8 +17,12 @@ usage: cargo xtask <task>
 
 tasks:
   ci      cargo fmt --check, cargo clippy (-D warnings), every test of the workspace
+  cluster a local control plane (etcd, kube-apiserver, kube-controller-manager; no kubelet):
+          up | down | status | env | kubeconfig --service-account NS/NAME
+  e2e     the end-to-end tests on the local control plane (starts and stops it if needed)
   demo    run csi-sidecars (livenessprobe + node-driver-registrar) against a mock CSI driver
           and a fake kubelet, and show what each step proves
+  tools   build/locate pinned test tools (etcd, kube-apiserver, ...): cargo xtask tools help
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -24,7 +31,10 @@ fn main() -> anyhow::Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_deref() {
         Some("ci") => ci::run(&rest),
+        Some("cluster") => cluster::run(&rest),
         Some("demo") => demo::run(&rest),
+        Some("e2e") => e2e::run(&rest),
+        Some("tools") => tools::run(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
