@@ -74,6 +74,13 @@ pub const FLAGS: &[Flag] = &[
     )
     .process(),
     Flag::new(
+        "leader-election-identity",
+        Kind::String,
+        "",
+        "The holder identity in the lease. Default: the host name (the pod name in Kubernetes), as upstream. Set it when several replicas share a host name.",
+    )
+    .process(),
+    Flag::new(
         "leader-election-labels",
         Kind::MapStringString,
         "",
@@ -228,7 +235,12 @@ pub fn elector(
     metrics_name: &str,
     release_on_cancel: bool,
 ) -> Result<LeaderElector, Error> {
-    let identity = csi_leader_election::default_identity()?;
+    let flag = process.string("leader-election-identity");
+    let identity = if flag.is_empty() {
+        csi_leader_election::default_identity()?
+    } else {
+        csi_leader_election::sanitize_name(&flag)
+    };
     let namespace =
         csi_leader_election::default_namespace(&process.string("leader-election-namespace"));
     let mut config = ElectionConfig::new(lease, namespace, identity);

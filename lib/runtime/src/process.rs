@@ -103,6 +103,13 @@ pub const AGGREGATE_FLAGS: &[Flag] = &[
         "Absolute path to the kubeconfig file. Required only when running out of cluster.",
     )
     .process(),
+    Flag::new(
+        "max-grpc-log-length",
+        Kind::Int,
+        "-1",
+        "The maximum amount of characters logged for every grpc responses. Defaults to no limit",
+    )
+    .process(),
     Flag::new("leader-election", Kind::Bool, "false", "Enable leader election.").process(),
     Flag::new(
         "leader-election-per-controller",
@@ -137,6 +144,13 @@ pub const AGGREGATE_FLAGS: &[Flag] = &[
         Kind::Duration,
         "5s",
         "Duration, in seconds, the LeaderElector clients should wait between tries of actions.",
+    )
+    .process(),
+    Flag::new(
+        "leader-election-identity",
+        Kind::String,
+        "",
+        "The holder identity in the lease. Default: the host name (the pod name in Kubernetes), as upstream. Set it when several replicas share a host name.",
     )
     .process(),
     Flag::new(
@@ -361,14 +375,20 @@ fn http_plan(
     descriptors: &[&Descriptor],
 ) -> Result<HttpPlan, String> {
     let endpoint = process.string("http-endpoint");
-    // Upstream compares with the default in force (livenessprobe: 9808, registrar: 0).
-    let health_port = process.int("health-port");
-    let health_port_default = process.default_value("health-port");
-    if Value::Int(health_port) != health_port_default && !endpoint.is_empty() {
-        return Err(
-            "Only one of `--health-port` and `--http-endpoint` can be explicitly set".to_string(),
-        );
-    }
+    // Upstream compares with the default in force (livenessprobe: 9808, registrar: 0); the
+    // control-plane sidecars have no --health-port at all.
+    let health_port = if process.defines("health-port") {
+        let port = process.int("health-port");
+        if Value::Int(port) != process.default_value("health-port") && !endpoint.is_empty() {
+            return Err(
+                "Only one of `--health-port` and `--http-endpoint` can be explicitly set"
+                    .to_string(),
+            );
+        }
+        port
+    } else {
+        0
+    };
     let metrics_address = if process.defines("metrics-address") {
         process.string("metrics-address")
     } else {
@@ -473,7 +493,11 @@ async fn run_async(
             timeout: (!wait_forever).then_some(csi_connection::DEFAULT_CONNECT_TIMEOUT),
             metrics: Some(csi_metrics.clone()),
             watch_loss: long_lived,
-            max_log_length: None,
+            max_log_length: if process.defines("max-grpc-log-length") {
+                usize::try_from(process.int("max-grpc-log-length")).ok()
+            } else {
+                None
+            },
         },
     );
     let csi = match until_shutdown(&shutdown, connect).await {

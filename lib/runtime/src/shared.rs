@@ -64,6 +64,7 @@ pub struct Shared {
     /// The API-server side, when a component needs it.
     pub kube: Option<KubeShared>,
     driver_name: OnceCell<String>,
+    workqueue_metrics: std::sync::OnceLock<Option<csi_workqueue::Metrics>>,
 }
 
 impl Shared {
@@ -80,7 +81,22 @@ impl Shared {
             features: parts.features,
             kube: parts.kube,
             driver_name: OnceCell::new(),
+            workqueue_metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The `workqueue_*` metrics of the process, shared by every queue (each labels its series
+    /// with its queue name). `None` only if registering them failed (logged once).
+    pub fn workqueue_metrics(&self) -> Option<&csi_workqueue::Metrics> {
+        self.workqueue_metrics
+            .get_or_init(|| match csi_workqueue::Metrics::register(&self.metrics) {
+                Ok(metrics) => Some(metrics),
+                Err(err) => {
+                    tracing::error!(%err, "Failed to register the work queue metrics");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// The API-server side; components that declared [`crate::kube::KubeUse`] always have it.

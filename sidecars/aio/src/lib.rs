@@ -11,6 +11,7 @@ pub const NAME: &str = "csi-sidecars";
 
 /// Every controller `--controllers` can name, in start-up order.
 pub static TABLE: &[&Descriptor] = &[
+    &external_attacher::DESCRIPTOR,
     &livenessprobe::DESCRIPTOR,
     &node_driver_registrar::DESCRIPTOR,
 ];

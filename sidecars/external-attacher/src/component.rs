@@ -1,0 +1,493 @@
+//! external-attacher as a component of our runtime: upstream's flags, the capability checks
+//! its `main` makes, the watches it declares, its two work queues and their workers, the
+//! periodic resync and the `ListVolumes` reconcile.
+//!
+//! What upstream's `main.go` and `CSIAttachController.Run` do, in order: probe the driver until
+//! it is ready (`--timeout` per probe), read its name, check `CONTROLLER_SERVICE` and the
+//! controller capabilities (one second each), pick the CSI handler (driver has
+//! `PUBLISH_UNPUBLISH_VOLUME`) or the trivial one, then — once the caches are synced and, with
+//! `--leader-election`, while this replica leads — run `--worker-threads` workers per queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use csi_connection::rpc;
+use csi_kube::{EventType, Recorder, Selector};
+use csi_proto::csi::v1::controller_service_capability::rpc::Type as ControllerCapability;
+use csi_proto::csi::v1::plugin_capability::service::Type as PluginCapability;
+use csi_sidecar_runtime::controller::Validated;
+use csi_sidecar_runtime::features::{FeatureSpec, Stage};
+use csi_sidecar_runtime::kube::KubeUse;
+use csi_sidecar_runtime::{
+    BoxFuture, Controller, Descriptor, DriverUse, Flag, FlagView, HttpDefaults, InitContext,
+    InitError, Kind, Upstream,
+};
+use csi_workqueue::{ItemExponentialFailureRateLimiter, QueueConfig, WorkQueue};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::{
+    ApiClient, AttachController, CsiAttacher, CsiHandler, CsiHandlerConfig, CsiVolumeLister,
+    Handler, KubeListers, PV_QUEUE_NAME, StoreListers, SyncOutcome, TrivialHandler, VA_QUEUE_NAME,
+    VolumeLister,
+};
+
+/// Timeout of the start-up calls (GetPluginInfo, capabilities), as upstream's `csiTimeout`.
+const CSI_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often deleted VolumeAttachments are noticed (the shared watch does not broadcast
+/// deletions; see [`csi_kube::cache`]).
+const DELETION_CHECK: Duration = Duration::from_secs(1);
+
+/// The Event reason when a PersistentVolume would need CSI migration.
+pub const REASON_MIGRATION_UNSUPPORTED: &str = "MigrationUnsupported";
+
+/// external-attacher v4.12.0's own flags (the common ones are in
+/// [`csi_sidecar_runtime::kube::FLAGS`]).
+pub const FLAGS: &[Flag] = &[
+    Flag::new(
+        "resync",
+        Kind::Duration,
+        "10m",
+        "Resync interval of the controller.",
+    ),
+    Flag::new(
+        "timeout",
+        Kind::Duration,
+        "15s",
+        "Timeout for waiting for attaching or detaching the volume.",
+    )
+    .shared(),
+    Flag::new(
+        "retry-interval-start",
+        Kind::Duration,
+        "1s",
+        "Initial retry interval of failed provisioning or deletion. It doubles with each failure, up to retry-interval-max.",
+    )
+    .shared(),
+    Flag::new(
+        "retry-interval-max",
+        Kind::Duration,
+        "5m",
+        "Maximum retry interval of failed provisioning or deletion.",
+    )
+    .shared(),
+    Flag::new(
+        "worker-threads",
+        Kind::Int,
+        "10",
+        "Number of attacher worker threads",
+    )
+    .shared(),
+    Flag::new(
+        "max-entries",
+        Kind::Int,
+        "0",
+        "Max entries per each page in volume lister call, 0 means no limit.",
+    ),
+    Flag::new(
+        "default-fstype",
+        Kind::String,
+        "",
+        "The default filesystem type of the volume to publish. Defaults to empty string",
+    ),
+    Flag::new(
+        "reconcile-sync",
+        Kind::Duration,
+        "1m",
+        "Resync interval of the VolumeAttachment reconciler.",
+    ),
+    Flag::new(
+        "max-grpc-log-length",
+        Kind::Int,
+        "-1",
+        "The maximum amount of characters logged for every grpc responses. Defaults to no limit",
+    )
+    .process(),
+    Flag::new(
+        "feature-gates",
+        Kind::MapStringBool,
+        "",
+        "A set of key=value pairs that describe feature gates for alpha/experimental features. Options are: MutableCSINodeAllocatableCount, ReleaseLeaderElectionOnExit",
+    )
+    .process(),
+];
+
+/// external-attacher's feature gates.
+pub const FEATURES: &[FeatureSpec] = &[
+    FeatureSpec {
+        name: "ReleaseLeaderElectionOnExit",
+        default: false,
+        stage: Stage::Alpha,
+        locked_to_default: false,
+    },
+    FeatureSpec {
+        name: "MutableCSINodeAllocatableCount",
+        default: true,
+        stage: Stage::Ga,
+        locked_to_default: false,
+    },
+];
+
+/// The external-attacher component.
+pub static DESCRIPTOR: Descriptor = Descriptor {
+    name: "attacher",
+    aliases: &["external-attacher", "csi-attacher"],
+    disabled_by_default: false,
+    binary: "csi-attacher",
+    about: "Attaches and detaches volumes: VolumeAttachment -> ControllerPublishVolume",
+    upstream: Upstream {
+        repo: "kubernetes-csi/external-attacher",
+        version: "v4.12.0",
+    },
+    flag_groups: &[csi_sidecar_runtime::kube::FLAGS, FLAGS],
+    features: FEATURES,
+    driver: DriverUse::LongLived,
+    kube: Some(KubeUse {
+        lease_name,
+        user_agent: "csi-attacher",
+    }),
+    http: HttpDefaults {
+        default_port: None,
+        serves_metrics: true,
+    },
+    validate,
+    init,
+};
+
+/// Upstream's lease name before sanitizing: `external-attacher-leader-<driver>`.
+pub fn lease_name(driver: &str) -> String {
+    format!("external-attacher-leader-{driver}")
+}
+
+fn validate(flags: &FlagView) -> Result<Validated, String> {
+    if flags.int("worker-threads") <= 0 {
+        return Err("Option -worker-threads must be greater than zero".to_string());
+    }
+    Ok(Validated::Run)
+}
+
+fn init(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+    Box::pin(async move {
+        let shared = ctx.shared.clone();
+        let flags = ctx.flags.clone();
+        let timeout = flags.duration("timeout");
+
+        rpc::probe_forever(&shared.csi, timeout)
+            .await
+            .context("Failed to probe the CSI driver")?;
+        let driver = shared
+            .driver_name(Some(CSI_TIMEOUT))
+            .await
+            .context("Failed to get the CSI driver name")?;
+        let plugin = rpc::get_plugin_capabilities(&shared.csi, Some(CSI_TIMEOUT))
+            .await
+            .context("Failed to check if the CSI Driver supports the CONTROLLER_SERVICE")?;
+        let controller_caps = if plugin.contains(&PluginCapability::ControllerService) {
+            Some(
+                rpc::get_controller_capabilities(&shared.csi, Some(CSI_TIMEOUT))
+                    .await
+                    .context("Failed to controller capability check")?,
+            )
+        } else {
+            None
+        };
+        let caps = controller_caps.unwrap_or_default();
+        let supports_attach = caps.contains(&ControllerCapability::PublishUnpublishVolume);
+        let supports_list_published = caps.contains(&ControllerCapability::ListVolumes)
+            && caps.contains(&ControllerCapability::ListVolumesPublishedNodes);
+
+        let kube = shared.kube();
+        let client = kube
+            .client_for(&flags, "csi-attacher")
+            .map_err(anyhow::Error::from)?;
+        let all = Selector::all();
+        let (va_store, va_events) = kube
+            .caches
+            .subscribe::<VolumeAttachment>(&all)
+            .map_err(anyhow::Error::from)?;
+        let (pv_store, pv_events) = kube
+            .caches
+            .subscribe::<PersistentVolume>(&all)
+            .map_err(anyhow::Error::from)?;
+        // Upstream watches CSINodes only for the CSI handler.
+        let csi_nodes = if supports_attach {
+            Some(
+                kube.caches
+                    .store::<CSINode>(&all)
+                    .map_err(anyhow::Error::from)?,
+            )
+        } else {
+            None
+        };
+        let listers: Arc<dyn KubeListers> = Arc::new(StoreListers::new(
+            pv_store.clone(),
+            va_store.clone(),
+            csi_nodes,
+        ));
+        let api: Arc<dyn crate::KubeClient> =
+            Arc::new(ApiClient::new(client.clone()).with_field_manager("csi-attacher"));
+        let handler: Arc<dyn Handler> = if supports_attach {
+            info!("CSI driver supports ControllerPublishUnpublish, using real CSI handler");
+            let volume_lister: Option<Arc<dyn VolumeLister>> = supports_list_published.then(|| {
+                let max_entries = i32::try_from(flags.int("max-entries")).unwrap_or(i32::MAX);
+                Arc::new(CsiVolumeLister::new(shared.csi.clone(), max_entries)) as _
+            });
+            let mut config = CsiHandlerConfig::new(driver.clone());
+            config.timeout = timeout;
+            config.supports_publish_read_only =
+                caps.contains(&ControllerCapability::PublishReadonly);
+            config.supports_single_node_multi_writer =
+                caps.contains(&ControllerCapability::SingleNodeMultiWriter);
+            config.default_fs_type = flags.string("default-fstype");
+            config.attach_error_code = shared.features.enabled("MutableCSINodeAllocatableCount");
+            Arc::new(CsiHandler::new(
+                config,
+                api.clone(),
+                listers.clone(),
+                Arc::new(CsiAttacher::new(shared.csi.clone())),
+                volume_lister,
+            ))
+        } else {
+            if plugin.contains(&PluginCapability::ControllerService) {
+                info!(
+                    "CSI driver does not support ControllerPublishUnpublish, using trivial handler"
+                );
+            } else {
+                info!(
+                    "CSI driver does not support Plugin Controller Service, using trivial handler"
+                );
+            }
+            Arc::new(TrivialHandler::new(api.clone()))
+        };
+        if supports_list_published {
+            info!(
+                "CSI driver supports list volumes published nodes. Using capability to reconcile volume attachment objects with actual backend state"
+            );
+        }
+
+        let backoff = || {
+            ItemExponentialFailureRateLimiter::<String>::new(
+                flags.duration("retry-interval-start"),
+                flags.duration("retry-interval-max"),
+            )
+        };
+        let queue_config = |name: &str| {
+            let config = QueueConfig::new(name);
+            match shared.workqueue_metrics() {
+                Some(metrics) => config.metrics(metrics),
+                None => config,
+            }
+        };
+        let run = Run {
+            controller: Arc::new(AttachController::new(driver.clone(), handler, listers)),
+            va_queue: WorkQueue::with_config(backoff(), queue_config(VA_QUEUE_NAME)),
+            pv_queue: WorkQueue::with_config(backoff(), queue_config(PV_QUEUE_NAME)),
+            va_store,
+            pv_store,
+            recorder: kube.recorder(client, "csi-attacher"),
+            workers: usize::try_from(flags.int("worker-threads")).unwrap_or(1),
+            resync: flags.duration("resync"),
+            reconcile: supports_list_published.then(|| flags.duration("reconcile-sync")),
+            shutdown: shared.shutdown.clone(),
+        };
+        Ok(Controller::new(run.run(va_events, pv_events)))
+    })
+}
+
+/// Everything the running attacher needs.
+struct Run {
+    controller: Arc<AttachController>,
+    va_queue: WorkQueue<String>,
+    pv_queue: WorkQueue<String>,
+    va_store: Store<VolumeAttachment>,
+    pv_store: Store<PersistentVolume>,
+    recorder: Recorder,
+    workers: usize,
+    resync: Duration,
+    reconcile: Option<Duration>,
+    shutdown: CancellationToken,
+}
+
+impl Run {
+    async fn run(
+        self,
+        va_events: ReflectHandle<VolumeAttachment>,
+        pv_events: ReflectHandle<PersistentVolume>,
+    ) -> anyhow::Result<()> {
+        info!("Starting CSI attacher");
+        let this = Arc::new(self);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(this.clone().feed_volume_attachments(va_events));
+        tasks.spawn(this.clone().feed_persistent_volumes(pv_events));
+        tasks.spawn(this.clone().resync_loop());
+        if let Some(period) = this.reconcile {
+            tasks.spawn(this.clone().reconcile_loop(period));
+        }
+        for _ in 0..this.workers {
+            tasks.spawn(this.clone().va_worker());
+            tasks.spawn(this.clone().pv_worker());
+        }
+        this.shutdown.cancelled().await;
+        this.va_queue.shut_down();
+        this.pv_queue.shut_down();
+        while tasks.join_next().await.is_some() {}
+        info!("Shutting CSI attacher");
+        Ok(())
+    }
+
+    /// Turns the shared VolumeAttachment stream into queue keys, as upstream's add / update /
+    /// delete handlers: an update is compared with the version seen before, and a deletion
+    /// (which the shared stream does not carry) is noticed by the object leaving the store.
+    async fn feed_volume_attachments(self: Arc<Self>, events: ReflectHandle<VolumeAttachment>) {
+        let mut seen: HashMap<String, Arc<VolumeAttachment>> = HashMap::new();
+        let mut events = std::pin::pin!(events);
+        let mut check = tokio::time::interval(DELETION_CHECK);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                event = events.next() => {
+                    let Some(va) = event else { return };
+                    let name = va.metadata.name.clone().unwrap_or_default();
+                    let key = match seen.get(&name) {
+                        None => Some(self.controller.va_added(&va)),
+                        Some(old) => self.controller.va_updated(old, &va),
+                    };
+                    if let Some(key) = key {
+                        self.va_queue.add(key);
+                    }
+                    seen.insert(name, va);
+                }
+                _ = check.tick() => {
+                    let gone: Vec<String> = seen
+                        .keys()
+                        .filter(|name| self.va_store.get(&ObjectRef::new(name)).is_none())
+                        .cloned()
+                        .collect();
+                    for name in gone {
+                        if let Some(va) = seen.remove(&name)
+                            && let Some(pv) = self.controller.va_deleted(&va)
+                        {
+                            self.pv_queue.add(pv);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn feed_persistent_volumes(self: Arc<Self>, events: ReflectHandle<PersistentVolume>) {
+        let mut events = std::pin::pin!(events);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                event = events.next() => {
+                    let Some(pv) = event else { return };
+                    if let Some(key) = self.controller.pv_added(&pv) {
+                        self.pv_queue.add(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Upstream's informer resync: every `--resync`, every cached object is handled again as an
+    /// update with itself.
+    async fn resync_loop(self: Arc<Self>) {
+        if self.resync.is_zero() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.resync);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    for va in self.va_store.state() {
+                        if let Some(key) = self.controller.va_updated(&va, &va) {
+                            self.va_queue.add(key);
+                        }
+                    }
+                    for pv in self.pv_store.state() {
+                        if let Some(key) = self.controller.pv_updated(&pv, &pv) {
+                            self.pv_queue.add(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Upstream's `ReconcileVA` every `--reconcile-sync` (the driver lists published nodes).
+    async fn reconcile_loop(self: Arc<Self>, period: Duration) {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = ticker.tick() => match self.controller.reconcile_va().await {
+                    Ok(keys) => {
+                        for key in keys {
+                            self.va_queue.add(key);
+                        }
+                    }
+                    Err(err) => error!(%err, "Failed to reconcile VolumeAttachment"),
+                },
+            }
+        }
+    }
+
+    async fn va_worker(self: Arc<Self>) {
+        while let Some(key) = self.va_queue.get().await {
+            let outcome = self.controller.sync_va(&key).await;
+            self.settle(&self.va_queue, &key, outcome, true).await;
+        }
+    }
+
+    async fn pv_worker(self: Arc<Self>) {
+        while let Some(key) = self.pv_queue.get().await {
+            let outcome = self.controller.sync_pv(&key).await;
+            self.settle(&self.pv_queue, &key, outcome, false).await;
+        }
+    }
+
+    /// Applies a sync outcome to the queue, as upstream's `syncVA` / `syncPV` do.
+    async fn settle(
+        &self,
+        queue: &WorkQueue<String>,
+        key: &String,
+        outcome: SyncOutcome,
+        va: bool,
+    ) {
+        match outcome {
+            SyncOutcome::Done => {}
+            SyncOutcome::Forget => queue.forget(key),
+            SyncOutcome::Requeue(err) => {
+                if va && err.is_unsupported() {
+                    self.report_unsupported(key, &err.to_string()).await;
+                }
+                debug!(key, %err, "Requeueing with backoff");
+                queue.add_rate_limited(key.clone());
+            }
+        }
+        queue.done(key);
+    }
+
+    async fn report_unsupported(&self, va_name: &str, message: &str) {
+        if let Some(va) = self.va_store.get(&ObjectRef::new(va_name)) {
+            self.recorder
+                .record(
+                    va.as_ref(),
+                    EventType::Warning,
+                    REASON_MIGRATION_UNSUPPORTED,
+                    message,
+                )
+                .await;
+        }
+    }
+}
