@@ -8,6 +8,7 @@ mod ci;
 mod cluster;
 mod demo;
 mod e2e;
+mod rbac;
 mod tools;
 
 use anyhow::bail;
@@ -22,6 +23,7 @@ tasks:
   e2e     the end-to-end tests on the local control plane (starts and stops it if needed)
   demo    run csi-sidecars (livenessprobe + node-driver-registrar) against a mock CSI driver
           and a fake kubelet, and show what each step proves
+  rbac    generate sidecars/aio/deploy/rbac.yaml from the components' RBAC; --check: fail if stale
   tools   build/locate pinned test tools (etcd, kube-apiserver, ...): cargo xtask tools help
 ";
 
@@ -34,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         Some("cluster") => cluster::run(&rest),
         Some("demo") => demo::run(&rest),
         Some("e2e") => e2e::run(&rest),
+        Some("rbac") => rbac::run(&rest),
         Some("tools") => tools::run(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
