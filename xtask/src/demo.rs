@@ -1,8 +1,10 @@
 //! `cargo xtask demo`: `csi-sidecars` on a real API server and a real CSI driver, narrated.
 //!
 //! Brings the local control plane up (etcd, kube-apiserver, kube-controller-manager), starts a
-//! real CSI driver process and `csi-sidecars` with every controller that exists so far, plays
-//! the kubelet's plugin watcher, and shows what each step proves. The control plane stays up at
+//! real CSI driver process and `csi-sidecars` with every controller that exists so far
+//! (attacher, livenessprobe, node-driver-registrar), plays the kubelet's plugin watcher, attaches
+//! and detaches a volume through kube-controller-manager's VolumeAttachments, and shows what
+//! each step proves. The control plane stays up at
 //! the end so you can look around; the driver and `csi-sidecars` stop with the demo.
 
 use std::collections::BTreeMap;
@@ -14,9 +16,10 @@ use csi_proto::csi::v1 as csi;
 use csi_test_support::{
     ChildProcess, FakeKubelet, free_port, http_get, unix_channel, wait_for_path, wait_for_status,
 };
-use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec};
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec, VolumeAttachment};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
 use xshell::{Shell, cmd};
 
@@ -63,7 +66,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     say("Done. The control plane is still running; look around:");
     println!("    export KUBECONFIG={}", info.kubeconfig.display());
-    println!("    {} get nodes,csinodes -o wide", kubectl.display());
+    println!(
+        "    {} get nodes,csinodes,pv,pvc -o wide",
+        kubectl.display()
+    );
     println!("    {} get csinode {NODE} -o yaml", kubectl.display());
     println!("  and stop it with:");
     println!("    cargo xtask cluster down");
@@ -106,131 +112,318 @@ async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> 
         "    (Kubernetes' own e2e mock CSI driver; csi-driver-host-path cannot be built here)"
     );
 
-    let address = format!("127.0.0.1:{}", free_port());
+    let node_address = format!("127.0.0.1:{}", free_port());
+    let controller_address = format!("127.0.0.1:{}", free_port());
     let host_path = format!("/var/lib/kubelet/plugins/{DRIVER}/csi.sock");
-    let args = vec![
+    // As a driver is deployed: the controller side in a Deployment, the node side in a
+    // DaemonSet — two csi-sidecars processes, each with the controllers of its side.
+    let controller_args = vec![
+        format!("--csi-address=unix:{}", socket.display()),
+        "--controllers=attacher,livenessprobe".to_string(),
+        format!("--kubeconfig={}", info.kubeconfig.display()),
+        "--leader-election".to_string(),
+        "--leader-election-namespace=default".to_string(),
+        format!("--http-endpoint={controller_address}"),
+    ];
+    let node_args = vec![
         format!("--csi-address=unix:{}", socket.display()),
         "--controllers=livenessprobe,node-driver-registrar".to_string(),
         format!("--kubelet-registration-path={host_path}"),
         format!("--plugin-registration-path={}", registry_dir.display()),
-        format!("--http-endpoint={address}"),
+        format!("--http-endpoint={node_address}"),
     ];
-    say("Starting csi-sidecars with the node-side controllers");
-    println!("    csi-sidecars {}", args.join(" "));
-    let mut sidecars = ChildProcess::spawn(binary, &args)?;
-    let result = walk_through(
-        &socket,
-        &mut driver,
-        &mut sidecars,
-        &registry_dir,
-        &address,
+    say("Starting csi-sidecars twice, as a driver deploys it: controller side and node side");
+    println!("    controller: csi-sidecars {}", controller_args.join(" "));
+    println!("    node:       csi-sidecars {}", node_args.join(" "));
+    let mut controller = ChildProcess::spawn(binary, &controller_args)?;
+    let mut node = ChildProcess::spawn(binary, &node_args)?;
+    let mut demo = Demo {
+        socket: &socket,
+        driver: &mut driver,
+        controller: &mut controller,
+        node: &mut node,
+        registry_dir: &registry_dir,
+        controller_address: &controller_address,
+        node_address: &node_address,
         info,
-    )
-    .await;
+    };
+    let result = demo.walk_through().await;
     if result.is_err() {
-        println!("\ncsi-sidecars output:\n{}", sidecars.logs());
-        println!("\ndriver output:\n{}", driver.logs());
+        println!(
+            "\ncontroller-side csi-sidecars output:\n{}",
+            demo.controller.logs()
+        );
+        println!("\nnode-side csi-sidecars output:\n{}", demo.node.logs());
+        println!("\ndriver output:\n{}", demo.driver.logs());
     }
     result
 }
 
-async fn walk_through(
-    socket: &Path,
-    driver: &mut ChildProcess,
-    sidecars: &mut ChildProcess,
-    registry_dir: &Path,
-    address: &str,
-    info: &cluster::ClusterInfo,
-) -> anyhow::Result<()> {
-    let registration = registry_dir.join(format!("{DRIVER}-reg.sock"));
-    wait_for_path(&registration, WAIT).await?;
-    say("The registrar created its registration socket");
-    println!("    {}", registration.display());
-    proves("the driver's name came from GetPluginInfo over csi-sidecars' one driver connection");
+struct Demo<'a> {
+    socket: &'a Path,
+    driver: &'a mut ChildProcess,
+    controller: &'a mut ChildProcess,
+    node: &'a mut ChildProcess,
+    registry_dir: &'a Path,
+    controller_address: &'a str,
+    node_address: &'a str,
+    info: &'a cluster::ClusterInfo,
+}
 
-    say("A fake kubelet plugin watcher registers the driver (GetInfo, NotifyRegistrationStatus)");
-    let plugin = FakeKubelet::register(registry_dir, DRIVER, WAIT).await?;
-    println!(
-        "    GetInfo: type={} name={} endpoint={} versions={:?}",
-        plugin.r#type, plugin.name, plugin.endpoint, plugin.supported_versions
-    );
+impl Demo<'_> {
+    async fn walk_through(&mut self) -> anyhow::Result<()> {
+        let registry_dir = self.registry_dir;
+        let registration = registry_dir.join(format!("{DRIVER}-reg.sock"));
+        wait_for_path(&registration, WAIT).await?;
+        say("Node side: the registrar created its registration socket");
+        println!("    {}", registration.display());
+        proves(
+            "the driver's name came from GetPluginInfo over csi-sidecars' one driver connection",
+        );
 
-    say("As the kubelet does next: NodeGetInfo on the driver, then the Node and CSINode objects");
-    let mut node_client = csi::node_client::NodeClient::new(unix_channel(socket).await?);
-    let node_info = node_client
-        .node_get_info(csi::NodeGetInfoRequest {})
-        .await
-        .context("NodeGetInfo")?
-        .into_inner();
-    println!("    NodeGetInfo: node_id={}", node_info.node_id);
-    let client = crate::cluster::api::client(&info.kubeconfig).await?;
-    publish_node(&client, &node_info.node_id).await?;
-    println!(
-        "    created Node {NODE} and CSINode {NODE} (driver {DRIVER}, nodeID {})",
-        node_info.node_id
-    );
-    proves("the registration a real kubelet would make, visible in the API server");
+        say(
+            "A fake kubelet plugin watcher registers the driver (GetInfo, NotifyRegistrationStatus)",
+        );
+        let plugin = FakeKubelet::register(registry_dir, DRIVER, WAIT).await?;
+        println!(
+            "    GetInfo: type={} name={} endpoint={} versions={:?}",
+            plugin.r#type, plugin.name, plugin.endpoint, plugin.supported_versions
+        );
 
-    say("One /healthz for both controllers");
-    let body = wait_for_status(address, "/healthz?verbose", 200, WAIT).await?;
-    show(&body);
-    proves("one HTTP server, a named check per controller");
+        say(
+            "As the kubelet does next: NodeGetInfo on the driver, then the Node and CSINode objects",
+        );
+        let mut node_client = csi::node_client::NodeClient::new(unix_channel(self.socket).await?);
+        let node_info = node_client
+            .node_get_info(csi::NodeGetInfoRequest {})
+            .await
+            .context("NodeGetInfo")?
+            .into_inner();
+        println!("    NodeGetInfo: node_id={}", node_info.node_id);
+        let client = crate::cluster::api::client(&self.info.kubeconfig).await?;
+        publish_node(&client, &node_info.node_id).await?;
+        println!(
+            "    created Node {NODE} and CSINode {NODE} (driver {DRIVER}, nodeID {})",
+            node_info.node_id
+        );
+        proves("the registration a real kubelet would make, visible in the API server");
 
-    say("The driver process dies: the livenessprobe check fails, the registrar's does not");
-    driver.signal("KILL")?;
-    driver.wait(WAIT).await?;
-    let body = wait_for_status(address, "/healthz/livenessprobe", 500, WAIT).await?;
-    println!("    /healthz/livenessprobe: HTTP 500 {body}");
-    let (_, body) = http_get(address, "/healthz/node-driver-registrar").await?;
-    println!("    /healthz/node-driver-registrar: {body}");
-    proves(
-        "the kubelet's liveness probe would restart the driver container, as with upstream's livenessprobe",
-    );
-
-    say(
-        "The kubelet rejects a registration: csi-sidecars keeps running and offers the socket again",
-    );
-    let kubelet = FakeKubelet::connect(&registration).await?;
-    kubelet
-        .notify_registration_status(false, "demo: simulated rejection")
-        .await
-        .context("NotifyRegistrationStatus")?;
-    drop(kubelet);
-    let body = wait_for_status(address, "/healthz/node-driver-registrar", 500, WAIT).await?;
-    println!("    /healthz/node-driver-registrar: HTTP 500 {body}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    wait_for_path(&registration, WAIT).await?;
-    FakeKubelet::register(registry_dir, DRIVER, WAIT).await?;
-    wait_for_status(address, "/healthz/node-driver-registrar", 200, WAIT).await?;
-    println!("    registered again; /healthz/node-driver-registrar: HTTP 200 ok");
-    proves(
-        "one controller's failure does not restart the others (upstream's registrar would exit 1)",
-    );
-
-    say("One metrics registry, in the Go client's format");
-    let (_, metrics) = http_get(address, "/metrics").await?;
-    let interesting: Vec<&str> = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("csi_sidecar_operations_seconds_count")
-                || l.starts_with("csi_sidecars_controller_enabled")
-                || l.starts_with("process_resident_memory_bytes")
+        say("Controller side: leader election, then the attacher's watches");
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+        let lease_name = "csi-sidecars-demo-csi-k8s-io";
+        let holder = wait_for(|| async {
+            leases
+                .get_opt(lease_name)
+                .await
+                .ok()??
+                .spec?
+                .holder_identity
         })
-        .collect();
-    show(&interesting.join("\n"));
-    proves("dashboards built on upstream's csi_sidecar_operations_seconds keep working");
+        .await
+        .context("the controller side never took its lease")?;
+        println!("    Lease default/{lease_name} held by {holder}");
+        let body = wait_for_status(self.controller_address, "/healthz?verbose", 200, WAIT).await?;
+        show(&body);
+        proves("one lease for the whole process; /healthz/leader-election as upstream serves it");
 
-    say("SIGTERM: graceful shutdown");
-    sidecars.signal("TERM")?;
-    let status = sidecars.wait(WAIT).await?;
-    println!(
-        "    {status}; registration socket present: {}",
-        registration.exists()
-    );
-    if !status.success() || registration.exists() {
-        bail!("csi-sidecars did not shut down cleanly");
+        say("Node side: one /healthz for both node controllers");
+        let body = wait_for_status(self.node_address, "/healthz?verbose", 200, WAIT).await?;
+        show(&body);
+        proves("one HTTP server, a named check per controller");
+
+        say(
+            "A pod on that node uses a CSI volume: kube-controller-manager creates a VolumeAttachment",
+        );
+        create_volume_and_pod(&client).await?;
+        let attachments: Api<VolumeAttachment> = Api::all(client.clone());
+        let va = wait_for(|| async {
+            attachments
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|va| {
+                    va.spec.source.persistent_volume_name.as_deref() == Some(PV)
+                        && va.status.as_ref().is_some_and(|s| s.attached)
+                })
+        })
+        .await
+        .context("the VolumeAttachment was not attached")?;
+        println!(
+            "    VolumeAttachment {} attached=true, metadata {:?}, finalizers {:?}",
+            va.metadata.name.as_deref().unwrap_or_default(),
+            va.status
+                .as_ref()
+                .and_then(|s| s.attachment_metadata.clone())
+                .unwrap_or_default(),
+            va.metadata.finalizers.clone().unwrap_or_default()
+        );
+        proves(
+            "the attacher called ControllerPublishVolume and recorded the result, as external-attacher does",
+        );
+
+        say("The pod goes away: the volume is detached and the VolumeAttachment deleted");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        pods.delete(POD, &DeleteParams::default().grace_period(0))
+            .await?;
+        let va_name = va.metadata.name.clone().unwrap_or_default();
+        wait_for(|| async {
+            match attachments.get_opt(&va_name).await {
+                Ok(None) => Some(()),
+                _ => None,
+            }
+        })
+        .await
+        .context("the VolumeAttachment was not detached")?;
+        println!(
+            "    VolumeAttachment {va_name} is gone (ControllerUnpublishVolume, finalizer removed)"
+        );
+
+        say("Controller side metrics, in the Go client's format");
+        let (_, metrics) = http_get(self.controller_address, "/metrics").await?;
+        let interesting: Vec<&str> = metrics
+            .lines()
+            .filter(|l| {
+                (l.starts_with("csi_sidecar_operations_seconds_count") && l.contains("Publish"))
+                    || l.starts_with("workqueue_adds_total")
+                    || l.starts_with("leader_election_master_status")
+                    || l.starts_with("csi_sidecars_controller_enabled")
+                    || l.starts_with("process_resident_memory_bytes")
+            })
+            .collect();
+        show(&interesting.join("\n"));
+        proves("upstream's metric names, labels and queue names: dashboards keep working");
+
+        say(
+            "The kubelet rejects a registration: the node side keeps running and offers the socket again",
+        );
+        let kubelet = FakeKubelet::connect(&registration).await?;
+        kubelet
+            .notify_registration_status(false, "demo: simulated rejection")
+            .await
+            .context("NotifyRegistrationStatus")?;
+        drop(kubelet);
+        let body = wait_for_status(
+            self.node_address,
+            "/healthz/node-driver-registrar",
+            500,
+            WAIT,
+        )
+        .await?;
+        println!("    /healthz/node-driver-registrar: HTTP 500 {body}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        wait_for_path(&registration, WAIT).await?;
+        FakeKubelet::register(registry_dir, DRIVER, WAIT).await?;
+        wait_for_status(
+            self.node_address,
+            "/healthz/node-driver-registrar",
+            200,
+            WAIT,
+        )
+        .await?;
+        println!("    registered again; /healthz/node-driver-registrar: HTTP 200 ok");
+        proves(
+            "one controller's failure does not restart the others (upstream's registrar would exit 1)",
+        );
+
+        say("The driver process dies");
+        self.driver.signal("KILL")?;
+        self.driver.wait(WAIT).await?;
+        let body = wait_for_status(self.node_address, "/healthz/livenessprobe", 500, WAIT).await?;
+        println!("    node side: /healthz/livenessprobe HTTP 500 {body}");
+        let status = self.controller.wait(WAIT).await?;
+        let said = self
+            .controller
+            .logs()
+            .lines()
+            .find(|l| l.contains("Lost connection to CSI driver, exiting"))
+            .unwrap_or_default()
+            .to_string();
+        println!("    controller side: {status}");
+        println!("    {said}");
+        proves(
+            "as upstream: the node side's probe fails so the kubelet restarts the driver; the attacher side exits (termination message written) and is restarted",
+        );
+
+        say("SIGTERM on the node side: graceful shutdown");
+        self.node.signal("TERM")?;
+        let status = self.node.wait(WAIT).await?;
+        println!(
+            "    {status}; registration socket present: {}",
+            registration.exists()
+        );
+        if !status.success() || registration.exists() {
+            bail!("csi-sidecars did not shut down cleanly");
+        }
+        proves("the socket is removed on shutdown, so the kubelet deregisters the driver");
+        Ok(())
     }
-    proves("the socket is removed on shutdown, so the kubelet deregisters the driver");
+}
+
+const PV: &str = "demo-pv";
+const PVC: &str = "demo-pvc";
+const POD: &str = "demo-pod";
+
+/// Polls `check` every 200 ms until it returns `Some`, for at most [`WAIT`].
+async fn wait_for<T, F, Fut>(mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// A pre-bound CSI PersistentVolume (volume "1" exists in the mock driver), its claim, and a
+/// pod on the demo node that uses it.
+async fn create_volume_and_pod(client: &Client) -> anyhow::Result<()> {
+    let params = PatchParams::apply("csi-sidecars-demo").force();
+    let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": PV},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "claimRef": {"namespace": "default", "name": PVC},
+            "csi": {"driver": DRIVER, "volumeHandle": "1"}
+        }
+    }))?;
+    Api::<PersistentVolume>::all(client.clone())
+        .patch(PV, &params, &Patch::Apply(&pv))
+        .await?;
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": PVC, "namespace": "default"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "volumeName": PV,
+            "resources": {"requests": {"storage": "1Gi"}}
+        }
+    }))?;
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default")
+        .patch(PVC, &params, &Patch::Apply(&pvc))
+        .await?;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": POD, "namespace": "default"},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{"name": "app", "image": "busybox"}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": PVC}}]
+        }
+    }))?;
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .patch(POD, &params, &Patch::Apply(&pod))
+        .await?;
     Ok(())
 }
 

@@ -23,9 +23,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use csi_test_support::{ChildProcess, wait_for_path};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, ServiceAccount};
-use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{
+    CSIPersistentVolumeSource, Container, Event, Namespace, Node, ObjectReference,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, Pod, PodSpec, ServiceAccount, Volume,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec, VolumeAttachment};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
+    PatchParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -440,5 +449,759 @@ where
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The control plane's state directory and the API server's audit log
+
+/// The environment variable `cargo xtask e2e` sets to the control plane's state directory
+/// (`target/cluster`): logs, and the audit log in `logs/audit.log`.
+pub const STATE_DIR_ENV: &str = "CSI_E2E_STATE_DIR";
+
+impl E2eEnv {
+    /// The control plane's state directory (`CSI_E2E_STATE_DIR`, set by `cargo xtask e2e`).
+    pub fn state_dir(&self) -> anyhow::Result<PathBuf> {
+        std::env::var_os(STATE_DIR_ENV)
+            .map(PathBuf::from)
+            .with_context(|| {
+                format!(
+                    "{STATE_DIR_ENV} is not set; the end-to-end tests run against the local \
+                     control plane: use `cargo xtask e2e`"
+                )
+            })
+    }
+
+    /// The API server's audit log (`<state>/logs/audit.log`, Metadata level, one JSON
+    /// `audit.k8s.io/v1` Event a line).
+    pub fn audit_log(&self) -> anyhow::Result<AuditLog> {
+        let path = self.state_dir()?.join("logs").join("audit.log");
+        if !path.exists() {
+            bail!(
+                "{} does not exist: the API server runs without the audit log `cargo xtask \
+                 cluster up` configures",
+                path.display()
+            );
+        }
+        Ok(AuditLog::at(path))
+    }
+}
+
+/// The user name the API server gives a ServiceAccount's tokens.
+pub fn service_account_username(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
+}
+
+/// One line of the audit log: the fields the tests look at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// `auditID`: one per request; a long-running request (a watch) is logged once when its
+    /// response starts and once when it ends.
+    pub audit_id: String,
+    /// `stage`: `ResponseStarted`, `ResponseComplete` or `Panic` (`RequestReceived` is omitted
+    /// by our audit policy).
+    pub stage: String,
+    /// `verb`: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, ...
+    pub verb: String,
+    /// `user.username`.
+    pub username: String,
+    /// `userAgent`.
+    pub user_agent: String,
+    /// `objectRef.apiGroup` (empty for the core group).
+    pub api_group: String,
+    /// `objectRef.resource` (`volumeattachments`).
+    pub resource: String,
+    /// `objectRef.subresource` (`status`).
+    pub subresource: String,
+    /// `objectRef.namespace`.
+    pub namespace: String,
+    /// `objectRef.name`.
+    pub name: String,
+    /// `responseStatus.code`.
+    pub code: Option<u16>,
+    /// `responseStatus.message` (set on failures).
+    pub message: String,
+    /// `requestURI`.
+    pub request_uri: String,
+}
+
+impl AuditEvent {
+    /// Parses one line; `None` for anything that is not a JSON object (such as a last line
+    /// the API server is still writing).
+    pub fn parse(line: &str) -> Option<AuditEvent> {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        let text = |pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Some(AuditEvent {
+            audit_id: text("/auditID"),
+            stage: text("/stage"),
+            verb: text("/verb"),
+            username: text("/user/username"),
+            user_agent: text("/userAgent"),
+            api_group: text("/objectRef/apiGroup"),
+            resource: text("/objectRef/resource"),
+            subresource: text("/objectRef/subresource"),
+            namespace: text("/objectRef/namespace"),
+            name: text("/objectRef/name"),
+            code: value
+                .pointer("/responseStatus/code")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok()),
+            message: text("/responseStatus/message"),
+            request_uri: text("/requestURI"),
+        })
+    }
+
+    /// `resource` or `resource/subresource`.
+    pub fn resource_path(&self) -> String {
+        if self.subresource.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.resource, self.subresource)
+        }
+    }
+}
+
+impl std::fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} by {} ({}) -> {}",
+            self.verb,
+            self.request_uri,
+            self.username,
+            self.user_agent,
+            self.code.map_or_else(|| "?".to_string(), |c| c.to_string())
+        )?;
+        if !self.message.is_empty() {
+            write!(f, " {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// The API server's audit log, read afresh on every call.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// The audit log at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> AuditLog {
+        AuditLog { path: path.into() }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every event logged so far, oldest first.
+    pub fn events(&self) -> anyhow::Result<Vec<AuditEvent>> {
+        let bytes = std::fs::read(&self.path)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(AuditEvent::parse)
+            .collect())
+    }
+
+    /// One event per request (audit ID) that `filter` accepts, the last stage logged so far,
+    /// in the order the requests were first logged.
+    pub fn requests(
+        &self,
+        filter: impl Fn(&AuditEvent) -> bool,
+    ) -> anyhow::Result<Vec<AuditEvent>> {
+        let mut order: Vec<String> = Vec::new();
+        let mut latest: BTreeMap<String, AuditEvent> = BTreeMap::new();
+        for event in self.events()?.into_iter().filter(|e| filter(e)) {
+            if !latest.contains_key(&event.audit_id) {
+                order.push(event.audit_id.clone());
+            }
+            latest.insert(event.audit_id.clone(), event);
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|id| latest.remove(&id))
+            .collect())
+    }
+
+    /// The watch requests whose user agent starts with `user_agent_prefix` (and, with
+    /// `username`, made by that user), counted per resource (`resource` or
+    /// `resource/subresource`).
+    pub fn watches_per_resource(
+        &self,
+        user_agent_prefix: &str,
+        username: Option<&str>,
+    ) -> anyhow::Result<BTreeMap<String, usize>> {
+        let watches = self.requests(|e| {
+            e.verb == "watch"
+                && e.user_agent.starts_with(user_agent_prefix)
+                && username.is_none_or(|u| e.username == u)
+        })?;
+        let mut counts = BTreeMap::new();
+        for watch in watches {
+            *counts.entry(watch.resource_path()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// The requests of `username` that were answered 403 Forbidden.
+    pub fn forbidden(&self, username: &str) -> anyhow::Result<Vec<AuditEvent>> {
+        self.requests(|e| e.username == username && e.code == Some(403))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC manifests
+
+/// Kinds [`apply_rbac_manifest`] applies, and whether they are namespaced.
+const RBAC_KINDS: &[(&str, bool)] = &[
+    ("ServiceAccount", true),
+    ("Role", true),
+    ("RoleBinding", true),
+    ("ClusterRole", false),
+    ("ClusterRoleBinding", false),
+];
+
+/// One object [`apply_rbac_manifest`] applied.
+#[derive(Clone, Debug)]
+pub struct AppliedObject {
+    /// Its kind (`ClusterRole`).
+    pub kind: String,
+    /// Its namespace, for namespaced kinds.
+    pub namespace: Option<String>,
+    /// Its name as applied (cluster-scoped objects get a suffix).
+    pub name: String,
+    /// Its name in the manifest.
+    pub manifest_name: String,
+    resource: ApiResource,
+}
+
+/// What [`apply_rbac_manifest`] applied; [`AppliedManifest::delete`] removes it again.
+pub struct AppliedManifest {
+    client: Client,
+    /// The objects, in manifest order.
+    pub objects: Vec<AppliedObject>,
+}
+
+impl std::fmt::Debug for AppliedManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppliedManifest")
+            .field("objects", &self.objects)
+            .finish()
+    }
+}
+
+impl AppliedManifest {
+    /// The applied objects of `kind`.
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a AppliedObject> + 'a {
+        self.objects.iter().filter(move |o| o.kind == kind)
+    }
+
+    /// The name of the manifest's only ServiceAccount.
+    pub fn service_account(&self) -> anyhow::Result<&str> {
+        let accounts: Vec<&AppliedObject> = self.of_kind("ServiceAccount").collect();
+        match accounts.as_slice() {
+            [one] => Ok(&one.name),
+            other => bail!(
+                "the manifest has {} ServiceAccounts, expected exactly one",
+                other.len()
+            ),
+        }
+    }
+
+    /// Deletes every applied object (newest first), ignoring those already gone.
+    pub async fn delete(self) -> anyhow::Result<()> {
+        for object in self.objects.iter().rev() {
+            let api: Api<DynamicObject> = match &object.namespace {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &object.resource),
+                None => Api::all_with(self.client.clone(), &object.resource),
+            };
+            match api.delete(&object.name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("deleting {} {}", object.kind, object.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies the RBAC manifest at `path` (multi-document YAML: ServiceAccounts, Roles,
+/// RoleBindings, ClusterRoles, ClusterRoleBindings) with server-side apply as the admin,
+/// isolated for one test:
+///
+/// - namespaced objects go into `namespace` (the shipped manifests say `default`), and so do
+///   the ServiceAccount subjects of every binding;
+/// - cluster-scoped objects are named `<name>-<namespace>`, and bindings that refer to a
+///   ClusterRole of the manifest refer to the renamed one.
+///
+/// The rules themselves are applied unchanged: what the test checks is the shipped RBAC.
+pub async fn apply_rbac_manifest(
+    client: &Client,
+    path: &Path,
+    namespace: &str,
+) -> anyhow::Result<AppliedManifest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let documents = parse_yaml_documents(&text)
+        .with_context(|| format!("parsing {} as YAML", path.display()))?;
+    let cluster_roles: Vec<String> = documents
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole")
+        .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let suffixed = |name: &str| format!("{name}-{namespace}");
+
+    let mut applied = AppliedManifest {
+        client: client.clone(),
+        objects: Vec::new(),
+    };
+    for mut document in documents {
+        let api_version = document["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = document["kind"].as_str().unwrap_or_default().to_string();
+        let manifest_name = document["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let Some(&(_, namespaced)) = RBAC_KINDS.iter().find(|(k, _)| *k == kind) else {
+            bail!(
+                "{}: {kind} {manifest_name:?} is not an RBAC kind this helper applies",
+                path.display()
+            );
+        };
+        if manifest_name.is_empty() {
+            bail!("{}: a {kind} without a name", path.display());
+        }
+        let name = if namespaced {
+            document["metadata"]["namespace"] = namespace.into();
+            manifest_name.clone()
+        } else {
+            suffixed(&manifest_name)
+        };
+        document["metadata"]["name"] = name.clone().into();
+        if let Some(subjects) = document["subjects"].as_array_mut() {
+            for subject in subjects {
+                if subject["kind"] == "ServiceAccount" {
+                    subject["namespace"] = namespace.into();
+                }
+            }
+        }
+        if document["roleRef"]["kind"] == "ClusterRole"
+            && let Some(role) = document["roleRef"]["name"].as_str()
+            && cluster_roles.iter().any(|r| r == role)
+        {
+            document["roleRef"]["name"] = suffixed(role).into();
+        }
+
+        let (group, version) = match api_version.split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", api_version.as_str()),
+        };
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind));
+        let api: Api<DynamicObject> = if namespaced {
+            Api::namespaced_with(client.clone(), namespace, &resource)
+        } else {
+            Api::all_with(client.clone(), &resource)
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("csi-e2e").force(),
+            &Patch::Apply(&document),
+        )
+        .await
+        .with_context(|| format!("applying {kind} {name} from {}", path.display()))?;
+        applied.objects.push(AppliedObject {
+            kind,
+            namespace: namespaced.then(|| namespace.to_string()),
+            name,
+            manifest_name,
+            resource,
+        });
+    }
+    if applied.objects.is_empty() {
+        bail!("{} holds no objects", path.display());
+    }
+    Ok(applied)
+}
+
+/// The non-empty documents of a multi-document YAML text, as JSON values.
+pub fn parse_yaml_documents(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    use serde::Deserialize as _;
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(document)?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSI volumes, claims and pods the attach/detach controller acts on
+
+/// A CSI PersistentVolume and the claim bound to it.
+#[derive(Clone, Debug)]
+pub struct CsiVolume {
+    /// The claim's namespace.
+    pub namespace: String,
+    /// The claim's name.
+    pub claim: String,
+    /// The PersistentVolume's name (`<namespace>-<claim>`, cluster-wide unique).
+    pub pv: String,
+    /// `spec.csi.driver`.
+    pub driver: String,
+    /// `spec.csi.volumeHandle`.
+    pub volume_handle: String,
+}
+
+/// Creates a CSI PersistentVolume (`spec.csi.driver = driver`, `volumeHandle`, 1Gi,
+/// ReadWriteOnce, Retain, no class) pre-bound to a claim `name` in `namespace`, and that
+/// claim, and waits (at most `timeout`) until kube-controller-manager has bound them.
+pub async fn create_bound_csi_volume(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    driver: &str,
+    volume_handle: &str,
+    timeout: Duration,
+) -> anyhow::Result<CsiVolume> {
+    let volume = CsiVolume {
+        namespace: namespace.to_string(),
+        claim: name.to_string(),
+        pv: format!("{namespace}-{name}"),
+        driver: driver.to_string(),
+        volume_handle: volume_handle.to_string(),
+    };
+    let storage = BTreeMap::from([("storage".to_string(), Quantity("1Gi".to_string()))]);
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    pvs.create(
+        &PostParams::default(),
+        &PersistentVolume {
+            metadata: ObjectMeta {
+                name: Some(volume.pv.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PersistentVolumeSpec {
+                capacity: Some(storage.clone()),
+                access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+                persistent_volume_reclaim_policy: Some("Retain".to_string()),
+                storage_class_name: Some(String::new()),
+                claim_ref: Some(ObjectReference {
+                    namespace: Some(namespace.to_string()),
+                    name: Some(name.to_string()),
+                    ..ObjectReference::default()
+                }),
+                csi: Some(CSIPersistentVolumeSource {
+                    driver: driver.to_string(),
+                    volume_handle: volume_handle.to_string(),
+                    fs_type: Some("ext4".to_string()),
+                    ..CSIPersistentVolumeSource::default()
+                }),
+                ..PersistentVolumeSpec::default()
+            }),
+            ..PersistentVolume::default()
+        },
+    )
+    .await
+    .with_context(|| format!("creating PersistentVolume {}", volume.pv))?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    claims
+        .create(
+            &PostParams::default(),
+            &PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+                    storage_class_name: Some(String::new()),
+                    volume_name: Some(volume.pv.clone()),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(storage),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            },
+        )
+        .await
+        .with_context(|| format!("creating PersistentVolumeClaim {namespace}/{name}"))?;
+    wait_until(
+        &format!("claim {namespace}/{name} to be Bound to {}", volume.pv),
+        timeout,
+        || async {
+            let claim = claims.get(name).await.ok()?;
+            (claim.status?.phase.as_deref() == Some("Bound")).then_some(())
+        },
+        || describe_events(client, namespace),
+    )
+    .await?;
+    Ok(volume)
+}
+
+/// Creates a pod on `node` (`spec.nodeName`; no kubelet runs it) that mounts `claim`. Waits
+/// first for the namespace's `default` ServiceAccount, which the ServiceAccount admission
+/// plugin requires.
+pub async fn create_pod_on_node(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    node: &str,
+    claim: &str,
+) -> anyhow::Result<Pod> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    wait_until(
+        &format!("the default ServiceAccount of namespace {namespace}"),
+        Duration::from_secs(60),
+        || async { accounts.get_opt("default").await.ok().flatten() },
+        || describe_events(client, namespace),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.to_string()),
+            automount_service_account_token: Some(false),
+            termination_grace_period_seconds: Some(0),
+            containers: vec![Container {
+                name: "c".to_string(),
+                // Never pulled: no kubelet runs this pod.
+                image: Some("pause".to_string()),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "data".to_string(),
+                    mount_path: "/data".to_string(),
+                    ..VolumeMount::default()
+                }]),
+                ..Container::default()
+            }],
+            volumes: Some(vec![Volume {
+                name: "data".to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.to_string(),
+                    read_only: None,
+                }),
+                ..Volume::default()
+            }]),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .with_context(|| format!("creating pod {namespace}/{name} on node {node}"))
+}
+
+/// Deletes a pod at once (grace period 0): no kubelet would ever confirm a graceful
+/// deletion. A pod already gone is fine.
+pub async fn force_delete_pod(client: &Client, namespace: &str, name: &str) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match pods
+        .delete(
+            name,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            },
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("deleting pod {namespace}/{name}")),
+    }
+}
+
+/// Deletes the claim and then the PersistentVolume, ignoring those already gone (neither
+/// waits for finalizers).
+pub async fn delete_csi_volume(client: &Client, volume: &CsiVolume) -> anyhow::Result<()> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &volume.namespace);
+    match claims.delete(&volume.claim, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(err) => return Err(err).context("deleting the claim"),
+    }
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    match pvs.delete(&volume.pv, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(err).context("deleting the PersistentVolume"),
+    }
+}
+
+/// The VolumeAttachments whose source is the PersistentVolume `pv` (kube-controller-manager
+/// names them `csi-<sha256(volumeHandle + driver + node)>`).
+pub async fn volume_attachments_of(
+    client: &Client,
+    pv: &str,
+) -> anyhow::Result<Vec<VolumeAttachment>> {
+    let attachments: Api<VolumeAttachment> = Api::all(client.clone());
+    Ok(attachments
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|va| va.spec.source.persistent_volume_name.as_deref() == Some(pv))
+        .collect())
+}
+
+/// The VolumeAttachments of `attacher` (`spec.attacher`), one line each: name, PV, node,
+/// attached, finalizers, deletion, errors. For failure messages.
+pub async fn describe_volume_attachments(client: &Client, attacher: &str) -> String {
+    let attachments: Api<VolumeAttachment> = Api::all(client.clone());
+    match attachments.list(&ListParams::default()).await {
+        Ok(list) => {
+            let mut lines: Vec<String> = list
+                .items
+                .iter()
+                .filter(|va| va.spec.attacher == attacher)
+                .map(describe_volume_attachment)
+                .collect();
+            if lines.is_empty() {
+                lines.push(format!("(no VolumeAttachments of {attacher})"));
+            }
+            lines.join("\n")
+        }
+        Err(err) => format!("(listing VolumeAttachments failed: {err})"),
+    }
+}
+
+/// One line about a VolumeAttachment.
+pub fn describe_volume_attachment(va: &VolumeAttachment) -> String {
+    let status = va.status.as_ref();
+    format!(
+        "VolumeAttachment {} pv={} node={} attached={} metadata={:?} finalizers={:?} \
+         deleting={} attachError={:?} detachError={:?}",
+        va.metadata.name.as_deref().unwrap_or("?"),
+        va.spec
+            .source
+            .persistent_volume_name
+            .as_deref()
+            .unwrap_or("-"),
+        va.spec.node_name,
+        status.is_some_and(|s| s.attached),
+        status.and_then(|s| s.attachment_metadata.as_ref()),
+        va.metadata.finalizers.as_deref().unwrap_or_default(),
+        va.metadata.deletion_timestamp.is_some(),
+        status
+            .and_then(|s| s.attach_error.as_ref())
+            .and_then(|e| e.message.as_deref()),
+        status
+            .and_then(|s| s.detach_error.as_ref())
+            .and_then(|e| e.message.as_deref()),
+    )
+}
+
+/// One line about a PersistentVolume (phase, claim, finalizers, deletion), or why there is
+/// none.
+pub async fn describe_persistent_volume(client: &Client, name: &str) -> String {
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    match pvs.get_opt(name).await {
+        Ok(Some(pv)) => format!(
+            "PersistentVolume {name} phase={:?} finalizers={:?} deleting={}",
+            pv.status.as_ref().and_then(|s| s.phase.as_deref()),
+            pv.metadata.finalizers.as_deref().unwrap_or_default(),
+            pv.metadata.deletion_timestamp.is_some()
+        ),
+        Ok(None) => format!("PersistentVolume {name} is gone"),
+        Err(err) => format!("(reading PersistentVolume {name} failed: {err})"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Talking to the driver process
+
+/// One gRPC call the driver process logged (a `gRPCCall:` line on its stderr).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverCall {
+    /// The full method, `/csi.v1.Controller/ControllerPublishVolume`.
+    pub method: String,
+    /// The error it answered, empty on success.
+    pub error: String,
+}
+
+impl DriverCall {
+    /// The method's last path element, `ControllerPublishVolume`.
+    pub fn short_method(&self) -> &str {
+        self.method.rsplit('/').next().unwrap_or(&self.method)
+    }
+}
+
+impl DriverProcess {
+    /// Creates a volume named `name` in the driver (CreateVolume, single-node-writer mount
+    /// capability) and returns its ID: the mock driver publishes only volumes it knows (its
+    /// three built-in ones, `1` to `3`, and those created).
+    pub async fn create_volume(&self, name: &str) -> anyhow::Result<String> {
+        use csi_proto::csi::v1::controller_client::ControllerClient;
+        use csi_proto::csi::v1::volume_capability::{
+            AccessMode, AccessType, MountVolume, access_mode::Mode,
+        };
+        use csi_proto::csi::v1::{CreateVolumeRequest, VolumeCapability};
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let request = CreateVolumeRequest {
+            name: name.to_string(),
+            volume_capabilities: vec![VolumeCapability {
+                access_mode: Some(AccessMode {
+                    mode: Mode::SingleNodeWriter as i32,
+                }),
+                access_type: Some(AccessType::Mount(MountVolume::default())),
+            }],
+            ..CreateVolumeRequest::default()
+        };
+        let response = ControllerClient::new(channel)
+            .create_volume(request)
+            .await
+            .with_context(|| format!("CreateVolume {name:?}"))?
+            .into_inner();
+        let id = response
+            .volume
+            .map(|v| v.volume_id)
+            .filter(|id| !id.is_empty())
+            .with_context(|| format!("CreateVolume {name:?} returned no volume ID"))?;
+        Ok(id)
+    }
+
+    /// The gRPC calls the driver logged so far, oldest first.
+    pub fn grpc_calls(&self) -> Vec<DriverCall> {
+        self.logs()
+            .lines()
+            .filter_map(|line| {
+                let json = line.split_once("gRPCCall: ")?.1;
+                let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+                Some(DriverCall {
+                    method: value["Method"].as_str()?.to_string(),
+                    error: value["Error"].as_str().unwrap_or_default().to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// How many times `method` (short name, `ControllerPublishVolume`) was called.
+    pub fn calls_to(&self, method: &str) -> usize {
+        self.grpc_calls()
+            .iter()
+            .filter(|c| c.short_method() == method)
+            .count()
     }
 }
