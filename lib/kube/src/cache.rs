@@ -377,6 +377,67 @@ mod tests {
         );
     }
 
+    fn registry() -> Caches {
+        // Nothing is sent before `start`: any address will do.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        Caches::new(Client::try_from(config).unwrap())
+    }
+
+    #[tokio::test]
+    async fn one_watch_per_type_and_selector_whatever_the_number_of_controllers() {
+        let caches = registry();
+        let all = Selector::all();
+        // Two controllers subscribe to VolumeAttachments, one reads PersistentVolumes, another
+        // subscribes to them: two watches.
+        let (_va_store_1, _va_events_1) = caches
+            .subscribe::<k8s_openapi::api::storage::v1::VolumeAttachment>(&all)
+            .unwrap();
+        let (_va_store_2, _va_events_2) = caches
+            .subscribe::<k8s_openapi::api::storage::v1::VolumeAttachment>(&all)
+            .unwrap();
+        let _pv_store = caches.store::<PersistentVolume>(&all).unwrap();
+        let (_pv_store_2, _pv_events) = caches.subscribe::<PersistentVolume>(&all).unwrap();
+        assert_eq!(caches.watch_count(), 2);
+        // Another selector is another watch.
+        let _labelled = caches
+            .store::<PersistentVolume>(&Selector::labels("app=x"))
+            .unwrap();
+        assert_eq!(caches.watch_count(), 3);
+        assert_eq!(
+            caches.describe(),
+            vec![
+                "volumeattachments.storage.k8s.io".to_string(),
+                "persistentvolumes".to_string(),
+                "persistentvolumes labels=\"app=x\"".to_string(),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn declaring_after_start_is_an_error() {
+        let caches = registry();
+        let _pv = caches.store::<PersistentVolume>(&Selector::all()).unwrap();
+        let shutdown = CancellationToken::new();
+        let _watches = caches.start(&shutdown).unwrap();
+        assert!(matches!(
+            caches.start(&shutdown),
+            Err(Error::AlreadyStarted)
+        ));
+        // A late subscriber would miss the initial list.
+        let Err(err) = caches.subscribe::<PersistentVolume>(&Selector::all()) else {
+            panic!("a subscription after start must fail");
+        };
+        assert!(
+            err.to_string().contains("after the watches started"),
+            "{err}"
+        );
+        let err = caches
+            .store::<k8s_openapi::api::storage::v1::CSINode>(&Selector::all())
+            .unwrap_err();
+        assert!(matches!(err, Error::TooLate(_)));
+        shutdown.cancel();
+    }
+
     #[test]
     fn keys_are_namespace_slash_name() {
         let pv = PersistentVolume {
