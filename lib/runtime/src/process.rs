@@ -38,7 +38,8 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// How long components get to finish after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// The process-wide flags of `csi-sidecars`, defined once for every controller.
+/// The process-wide flags of `csi-sidecars`, defined once for every controller, besides the
+/// process-wide flags of [`crate::kube::FLAGS`] (see [`aggregate_process_flags`]).
 pub const AGGREGATE_FLAGS: &[Flag] = &[
     Flag::new(
         "controllers",
@@ -97,67 +98,10 @@ pub const AGGREGATE_FLAGS: &[Flag] = &[
     )
     .process(),
     Flag::new(
-        "kubeconfig",
-        Kind::String,
-        "",
-        "Absolute path to the kubeconfig file. Required only when running out of cluster.",
-    )
-    .process(),
-    Flag::new(
         "max-grpc-log-length",
         Kind::Int,
         "-1",
         "The maximum amount of characters logged for every grpc responses. Defaults to no limit",
-    )
-    .process(),
-    Flag::new("leader-election", Kind::Bool, "false", "Enable leader election.").process(),
-    Flag::new(
-        "leader-election-per-controller",
-        Kind::Bool,
-        "false",
-        "Hold each controller's upstream lease (external-attacher-leader-<driver>, ...) instead of one lease for the process (csi-sidecars-<driver>). Use it while replacing separate sidecars by csi-sidecars, so that an old sidecar and the new process never both lead the same work.",
-    )
-    .process(),
-    Flag::new(
-        "leader-election-namespace",
-        Kind::String,
-        "",
-        "Namespace where the leader election resource lives. Defaults to the pod namespace if not set.",
-    )
-    .process(),
-    Flag::new(
-        "leader-election-lease-duration",
-        Kind::Duration,
-        "15s",
-        "Duration, in seconds, that non-leader candidates will wait to force acquire leadership.",
-    )
-    .process(),
-    Flag::new(
-        "leader-election-renew-deadline",
-        Kind::Duration,
-        "10s",
-        "Duration, in seconds, that the acting leader will retry refreshing leadership before giving up.",
-    )
-    .process(),
-    Flag::new(
-        "leader-election-retry-period",
-        Kind::Duration,
-        "5s",
-        "Duration, in seconds, the LeaderElector clients should wait between tries of actions.",
-    )
-    .process(),
-    Flag::new(
-        "leader-election-identity",
-        Kind::String,
-        "",
-        "The holder identity in the lease. Default: the host name (the pod name in Kubernetes), as upstream. Set it when several replicas share a host name.",
-    )
-    .process(),
-    Flag::new(
-        "leader-election-labels",
-        Kind::MapStringString,
-        "",
-        "List of labels to add to lease when given replica becomes leader. Formatted as a comma seperated list of key:value labels.",
     )
     .process(),
 ];
@@ -215,6 +159,21 @@ pub fn standalone_flags(descriptor: &'static Descriptor) -> FlagSet {
     )
 }
 
+/// Every process-wide flag of `csi-sidecars`: [`AGGREGATE_FLAGS`] and the process-wide ones of
+/// the control-plane sidecars' common flags ([`crate::kube::FLAGS`]), each once.
+pub fn aggregate_process_flags() -> Vec<Flag> {
+    let mut flags = AGGREGATE_FLAGS.to_vec();
+    for flag in crate::kube::FLAGS
+        .iter()
+        .filter(|f| f.scope == Scope::Process)
+    {
+        if !flags.iter().any(|f| f.name == flag.name) {
+            flags.push(*flag);
+        }
+    }
+    flags
+}
+
 /// The `csi-sidecars` command: global flags once, then one section per controller.
 pub fn aggregate_flags(name: &'static str, table: &'static [&'static Descriptor]) -> FlagSet {
     controller::check_table(table);
@@ -222,7 +181,7 @@ pub fn aggregate_flags(name: &'static str, table: &'static [&'static Descriptor]
         Section {
             heading: "Global flags".to_string(),
             prefix: None,
-            flags: AGGREGATE_FLAGS.to_vec(),
+            flags: aggregate_process_flags(),
         },
         Section {
             heading: "Logging flags".to_string(),

@@ -20,7 +20,9 @@ pub static TABLE: &[&Descriptor] = &[
 mod tests {
     use csi_sidecar_runtime::controller::select;
     use csi_sidecar_runtime::flags::{LOGGING_FLAGS, Scope};
-    use csi_sidecar_runtime::process::{AGGREGATE_FLAGS, aggregate_flags, standalone_flags};
+    use csi_sidecar_runtime::process::{
+        aggregate_flags, aggregate_process_flags, standalone_flags,
+    };
 
     use super::*;
 
@@ -40,7 +42,7 @@ mod tests {
         for d in TABLE {
             for f in d.flags().filter(|f| f.scope == Scope::Process) {
                 assert!(
-                    AGGREGATE_FLAGS
+                    aggregate_process_flags()
                         .iter()
                         .chain(LOGGING_FLAGS)
                         .any(|g| g.name == f.name),
