@@ -104,6 +104,13 @@ pub const AGGREGATE_FLAGS: &[Flag] = &[
         "The maximum amount of characters logged for every grpc responses. Defaults to no limit",
     )
     .process(),
+    Flag::new(
+        "leader-election-per-controller",
+        Kind::Bool,
+        "false",
+        "Hold each controller's upstream lease (external-attacher-leader-<driver>, ...) instead of one lease for the process (csi-sidecars-<driver>). Use it while replacing separate sidecars by csi-sidecars, so that an old sidecar and the new process never both lead the same work.",
+    )
+    .process(),
 ];
 
 /// Runs a standalone sidecar: one component, upstream's flags, upstream's behaviour.

@@ -111,6 +111,44 @@ mod tests {
     }
 
     #[test]
+    fn the_leader_election_flags_of_csi_sidecars() {
+        let parsed = aggregate_flags(NAME, TABLE)
+            .parse([
+                "csi-sidecars",
+                "--controllers=attacher",
+                "--leader-election",
+                "--leader-election-per-controller",
+                "--leader-election-namespace=kube-system",
+                "--leader-election-identity=replica-1",
+                "--leader-election-labels=app:csi,tier:storage",
+                "--leader-election-lease-duration=30s",
+                "--kube-api-qps=20",
+                "--attacher-kube-api-qps=50",
+            ])
+            .unwrap();
+        let process = parsed.process();
+        assert!(process.bool("leader-election"));
+        assert!(process.bool("leader-election-per-controller"));
+        assert_eq!(process.string("leader-election-namespace"), "kube-system");
+        assert_eq!(process.string("leader-election-identity"), "replica-1");
+        assert_eq!(process.map_string_string("leader-election-labels").len(), 2);
+        assert_eq!(
+            process.duration("leader-election-lease-duration"),
+            std::time::Duration::from_secs(30)
+        );
+        // The process budget (watches) and the attacher's own.
+        assert_eq!(process.float("kube-api-qps"), 20.0);
+        assert_eq!(
+            parsed.controller(Some("attacher")).float("kube-api-qps"),
+            50.0
+        );
+        assert_eq!(
+            parsed.controller(Some("attacher")).int("kube-api-burst"),
+            10
+        );
+    }
+
+    #[test]
     fn prefixed_timeout_overrides_the_global_one_for_the_registrar_only() {
         let parsed = aggregate_flags(NAME, TABLE)
             .parse([
