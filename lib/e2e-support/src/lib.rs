@@ -11,7 +11,17 @@
 //!   upstream "CSI mock volume" e2e tests), built from the same pinned Kubernetes version as
 //!   kube-apiserver by `cargo xtask tools`;
 //! - [`wait_until`]: polling with a timeout whose failure message carries the Events of the
-//!   namespace and whatever the caller describes.
+//!   namespace and whatever the caller describes;
+//! - the API server's audit log ([`E2eEnv::audit_log`], [`AuditLog`]): requests per user and
+//!   user agent, watches per resource, requests refused with 403;
+//! - [`apply_rbac_manifest`]: a shipped RBAC manifest, server-side applied into a test's
+//!   namespace, its cluster-scoped objects renamed per test, deleted again afterwards;
+//! - what kube-controller-manager's attach/detach controller acts on: a CSI PV with a bound
+//!   claim ([`create_bound_csi_volume`]), a pod on a fake node ([`create_pod_on_node`],
+//!   [`force_delete_pod`]), the VolumeAttachments of a PV ([`volume_attachments_of`]) and
+//!   one-line descriptions for failure messages; volumes created in the driver process
+//!   ([`DriverProcess::create_volume`]) and the gRPC calls it logged
+//!   ([`DriverProcess::grpc_calls`]).
 //!
 //! Every process started here is killed when its handle is dropped, including when a test fails.
 
@@ -754,8 +764,49 @@ pub async fn apply_rbac_manifest(
 ) -> anyhow::Result<AppliedManifest> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let documents = parse_yaml_documents(&text)
-        .with_context(|| format!("parsing {} as YAML", path.display()))?;
+    let planned = plan_rbac_manifest(&text, namespace)
+        .with_context(|| format!("reading the RBAC manifest {}", path.display()))?;
+
+    let mut applied = AppliedManifest {
+        client: client.clone(),
+        objects: Vec::new(),
+    };
+    for (object, document) in planned {
+        let api: Api<DynamicObject> = match &object.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &object.resource),
+            None => Api::all_with(client.clone(), &object.resource),
+        };
+        if let Err(err) = api
+            .patch(
+                &object.name,
+                &PatchParams::apply("csi-e2e").force(),
+                &Patch::Apply(&document),
+            )
+            .await
+        {
+            // Leave nothing half-applied behind.
+            let _ = applied.delete().await;
+            return Err(err).with_context(|| {
+                format!(
+                    "applying {} {} from {}",
+                    object.kind,
+                    object.name,
+                    path.display()
+                )
+            });
+        }
+        applied.objects.push(object);
+    }
+    Ok(applied)
+}
+
+/// What [`apply_rbac_manifest`] applies for the manifest `text` in `namespace`: each object
+/// and its rewritten document, in manifest order. Fails on anything but the RBAC kinds.
+pub fn plan_rbac_manifest(
+    text: &str,
+    namespace: &str,
+) -> anyhow::Result<Vec<(AppliedObject, serde_json::Value)>> {
+    let documents = parse_yaml_documents(text).context("parsing the manifest as YAML")?;
     let cluster_roles: Vec<String> = documents
         .iter()
         .filter(|d| d["kind"] == "ClusterRole")
@@ -763,10 +814,8 @@ pub async fn apply_rbac_manifest(
         .collect();
     let suffixed = |name: &str| format!("{name}-{namespace}");
 
-    let mut applied = AppliedManifest {
-        client: client.clone(),
-        objects: Vec::new(),
-    };
+    // Everything is checked and rewritten before anything is applied.
+    let mut planned = Vec::with_capacity(documents.len());
     for mut document in documents {
         let api_version = document["apiVersion"]
             .as_str()
@@ -778,13 +827,10 @@ pub async fn apply_rbac_manifest(
             .unwrap_or_default()
             .to_string();
         let Some(&(_, namespaced)) = RBAC_KINDS.iter().find(|(k, _)| *k == kind) else {
-            bail!(
-                "{}: {kind} {manifest_name:?} is not an RBAC kind this helper applies",
-                path.display()
-            );
+            bail!("{kind} {manifest_name:?} is not an RBAC kind this helper applies");
         };
         if manifest_name.is_empty() {
-            bail!("{}: a {kind} without a name", path.display());
+            bail!("a {kind} without a name");
         }
         let name = if namespaced {
             document["metadata"]["namespace"] = namespace.into();
@@ -793,7 +839,12 @@ pub async fn apply_rbac_manifest(
             suffixed(&manifest_name)
         };
         document["metadata"]["name"] = name.clone().into();
-        if let Some(subjects) = document["subjects"].as_array_mut() {
+        // `get_mut`, not `document["subjects"]`: indexing a JSON object mutably inserts a
+        // null, which the API server rejects for kinds without that field.
+        if let Some(subjects) = document
+            .get_mut("subjects")
+            .and_then(serde_json::Value::as_array_mut)
+        {
             for subject in subjects {
                 if subject["kind"] == "ServiceAccount" {
                     subject["namespace"] = namespace.into();
@@ -806,36 +857,26 @@ pub async fn apply_rbac_manifest(
         {
             document["roleRef"]["name"] = suffixed(role).into();
         }
-
         let (group, version) = match api_version.split_once('/') {
             Some((group, version)) => (group, version),
             None => ("", api_version.as_str()),
         };
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind));
-        let api: Api<DynamicObject> = if namespaced {
-            Api::namespaced_with(client.clone(), namespace, &resource)
-        } else {
-            Api::all_with(client.clone(), &resource)
-        };
-        api.patch(
-            &name,
-            &PatchParams::apply("csi-e2e").force(),
-            &Patch::Apply(&document),
-        )
-        .await
-        .with_context(|| format!("applying {kind} {name} from {}", path.display()))?;
-        applied.objects.push(AppliedObject {
-            kind,
-            namespace: namespaced.then(|| namespace.to_string()),
-            name,
-            manifest_name,
-            resource,
-        });
+        planned.push((
+            AppliedObject {
+                kind,
+                namespace: namespaced.then(|| namespace.to_string()),
+                name,
+                manifest_name,
+                resource,
+            },
+            document,
+        ));
     }
-    if applied.objects.is_empty() {
-        bail!("{} holds no objects", path.display());
+    if planned.is_empty() {
+        bail!("the manifest holds no objects");
     }
-    Ok(applied)
+    Ok(planned)
 }
 
 /// The non-empty documents of a multi-document YAML text, as JSON values.
@@ -1203,5 +1244,198 @@ impl DriverProcess {
             .iter()
             .filter(|c| c.short_method() == method)
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit_line(id: &str, stage: &str, verb: &str, user: &str, agent: &str, code: u16) -> String {
+        serde_json::json!({
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Metadata",
+            "auditID": id,
+            "stage": stage,
+            "requestURI": "/apis/storage.k8s.io/v1/volumeattachments?watch=true",
+            "verb": verb,
+            "user": {"username": user, "groups": ["system:authenticated"]},
+            "userAgent": agent,
+            "objectRef": {"resource": "volumeattachments", "apiGroup": "storage.k8s.io", "apiVersion": "v1"},
+            "responseStatus": {"metadata": {}, "code": code},
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn audit_events_parse_and_count_per_request() {
+        let user = service_account_username("ns", "csi-sidecars");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let lines = [
+            // One watch, logged when its response starts and when it ends.
+            audit_line(
+                "a",
+                "ResponseStarted",
+                "watch",
+                &user,
+                "csi-sidecars/0.1.0",
+                200,
+            ),
+            audit_line(
+                "a",
+                "ResponseComplete",
+                "watch",
+                &user,
+                "csi-sidecars/0.1.0",
+                200,
+            ),
+            audit_line(
+                "b",
+                "ResponseStarted",
+                "watch",
+                &user,
+                "csi-attacher/0.1.0",
+                200,
+            ),
+            audit_line(
+                "c",
+                "ResponseStarted",
+                "watch",
+                "admin",
+                "csi-sidecars/0.1.0",
+                200,
+            ),
+            audit_line(
+                "d",
+                "ResponseComplete",
+                "patch",
+                &user,
+                "csi-attacher/0.1.0",
+                403,
+            ),
+            // A line still being written.
+            "{\"kind\":\"Event\",\"auditID\":\"e\"".to_string(),
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let log = AuditLog::at(&path);
+
+        assert_eq!(log.events().unwrap().len(), 5);
+        assert_eq!(
+            log.watches_per_resource("csi-sidecars/", Some(&user))
+                .unwrap(),
+            BTreeMap::from([("volumeattachments".to_string(), 1)])
+        );
+        assert_eq!(
+            log.watches_per_resource("", Some(&user)).unwrap(),
+            BTreeMap::from([("volumeattachments".to_string(), 2)])
+        );
+        assert_eq!(
+            log.watches_per_resource("csi-sidecars/", None).unwrap(),
+            BTreeMap::from([("volumeattachments".to_string(), 2)])
+        );
+        let forbidden = log.forbidden(&user).unwrap();
+        assert_eq!(forbidden.len(), 1);
+        assert_eq!(forbidden[0].verb, "patch");
+        assert!(
+            forbidden[0].to_string().contains("-> 403"),
+            "{}",
+            forbidden[0]
+        );
+    }
+
+    #[test]
+    fn an_rbac_manifest_is_isolated_in_the_test_namespace() {
+        let manifest = "\
+# a comment
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: csi-attacher
+  namespace: default
+---
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: external-attacher-runner
+rules:
+  - apiGroups: [\"\"]
+    resources: [\"persistentvolumes\"]
+    verbs: [\"get\"]
+---
+kind: ClusterRoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: csi-attacher-role
+subjects:
+  - kind: ServiceAccount
+    name: csi-attacher
+    namespace: default
+roleRef:
+  kind: ClusterRole
+  name: external-attacher-runner
+  apiGroup: rbac.authorization.k8s.io
+---
+kind: RoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: csi-attacher-role-cfg
+  namespace: default
+subjects:
+  - kind: ServiceAccount
+    name: csi-attacher
+    namespace: default
+roleRef:
+  kind: Role
+  name: external-attacher-cfg
+  apiGroup: rbac.authorization.k8s.io
+---
+";
+        let planned = plan_rbac_manifest(manifest, "e2e-x").unwrap();
+        let names: Vec<(&str, Option<&str>, &str)> = planned
+            .iter()
+            .map(|(o, _)| (o.kind.as_str(), o.namespace.as_deref(), o.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("ServiceAccount", Some("e2e-x"), "csi-attacher"),
+                ("ClusterRole", None, "external-attacher-runner-e2e-x"),
+                ("ClusterRoleBinding", None, "csi-attacher-role-e2e-x"),
+                ("RoleBinding", Some("e2e-x"), "csi-attacher-role-cfg"),
+            ]
+        );
+        let (_, account) = &planned[0];
+        assert_eq!(account["metadata"]["namespace"], "e2e-x");
+        assert!(account.get("subjects").is_none(), "{account}");
+        let (_, binding) = &planned[2];
+        assert_eq!(binding["roleRef"]["name"], "external-attacher-runner-e2e-x");
+        assert_eq!(binding["subjects"][0]["namespace"], "e2e-x");
+        assert_eq!(binding["metadata"]["name"], "csi-attacher-role-e2e-x");
+        let (_, role_binding) = &planned[3];
+        assert_eq!(role_binding["roleRef"]["name"], "external-attacher-cfg");
+        assert_eq!(role_binding["subjects"][0]["namespace"], "e2e-x");
+
+        assert!(plan_rbac_manifest("kind: Deployment\nmetadata: {name: x}\n", "n").is_err());
+        assert!(plan_rbac_manifest("---\n", "n").is_err());
+    }
+
+    #[test]
+    fn the_shipped_rbac_manifests_plan() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for manifest in [
+            "sidecars/external-attacher/deploy/rbac.yaml",
+            "sidecars/aio/deploy/rbac.yaml",
+        ] {
+            let path = root.join(manifest);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let planned = plan_rbac_manifest(&text, "e2e-x").unwrap();
+            let accounts = planned
+                .iter()
+                .filter(|(o, _)| o.kind == "ServiceAccount")
+                .count();
+            assert_eq!(accounts, 1, "{manifest}");
+        }
     }
 }
