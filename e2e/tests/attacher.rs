@@ -312,8 +312,11 @@ impl Fixture {
         .await
     }
 
-    /// Deletes the claim and the PV and waits until the PV is gone (the attacher removes its
-    /// finalizer once no VolumeAttachment uses the PV).
+    /// Deletes the claim and the PV and waits until the attacher has taken its finalizer off
+    /// the deleted PV (it does once no VolumeAttachment uses the PV). The PV itself goes
+    /// when kube-controller-manager has released it and dropped `kubernetes.io/pv-protection`,
+    /// which on a busy control plane has taken over a minute: not the attacher's part, so not
+    /// awaited (the deletion is under way; kube-controller-manager finishes it).
     async fn delete_volume(
         &self,
         volume: &CsiVolume,
@@ -321,10 +324,21 @@ impl Fixture {
     ) -> anyhow::Result<()> {
         delete_csi_volume(&self.admin, volume).await?;
         let pvs: Api<PersistentVolume> = Api::all(self.admin.clone());
+        let finalizer = attacher_finalizer(self.driver_name());
         wait_until(
-            &format!("PersistentVolume {} to be deleted", volume.pv),
+            &format!(
+                "the finalizer {finalizer} to leave the deleted PersistentVolume {}",
+                volume.pv
+            ),
             WAIT,
-            || async { matches!(pvs.get_opt(&volume.pv).await, Ok(None)).then_some(()) },
+            || async {
+                match pvs.get_opt(&volume.pv).await.ok()? {
+                    None => Some(()),
+                    Some(pv) => (pv.metadata.deletion_timestamp.is_some()
+                        && !has_finalizer(&pv.metadata, &finalizer))
+                    .then_some(()),
+                }
+            },
             || async {
                 format!(
                     "{}\n{}",

@@ -36,8 +36,29 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     step("end-to-end tests on the local control plane", || {
         crate::e2e::run(&[])
     })?;
+    step(
+        "benchmark smoke test (cargo xtask bench --quick --only ours, tiny N)",
+        bench_smoke,
+    )?;
     println!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Keeps `cargo xtask bench` from rotting: our configurations only, five attachments, 20 PVs
+/// for the scale part, one run, debug binaries (the figures of such a run mean nothing; the tooling working does).
+fn bench_smoke() -> anyhow::Result<()> {
+    let info = crate::cluster::up()?;
+    let args: Vec<String> = [
+        "--quick", "--only", "ours", "--n", "5", "--runs", "1", "--debug",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let result = crate::bench::run(&args);
+    if info.started {
+        crate::cluster::down()?;
+    }
+    result
 }
 
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {

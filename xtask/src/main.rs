@@ -4,6 +4,7 @@
 //! - `demo`: the node side of `csi-sidecars` against a mock CSI driver and a fake kubelet,
 //!   narrated step by step.
 
+mod bench;
 mod ci;
 mod cluster;
 mod demo;
@@ -17,6 +18,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  bench   our sidecars vs the upstream Go ones: memory, CPU, API load, attach/detach times
+          (--quick, --only ours|go|all, --n N, --runs R): cargo xtask bench --help
   ci      cargo fmt --check, cargo clippy (-D warnings), every test of the workspace
   cluster a local control plane (etcd, kube-apiserver, kube-controller-manager; no kubelet):
           up | down | status | env | kubeconfig --service-account NS/NAME
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let task = args.next();
     let rest: Vec<String> = args.collect();
     match task.as_deref() {
+        Some("bench") => bench::run(&rest),
         Some("ci") => ci::run(&rest),
         Some("cluster") => cluster::run(&rest),
         Some("demo") => demo::run(&rest),

@@ -1262,14 +1262,28 @@ exclude github.com/bad/mod v0.1.0
         let err = tools.ensure("hostpathplugin").unwrap_err();
         assert!(format!("{err:#}").contains(reason), "{err:#}");
         assert!(!cache.exists());
-        // Only hostpathplugin: the other sections are all buildable.
+        // hostpathplugin and the Go sidecars the benchmark compares against but the module
+        // proxy refuses: the other sections are all buildable.
         let unavailable: Vec<&str> = tools
             .sections
             .iter()
             .filter(|(_, s)| s.unavailable.is_some())
             .map(|(name, _)| name.as_str())
             .collect();
-        assert_eq!(unavailable, ["hostpathplugin"]);
+        assert_eq!(
+            unavailable,
+            ["hostpathplugin", "livenessprobe", "node-driver-registrar"]
+        );
+        for (section, binary) in [
+            ("livenessprobe", "livenessprobe"),
+            ("node-driver-registrar", "csi-node-driver-registrar"),
+        ] {
+            let reason = tools.sections[section].unavailable.as_deref().unwrap();
+            assert!(reason.contains("403"), "{reason}");
+            let err = tools.ensure(binary).unwrap_err();
+            assert!(format!("{err:#}").contains(reason), "{err:#}");
+        }
+        assert!(!cache.exists());
     }
 
     #[test]

@@ -1,0 +1,999 @@
+//! `cargo xtask bench`: our sidecars side by side with the upstream Go ones, on the local
+//! control plane, against the same CSI driver process (Kubernetes' e2e mock driver).
+//!
+//! Configurations (each run sequentially on the same cluster, objects cleaned between runs):
+//! 1. `go`: upstream csi-attacher (external-attacher v4.12.0, built from the pinned module by
+//!    [`crate::tools`]), and each other upstream sidecar of [`GO_SIDECARS`] whose section of
+//!    release-tools/e2e-versions.toml is not marked `unavailable` (livenessprobe and
+//!    node-driver-registrar are: the module proxy refuses them).
+//! 2. `ours-split`: our csi-attacher, livenessprobe and csi-node-driver-registrar, one process
+//!    each.
+//! 3. `ours-aio`: `csi-sidecars --controllers=attacher,livenessprobe,node-driver-registrar`.
+//!
+//! Per run and configuration: idle RSS once the attacher's watches are open (from the audit
+//! log), peak RSS and CPU seconds over the workload, API requests from the audit log by user
+//! agent, and the attach/detach timings of N VolumeAttachments. Then the scale measurement:
+//! idle RSS of each configuration with 0, 1 000 and 5 000 PVs in the cluster. The report is the
+//! median of the runs, with min and max; a full run also writes the summary into README.md.
+
+mod audit;
+mod charts;
+mod procfs;
+mod report;
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use csi_test_support::{ChildProcess, free_port, wait_for_path};
+use serde::{Deserialize, Serialize};
+use xshell::{Shell, cmd};
+
+use crate::{cluster, tools};
+
+const USAGE: &str = "\
+usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--debug] [--scale-only]
+
+  --quick       N = 200 instead of 1000, scale with 0/1000/2000 PVs instead of 0/1000/5000
+  --only        which configurations: ours (split and all-in-one), go, or all (default)
+  --n N         VolumeAttachments per run (overrides --quick)
+  --runs R      runs per configuration (default 3); figures are medians, with min and max
+  --debug       use debug builds of ours (fast to build; sizes and CPU are then not comparable)
+  --scale-only  only the scale measurement (idle RSS with PVs present), not the workload
+  --scale LIST  the PV counts of the scale measurement, e.g. 0,1000,5000
+
+Writes target/bench/<timestamp>/{report.md,report.json,memory.png,latency.png,scale.png};
+a full run (--only all, release builds, workload and scale) also writes the summary into
+README.md between <!-- bench:start --> and <!-- bench:end -->.
+CI smoke test: cargo xtask bench --quick --only ours --n 5 --runs 1 --debug
+";
+
+/// The same settings for every attacher.
+const QPS: &str = "50";
+const BURST: &str = "100";
+const WORKERS: &str = "10";
+/// Audit user of every contender: the admin kubeconfig's client certificate.
+const AUDIT_USER: &str = "admin";
+/// The upstream Go sidecars we have a Rust counterpart for: section of
+/// release-tools/e2e-versions.toml, binary, flags. Whether each can be built (and its version)
+/// is read from that file; the next sidecar joins here as one row.
+const GO_SIDECARS: &[(&str, &str, Role)] = &[
+    ("external-attacher", "csi-attacher", Role::Attacher),
+    ("livenessprobe", "livenessprobe", Role::Probe),
+    (
+        "node-driver-registrar",
+        "csi-node-driver-registrar",
+        Role::Registrar,
+    ),
+];
+const VERSIONS_FILE: &str = "release-tools/e2e-versions.toml";
+/// PVs present for the scale measurement.
+const SCALE_PVS: &[usize] = &[0, 1000, 5000];
+const SCALE_PVS_QUICK: &[usize] = &[0, 1000, 2000];
+/// After the caches synced, before idle RSS is read.
+const SETTLE: Duration = Duration::from_secs(3);
+const WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Ours,
+    Go,
+    All,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// The command as typed.
+    pub command: String,
+    pub n: usize,
+    pub scale_pvs: Vec<usize>,
+    pub scale_only: bool,
+    pub runs: usize,
+    pub only: String,
+    pub profile: String,
+    pub qps: String,
+    pub burst: String,
+    pub workers: String,
+    pub driver: String,
+}
+
+#[derive(Debug)]
+struct Options {
+    n: usize,
+    runs: usize,
+    only: Only,
+    debug: bool,
+    scale_only: bool,
+    scale_pvs: Vec<usize>,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
+    let mut quick = false;
+    let mut n = None;
+    let mut runs = 3;
+    let mut only = Only::All;
+    let mut debug = false;
+    let mut scale_only = false;
+    let mut scale_pvs: Option<Vec<usize>> = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next().cloned())
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match name {
+            "--quick" => quick = true,
+            "--debug" => debug = true,
+            "--scale-only" => scale_only = true,
+            "--scale" => {
+                let list = value()?;
+                scale_pvs = Some(
+                    list.split(',')
+                        .map(|n| n.trim().parse::<usize>())
+                        .collect::<Result<_, _>>()
+                        .with_context(|| format!("--scale {list:?}: a list of PV counts"))?,
+                );
+            }
+            "--n" => n = Some(value()?.parse().context("--n")?),
+            "--runs" => runs = value()?.parse().context("--runs")?,
+            "--only" => {
+                only = match value()?.as_str() {
+                    "ours" => Only::Ours,
+                    "go" => Only::Go,
+                    "all" => Only::All,
+                    other => bail!("--only {other:?}: ours, go or all"),
+                }
+            }
+            "-h" | "--help" | "help" => return Ok(None),
+            other => bail!("cargo xtask bench: unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let n = n.unwrap_or(if quick { 200 } else { 1000 });
+    if n == 0 || runs == 0 {
+        bail!("--n and --runs must be at least 1");
+    }
+    let scale_pvs =
+        scale_pvs.unwrap_or_else(|| if quick { SCALE_PVS_QUICK } else { SCALE_PVS }.to_vec());
+    Ok(Some(Options {
+        n,
+        runs,
+        only,
+        debug,
+        scale_only,
+        scale_pvs,
+    }))
+}
+
+/// One upstream Go sidecar of [`GO_SIDECARS`], as pinned in [`VERSIONS_FILE`].
+#[derive(Debug, Clone)]
+struct GoSidecar {
+    binary: &'static str,
+    role: Role,
+    version: String,
+    /// Why it cannot be built here (the section's `unavailable`).
+    unavailable: Option<String>,
+}
+
+fn go_sidecars(versions: &str) -> anyhow::Result<Vec<GoSidecar>> {
+    let table: toml::Table = toml::from_str(versions).context(VERSIONS_FILE)?;
+    GO_SIDECARS
+        .iter()
+        .map(|&(section, binary, role)| {
+            let s = table
+                .get(section)
+                .and_then(toml::Value::as_table)
+                .with_context(|| format!("no [{section}] in {VERSIONS_FILE}"))?;
+            let text = |key: &str| s.get(key).and_then(toml::Value::as_str).map(String::from);
+            Ok(GoSidecar {
+                binary,
+                role,
+                version: text("version").unwrap_or_default(),
+                unavailable: text("unavailable"),
+            })
+        })
+        .collect()
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let Some(options) = parse(args)? else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    let started = Instant::now();
+    let root = crate::project_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| std::path::absolute(PathBuf::from(d)))
+        .transpose()?
+        .unwrap_or_else(|| root.join("target"));
+
+    let driver_bin = tools::ensure("csi-mock-driver")?;
+    let sidecars = go_sidecars(&std::fs::read_to_string(root.join(VERSIONS_FILE))?)?;
+    let mut not_run = Vec::new();
+    // The Go sidecars that can be built here, with their binaries.
+    let mut go = Vec::new();
+    for sidecar in &sidecars {
+        if let Some(reason) = &sidecar.unavailable {
+            not_run.push(format!(
+                "upstream Go {} {}: {reason} (marked unavailable in {VERSIONS_FILE})",
+                sidecar.binary, sidecar.version
+            ));
+        } else if options.only != Only::Ours {
+            match tools::ensure(sidecar.binary) {
+                Ok(path) => go.push((sidecar.clone(), path)),
+                Err(e) if sidecar.role != Role::Attacher => not_run.push(format!(
+                    "upstream Go {} {}: {e:#}",
+                    sidecar.binary, sidecar.version
+                )),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if options.only != Only::Ours && !go.iter().any(|(s, _)| s.role == Role::Attacher) {
+        bail!("the upstream Go csi-attacher is unavailable: nothing to compare against");
+    }
+    let ours_dir = if options.only == Only::Go {
+        None
+    } else {
+        let sh = Shell::new()?;
+        sh.change_dir(&root);
+        let profile: &[&str] = if options.debug { &[] } else { &["--release"] };
+        eprintln!("bench: building ours ({})", profile_name(options.debug));
+        cmd!(
+            sh,
+            "cargo build --quiet {profile...} -p csi-sidecars -p external-attacher -p livenessprobe -p node-driver-registrar --bins"
+        )
+        .run()?;
+        Some(target.join(profile_name(options.debug)))
+    };
+
+    let info = cluster::up()?;
+    let audit_log = info.state_dir.join("logs/audit.log");
+    let stamp = timestamp();
+    let out = target.join("bench").join(&stamp);
+    std::fs::create_dir_all(&out)?;
+    let work = tempfile::tempdir()?;
+
+    let mut configs = Vec::new();
+    if !go.is_empty() {
+        configs.push(Config::go(&go, &sidecars));
+    }
+    if let Some(dir) = &ours_dir {
+        configs.push(Config::ours_split(dir));
+        configs.push(Config::ours_aio(dir));
+    }
+    let settings = Settings {
+        command: std::iter::once("cargo xtask bench".to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        n: options.n,
+        scale_pvs: options.scale_pvs.clone(),
+        scale_only: options.scale_only,
+        runs: options.runs,
+        only: format!("{:?}", options.only).to_lowercase(),
+        profile: profile_name(options.debug).to_string(),
+        qps: QPS.into(),
+        burst: BURST.into(),
+        workers: WORKERS.into(),
+        driver: format!(
+            "csi-mock-driver (k8s.io/kubernetes e2e mock) --name={}",
+            workload::DRIVER
+        ),
+    };
+    eprintln!(
+        "bench: {} configuration(s) x {} run(s), N = {}; output {}",
+        configs.len(),
+        options.runs,
+        options.n,
+        out.display()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (results, scale) = rt.block_on(async {
+        let client = cluster::api::client(&info.kubeconfig).await?;
+        let results = if options.scale_only {
+            Vec::new()
+        } else {
+            workload_runs(
+                &configs,
+                &options,
+                &driver_bin,
+                &info,
+                &audit_log,
+                work.path(),
+                &client,
+            )
+            .await?
+        };
+        let scale = scale_runs(
+            &configs,
+            &options,
+            &driver_bin,
+            &info,
+            &audit_log,
+            work.path(),
+            &client,
+        )
+        .await?;
+        anyhow::Ok((results, scale))
+    })?;
+
+    let mut binaries = Vec::new();
+    for (sidecar, path) in &go {
+        binaries.push(report::Binary::new("go", sidecar.binary, path)?);
+    }
+    if let Some(dir) = &ours_dir {
+        for name in [
+            "csi-attacher",
+            "livenessprobe",
+            "csi-node-driver-registrar",
+            "csi-sidecars",
+        ] {
+            binaries.push(report::Binary::new("ours", name, &dir.join(name))?);
+        }
+    }
+    let report = report::Report::new(
+        stamp,
+        settings,
+        configs.iter().map(|c| c.describe()).collect(),
+        results,
+        scale,
+        binaries,
+        not_run,
+        started.elapsed().as_secs_f64(),
+    );
+    report.write(&out)?;
+    println!("{}", report.summary());
+    println!("report: {}", out.join("report.md").display());
+    if options.only == Only::All && !options.debug && !options.scale_only {
+        let readme = root.join("README.md");
+        report.write_readme(&readme, &out)?;
+        println!("README table: {}", readme.display());
+    }
+    Ok(())
+}
+
+/// The workload: every configuration `--runs` times, interleaved.
+#[allow(clippy::too_many_arguments)]
+async fn workload_runs(
+    configs: &[Config],
+    options: &Options,
+    driver_bin: &Path,
+    info: &cluster::ClusterInfo,
+    audit_log: &Path,
+    work: &Path,
+    client: &kube::Client,
+) -> anyhow::Result<Vec<RunResult>> {
+    workload::setup(client, options.n).await?;
+    let mut results = Vec::new();
+    let outcome: anyhow::Result<()> = async {
+        // Interleaved (run 1 of each, run 2 of each, ...) so drift hits all alike.
+        for run in 0..options.runs {
+            for config in configs {
+                eprintln!("bench: run {}/{}: {}", run + 1, options.runs, config.key);
+                let result = config
+                    .run(run, options, driver_bin, info, audit_log, work, client)
+                    .await
+                    .with_context(|| format!("{} run {}", config.key, run + 1))?;
+                eprintln!(
+                    "bench:   attach {:.2}s p99 {:.0}ms, detach {:.2}s, {} API requests",
+                    result.attach.total_s,
+                    result.attach.quantile_ms(0.99),
+                    result.detach.total_s,
+                    result.api.total
+                );
+                results.push(result);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    workload::cleanup(client).await?;
+    outcome.map(|()| results)
+}
+
+/// Idle RSS with 0, 1 000 and 5 000 (quick: 2 000) PVs present: the PVs are created first,
+/// then each configuration is started `--runs` times (interleaved) and measured once its caches
+/// synced. The PVs are removed at the end, whatever happened.
+#[allow(clippy::too_many_arguments)]
+async fn scale_runs(
+    configs: &[Config],
+    options: &Options,
+    driver_bin: &Path,
+    info: &cluster::ClusterInfo,
+    audit_log: &Path,
+    work: &Path,
+    client: &kube::Client,
+) -> anyhow::Result<Vec<ScaleResult>> {
+    workload::cleanup_scale(client).await?;
+    let mut results = Vec::new();
+    let outcome: anyhow::Result<()> = async {
+        let mut present = 0;
+        for &pvs in &options.scale_pvs {
+            if pvs > present {
+                let t = Instant::now();
+                workload::create_scale_pvs(client, present, pvs).await?;
+                eprintln!(
+                    "bench: scale: {} PVs created in {:.1}s",
+                    pvs - present,
+                    t.elapsed().as_secs_f64()
+                );
+                present = pvs;
+            }
+            let in_cluster = workload::count_pvs(client).await?;
+            for run in 0..options.runs {
+                for config in configs {
+                    let result = config
+                        .idle(run, pvs, in_cluster, driver_bin, info, audit_log, work)
+                        .await
+                        .with_context(|| {
+                            format!("scale, {pvs} PVs: {} run {}", config.key, run + 1)
+                        })?;
+                    eprintln!(
+                        "bench: scale {pvs} PVs, run {}/{}: {} idle {:.1} MiB",
+                        run + 1,
+                        options.runs,
+                        config.key,
+                        result.processes.iter().map(|p| p.idle_rss_kib).sum::<u64>() as f64
+                            / 1024.0
+                    );
+                    results.push(result);
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    workload::cleanup_scale(client).await?;
+    outcome.map(|()| results)
+}
+
+fn profile_name(debug: bool) -> &'static str {
+    if debug { "debug" } else { "release" }
+}
+
+/// UTC `YYYYMMDD-HHMMSS`.
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// How one process of a configuration is started.
+#[derive(Debug, Clone)]
+struct ProcessSpec {
+    name: &'static str,
+    binary: PathBuf,
+    /// Flags other than the addresses, which are per run.
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Attacher,
+    Probe,
+    Registrar,
+    All,
+}
+
+#[derive(Debug)]
+struct Config {
+    key: &'static str,
+    title: String,
+    processes: Vec<ProcessSpec>,
+    /// User agents of its API clients (program names).
+    agents: Vec<&'static str>,
+}
+
+/// Idle RSS of one configuration with `pvs` scale PVs present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleResult {
+    pub config: String,
+    pub pvs: usize,
+    /// All PersistentVolumes in the cluster at the time (others' included).
+    pub pvs_in_cluster: usize,
+    pub run: usize,
+    pub processes: Vec<IdleProcess>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleProcess {
+    pub name: String,
+    pub idle_rss_kib: u64,
+}
+
+/// Per-run results of one configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub config: String,
+    pub run: usize,
+    pub processes: Vec<ProcessResult>,
+    pub attach: workload::Phase,
+    pub detach: workload::Phase,
+    pub api: audit::ApiLoad,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessResult {
+    pub name: String,
+    pub idle_rss_kib: u64,
+    pub peak_rss_kib: u64,
+    pub cpu_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigInfo {
+    pub key: String,
+    pub title: String,
+    pub processes: Vec<String>,
+    /// One example command line per process (paths as on this machine).
+    pub commands: Vec<String>,
+}
+
+impl Config {
+    /// The upstream sidecars that can be built here (`built`), one process each.
+    fn go(built: &[(GoSidecar, PathBuf)], all: &[GoSidecar]) -> Self {
+        let names = |v: &mut dyn Iterator<Item = &GoSidecar>| {
+            v.map(|s| format!("{} {}", s.binary, s.version))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let missing = names(&mut all.iter().filter(|s| s.unavailable.is_some()));
+        let mut title = format!("upstream Go {}", names(&mut built.iter().map(|(s, _)| s)));
+        if !missing.is_empty() {
+            title.push_str(&format!(" ({missing}: unavailable here)"));
+        }
+        Config {
+            key: "go",
+            title,
+            processes: built
+                .iter()
+                .map(|(s, path)| ProcessSpec {
+                    name: s.binary,
+                    binary: path.clone(),
+                    role: s.role,
+                })
+                .collect(),
+            agents: built.iter().map(|(s, _)| s.binary).collect(),
+        }
+    }
+
+    fn ours_split(dir: &Path) -> Self {
+        Config {
+            key: "ours-split",
+            title: "ours, one process per sidecar".into(),
+            processes: vec![
+                ProcessSpec {
+                    name: "csi-attacher",
+                    binary: dir.join("csi-attacher"),
+                    role: Role::Attacher,
+                },
+                ProcessSpec {
+                    name: "livenessprobe",
+                    binary: dir.join("livenessprobe"),
+                    role: Role::Probe,
+                },
+                ProcessSpec {
+                    name: "csi-node-driver-registrar",
+                    binary: dir.join("csi-node-driver-registrar"),
+                    role: Role::Registrar,
+                },
+            ],
+            agents: vec!["csi-attacher", "livenessprobe", "csi-node-driver-registrar"],
+        }
+    }
+
+    fn ours_aio(dir: &Path) -> Self {
+        Config {
+            key: "ours-aio",
+            title: "ours, csi-sidecars --controllers=attacher,livenessprobe,node-driver-registrar"
+                .into(),
+            processes: vec![ProcessSpec {
+                name: "csi-sidecars",
+                binary: dir.join("csi-sidecars"),
+                role: Role::All,
+            }],
+            // The attacher's clients say csi-attacher/<version>, the process client csi-sidecars.
+            agents: vec![
+                "csi-sidecars",
+                "csi-attacher",
+                "livenessprobe",
+                "csi-node-driver-registrar",
+            ],
+        }
+    }
+
+    fn describe(&self) -> ConfigInfo {
+        let paths = Paths {
+            socket: PathBuf::from("/tmp/csi.sock"),
+            kubeconfig: PathBuf::from("<kubeconfig>"),
+            registration: PathBuf::from("/tmp/registration"),
+        };
+        ConfigInfo {
+            key: self.key.into(),
+            title: self.title.clone(),
+            processes: self.processes.iter().map(|p| p.name.to_string()).collect(),
+            commands: self
+                .processes
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p.name,
+                        args(p.role, &paths, "127.0.0.1:<port>").join(" ")
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        run: usize,
+        options: &Options,
+        driver_bin: &Path,
+        info: &cluster::ClusterInfo,
+        audit_log: &Path,
+        work: &Path,
+        client: &kube::Client,
+    ) -> anyhow::Result<RunResult> {
+        let dir = work.join(format!("{}-{run}", self.key));
+        let paths = Paths {
+            socket: dir.join("csi.sock"),
+            kubeconfig: info.kubeconfig.clone(),
+            registration: dir.join("registration"),
+        };
+        std::fs::create_dir_all(&paths.registration)?;
+        // A fresh driver each time: the volume ids are then the same in every run.
+        let driver = ChildProcess::spawn(
+            driver_bin,
+            [
+                format!("--endpoint={}", paths.socket.display()),
+                format!("--name={}", workload::DRIVER),
+                "-v=0".to_string(),
+            ],
+        )?;
+        wait_for_path(&paths.socket, WAIT).await?;
+        workload::create_volumes(&paths.socket, options.n).await?;
+
+        workload::reset_pvs(client).await?;
+        let from = audit::offset(audit_log);
+        let mut children = Vec::new();
+        for spec in &self.processes {
+            let endpoint = format!("127.0.0.1:{}", free_port());
+            let child = ChildProcess::spawn(&spec.binary, args(spec.role, &paths, &endpoint))?;
+            children.push(child);
+        }
+        let result = self
+            .measure(run, options, audit_log, from, &mut children, client)
+            .await;
+        if result.is_err() {
+            for (spec, child) in self.processes.iter().zip(&children) {
+                eprintln!("--- {} output:\n{}", spec.name, tail(&child.logs(), 40));
+            }
+            eprintln!("--- driver output:\n{}", tail(&driver.logs(), 20));
+        }
+        for child in &mut children {
+            let _ = child.signal("TERM");
+            if child.wait(Duration::from_secs(10)).await.is_err() {
+                let _ = child.signal("KILL");
+            }
+        }
+        drop(driver);
+        // Whatever a failed run left behind, keep the PVs for the next one.
+        let lp = kube::api::ListParams::default().labels("csi-bench=true");
+        let vas: kube::Api<k8s_openapi::api::storage::v1::VolumeAttachment> =
+            kube::Api::all(client.clone());
+        if !vas.list_metadata(&lp).await?.items.is_empty() {
+            workload::cleanup(client).await?;
+            workload::setup(client, options.n).await?;
+        }
+        result
+    }
+
+    /// Waits until the caches synced: the attacher has opened its PersistentVolume and
+    /// VolumeAttachment watches (the VolumeAttachment one is the last of its informers to start
+    /// in both implementations; a watch opens after its list), then [`SETTLE`].
+    async fn wait_synced(
+        &self,
+        audit_log: &Path,
+        from: u64,
+        children: &mut [ChildProcess],
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + WAIT;
+        while !["volumeattachments", "persistentvolumes"]
+            .iter()
+            .all(|r| audit::watch_seen(audit_log, from, AUDIT_USER, &self.agents, r))
+        {
+            for child in children.iter_mut() {
+                if !child.is_running() {
+                    bail!("process {} exited early", child.id());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no VolumeAttachment and PersistentVolume watches from {:?} within {WAIT:?}",
+                    self.agents
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(SETTLE).await;
+        Ok(())
+    }
+
+    /// Starts the configuration against a fresh driver, waits until its caches synced, reads
+    /// the RSS of each process, stops it.
+    #[allow(clippy::too_many_arguments)]
+    async fn idle(
+        &self,
+        run: usize,
+        pvs: usize,
+        pvs_in_cluster: usize,
+        driver_bin: &Path,
+        info: &cluster::ClusterInfo,
+        audit_log: &Path,
+        work: &Path,
+    ) -> anyhow::Result<ScaleResult> {
+        let dir = work.join(format!("scale-{}-{pvs}-{run}", self.key));
+        let paths = Paths {
+            socket: dir.join("csi.sock"),
+            kubeconfig: info.kubeconfig.clone(),
+            registration: dir.join("registration"),
+        };
+        std::fs::create_dir_all(&paths.registration)?;
+        let driver = ChildProcess::spawn(
+            driver_bin,
+            [
+                format!("--endpoint={}", paths.socket.display()),
+                format!("--name={}", workload::DRIVER),
+                "-v=0".to_string(),
+            ],
+        )?;
+        wait_for_path(&paths.socket, WAIT).await?;
+        let from = audit::offset(audit_log);
+        let mut children = Vec::new();
+        for spec in &self.processes {
+            let endpoint = format!("127.0.0.1:{}", free_port());
+            children.push(ChildProcess::spawn(
+                &spec.binary,
+                args(spec.role, &paths, &endpoint),
+            )?);
+        }
+        let result = match self.wait_synced(audit_log, from, &mut children).await {
+            Ok(()) => Ok(ScaleResult {
+                config: self.key.to_string(),
+                pvs,
+                pvs_in_cluster,
+                run,
+                processes: self
+                    .processes
+                    .iter()
+                    .zip(&children)
+                    .map(|(spec, child)| IdleProcess {
+                        name: spec.name.to_string(),
+                        idle_rss_kib: procfs::rss_kib(child.id()).unwrap_or(0),
+                    })
+                    .collect(),
+            }),
+            Err(e) => {
+                for (spec, child) in self.processes.iter().zip(&children) {
+                    eprintln!("--- {} output:\n{}", spec.name, tail(&child.logs(), 40));
+                }
+                Err(e)
+            }
+        };
+        for child in &mut children {
+            let _ = child.signal("TERM");
+            if child.wait(Duration::from_secs(10)).await.is_err() {
+                let _ = child.signal("KILL");
+            }
+        }
+        drop(driver);
+        result
+    }
+
+    async fn measure(
+        &self,
+        run: usize,
+        options: &Options,
+        audit_log: &Path,
+        from: u64,
+        children: &mut [ChildProcess],
+        client: &kube::Client,
+    ) -> anyhow::Result<RunResult> {
+        self.wait_synced(audit_log, from, children).await?;
+        let pids: Vec<u32> = children.iter().map(ChildProcess::id).collect();
+        let idle: Vec<u64> = pids
+            .iter()
+            .map(|pid| procfs::rss_kib(*pid).unwrap_or(0))
+            .collect();
+        let cpu_before: Vec<u64> = pids
+            .iter()
+            .map(|pid| procfs::cpu_ticks(*pid).unwrap_or(0))
+            .collect();
+        let sampler = procfs::Sampler::start(pids.clone());
+        let timings = workload::attach_detach(client, options.n).await;
+        let peaks = sampler.finish();
+        let cpu_after: Vec<u64> = pids
+            .iter()
+            .map(|pid| procfs::cpu_ticks(*pid).unwrap_or(0))
+            .collect();
+        let (attach, detach) = timings?;
+        // Let the audit backend write the last events.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let api = audit::load_since(audit_log, from, AUDIT_USER, &self.agents)?;
+        let processes = self
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| ProcessResult {
+                name: spec.name.to_string(),
+                idle_rss_kib: idle[i],
+                peak_rss_kib: peaks[i].max(idle[i]),
+                cpu_s: cpu_after[i].saturating_sub(cpu_before[i]) as f64 / procfs::USER_HZ,
+            })
+            .collect();
+        Ok(RunResult {
+            config: self.key.to_string(),
+            run,
+            processes,
+            attach,
+            detach,
+            api,
+        })
+    }
+}
+
+struct Paths {
+    socket: PathBuf,
+    kubeconfig: PathBuf,
+    registration: PathBuf,
+}
+
+/// The flags of one process; the same values for Go and ours.
+fn args(role: Role, paths: &Paths, endpoint: &str) -> Vec<String> {
+    let csi = format!("--csi-address={}", paths.socket.display());
+    let http = format!("--http-endpoint={endpoint}");
+    let kube = [
+        format!("--kubeconfig={}", paths.kubeconfig.display()),
+        format!("--kube-api-qps={QPS}"),
+        format!("--kube-api-burst={BURST}"),
+        format!("--worker-threads={WORKERS}"),
+    ];
+    let registrar = [
+        format!(
+            "--kubelet-registration-path=/var/lib/kubelet/plugins/{}/csi.sock",
+            workload::DRIVER
+        ),
+        format!(
+            "--plugin-registration-path={}",
+            paths.registration.display()
+        ),
+    ];
+    let mut args = vec![csi, http];
+    match role {
+        Role::Attacher => args.extend(kube),
+        Role::Probe => {}
+        Role::Registrar => args.extend(registrar),
+        Role::All => {
+            args.push("--controllers=attacher,livenessprobe,node-driver-registrar".into());
+            args.extend(kube);
+            args.extend(registrar);
+        }
+    }
+    args
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags() {
+        let o = parse(&strings(&["--quick"])).unwrap().unwrap();
+        assert_eq!((o.n, o.runs, o.only), (200, 3, Only::All));
+        let o = parse(&strings(&[
+            "--quick", "--n", "5", "--runs=1", "--only", "ours",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((o.n, o.runs, o.only), (5, 1, Only::Ours));
+        assert_eq!(o.scale_pvs, [0, 1000, 2000]);
+        assert!(!o.scale_only);
+        let o = parse(&[]).unwrap().unwrap();
+        assert_eq!((o.n, o.scale_pvs.as_slice()), (1000, &[0, 1000, 5000][..]));
+        assert!(
+            parse(&strings(&["--scale-only"]))
+                .unwrap()
+                .unwrap()
+                .scale_only
+        );
+        assert!(parse(&strings(&["--only", "rust"])).is_err());
+        assert!(parse(&strings(&["--n", "0"])).is_err());
+        assert!(parse(&strings(&["--frobnicate"])).is_err());
+        assert!(parse(&strings(&["--help"])).unwrap().is_none());
+    }
+
+    #[test]
+    fn go_and_ours_get_the_same_attacher_flags() {
+        let paths = Paths {
+            socket: "/s".into(),
+            kubeconfig: "/k".into(),
+            registration: "/r".into(),
+        };
+        let attacher = args(Role::Attacher, &paths, "e");
+        let all = args(Role::All, &paths, "e");
+        for flag in &attacher {
+            assert!(all.contains(flag), "{flag}");
+        }
+        assert!(attacher.contains(&"--kube-api-qps=50".to_string()));
+    }
+
+    #[test]
+    fn go_availability_comes_from_the_versions_file() {
+        let text = include_str!("../../release-tools/e2e-versions.toml");
+        let sidecars = go_sidecars(text).unwrap();
+        let summary: Vec<(&str, &str, bool)> = sidecars
+            .iter()
+            .map(|s| (s.binary, s.version.as_str(), s.unavailable.is_some()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("csi-attacher", "v4.12.0", false),
+                ("livenessprobe", "v2.19.0", true),
+                ("csi-node-driver-registrar", "v2.17.0", true),
+            ]
+        );
+        let text = text.replace(
+            "unavailable = \"the Go module proxy refuses github.com/kubernetes-csi/livenessprobe",
+            "# ",
+        );
+        assert!(go_sidecars(&text).unwrap()[1].unavailable.is_none());
+    }
+
+    #[test]
+    fn timestamps_are_sortable() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert!(t.starts_with("20"), "{t}");
+    }
+}

@@ -1,0 +1,1090 @@
+//! report.md, report.json and the PNG charts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{ConfigInfo, RunResult, ScaleResult, Settings};
+
+/// The markers of the generated section of README.md.
+pub const README_START: &str = "<!-- bench:start -->";
+pub const README_END: &str = "<!-- bench:end -->";
+
+#[derive(Debug, Serialize)]
+pub struct Binary {
+    pub side: String,
+    pub name: String,
+    pub bytes: u64,
+}
+
+impl Binary {
+    pub fn new(side: &str, name: &str, path: &Path) -> anyhow::Result<Self> {
+        Ok(Binary {
+            side: side.into(),
+            name: name.into(),
+            bytes: std::fs::metadata(path)?.len(),
+        })
+    }
+}
+
+/// Median, min and max over the runs.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    fn of(values: &[f64]) -> Stat {
+        if values.is_empty() {
+            return Stat::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+
+    fn show(&self, unit: &str, decimals: usize) -> String {
+        if (self.max - self.min).abs() < f64::EPSILON {
+            format!("{:.*}{unit}", decimals, self.median)
+        } else {
+            format!(
+                "{:.*}{unit} ({:.*}–{:.*})",
+                decimals, self.median, decimals, self.min, decimals, self.max
+            )
+        }
+    }
+}
+
+/// One configuration's figures over its runs.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub key: String,
+    /// Per process: idle and peak RSS (MiB), CPU seconds.
+    pub processes: BTreeMap<String, [Stat; 3]>,
+    pub idle_rss_mib: Stat,
+    pub peak_rss_mib: Stat,
+    pub cpu_s: Stat,
+    pub attach_total_s: Stat,
+    pub attach_p50_ms: Stat,
+    pub attach_p99_ms: Stat,
+    pub detach_total_s: Stat,
+    pub detach_p50_ms: Stat,
+    pub detach_p99_ms: Stat,
+    pub requests: Stat,
+    pub watches: Stat,
+    pub distinct_watches: Stat,
+    pub by_verb_resource: BTreeMap<String, Stat>,
+    pub user_agents: Vec<String>,
+}
+
+fn summarize(key: &str, runs: &[&RunResult]) -> Summary {
+    let f = |g: &dyn Fn(&RunResult) -> f64| -> Stat {
+        Stat::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>())
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let mut processes = BTreeMap::new();
+    if let Some(first) = runs.first() {
+        for (i, p) in first.processes.iter().enumerate() {
+            processes.insert(
+                p.name.clone(),
+                [
+                    f(&|r| mib(r.processes[i].idle_rss_kib)),
+                    f(&|r| mib(r.processes[i].peak_rss_kib)),
+                    f(&|r| r.processes[i].cpu_s),
+                ],
+            );
+        }
+    }
+    let mut keys: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.api.by_verb_resource.keys().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let by_verb_resource = keys
+        .into_iter()
+        .map(|k| {
+            let stat = f(&|r| *r.api.by_verb_resource.get(&k).unwrap_or(&0) as f64);
+            (k, stat)
+        })
+        .collect();
+    let mut user_agents: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.api.user_agents.iter().cloned())
+        .collect();
+    user_agents.sort();
+    user_agents.dedup();
+    Summary {
+        key: key.into(),
+        processes,
+        idle_rss_mib: f(&|r| mib(r.processes.iter().map(|p| p.idle_rss_kib).sum())),
+        peak_rss_mib: f(&|r| mib(r.processes.iter().map(|p| p.peak_rss_kib).sum())),
+        cpu_s: f(&|r| r.processes.iter().map(|p| p.cpu_s).sum()),
+        attach_total_s: f(&|r| r.attach.total_s),
+        attach_p50_ms: f(&|r| r.attach.quantile_ms(0.5)),
+        attach_p99_ms: f(&|r| r.attach.quantile_ms(0.99)),
+        detach_total_s: f(&|r| r.detach.total_s),
+        detach_p50_ms: f(&|r| r.detach.quantile_ms(0.5)),
+        detach_p99_ms: f(&|r| r.detach.quantile_ms(0.99)),
+        requests: f(&|r| r.api.total as f64),
+        watches: f(&|r| r.api.watches as f64),
+        distinct_watches: f(&|r| r.api.watched.len() as f64),
+        by_verb_resource,
+        user_agents,
+    }
+}
+
+/// One configuration's idle RSS with one number of PVs present, over the runs.
+#[derive(Debug, Serialize)]
+pub struct ScaleSummary {
+    pub key: String,
+    pub pvs: usize,
+    pub pvs_in_cluster: Stat,
+    /// Per process, MiB.
+    pub processes: BTreeMap<String, Stat>,
+    pub sum_mib: Stat,
+}
+
+fn summarize_scale(results: &[ScaleResult]) -> Vec<ScaleSummary> {
+    let mut keys: Vec<(usize, &str)> = Vec::new();
+    for r in results {
+        if !keys.contains(&(r.pvs, r.config.as_str())) {
+            keys.push((r.pvs, r.config.as_str()));
+        }
+    }
+    keys.into_iter()
+        .map(|(pvs, key)| {
+            let runs: Vec<&ScaleResult> = results
+                .iter()
+                .filter(|r| r.pvs == pvs && r.config == key)
+                .collect();
+            let f = |g: &dyn Fn(&ScaleResult) -> f64| -> Stat {
+                Stat::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>())
+            };
+            let processes = runs[0]
+                .processes
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let stat = f(&|r| r.processes[i].idle_rss_kib as f64 / 1024.0);
+                    (p.name.clone(), stat)
+                })
+                .collect();
+            ScaleSummary {
+                key: key.to_string(),
+                pvs,
+                pvs_in_cluster: f(&|r| r.pvs_in_cluster as f64),
+                processes,
+                sum_mib: f(&|r| {
+                    r.processes.iter().map(|p| p.idle_rss_kib).sum::<u64>() as f64 / 1024.0
+                }),
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub timestamp: String,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub configurations: Vec<ConfigInfo>,
+    pub not_run: Vec<String>,
+    pub summaries: Vec<Summary>,
+    pub scale: Vec<ScaleSummary>,
+    pub binaries: Vec<Binary>,
+    pub runs: Vec<RunResult>,
+    pub scale_runs: Vec<ScaleResult>,
+    pub wall_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub cpu: String,
+}
+
+impl Machine {
+    fn here() -> Machine {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kib: f64 = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: kib / (1024.0 * 1024.0),
+            cpu,
+        }
+    }
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        timestamp: String,
+        settings: Settings,
+        configurations: Vec<ConfigInfo>,
+        runs: Vec<RunResult>,
+        scale_runs: Vec<ScaleResult>,
+        binaries: Vec<Binary>,
+        mut not_run: Vec<String>,
+        wall_s: f64,
+    ) -> Report {
+        let summaries = if runs.is_empty() {
+            Vec::new()
+        } else {
+            configurations
+                .iter()
+                .map(|c| {
+                    let of: Vec<&RunResult> = runs.iter().filter(|r| r.config == c.key).collect();
+                    summarize(&c.key, &of)
+                })
+                .collect()
+        };
+        if settings.scale_only {
+            not_run.push("the attach/detach workload (--scale-only)".into());
+        }
+        Report {
+            timestamp,
+            machine: Machine::here(),
+            settings,
+            configurations,
+            not_run,
+            summaries,
+            scale: summarize_scale(&scale_runs),
+            binaries,
+            runs,
+            scale_runs,
+            wall_s,
+        }
+    }
+
+    fn scale_of(&self, key: &str, pvs: usize) -> Option<&ScaleSummary> {
+        self.scale.iter().find(|s| s.key == key && s.pvs == pvs)
+    }
+
+    /// The PV counts measured, ascending.
+    pub fn scale_counts(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.scale.iter().map(|s| s.pvs).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The configuration keys, in order.
+    pub fn keys(&self) -> Vec<&str> {
+        self.configurations.iter().map(|c| c.key.as_str()).collect()
+    }
+
+    fn summary_of(&self, key: &str) -> Option<&Summary> {
+        self.summaries.iter().find(|s| s.key == key)
+    }
+
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
+        let mut charts = Vec::new();
+        let mut drawn = Vec::new();
+        if !self.summaries.is_empty() {
+            drawn.push((
+                "memory.png",
+                super::charts::memory(self, &dir.join("memory.png")),
+            ));
+            drawn.push((
+                "latency.png",
+                super::charts::latency(self, &dir.join("latency.png")),
+            ));
+        }
+        if !self.scale.is_empty() {
+            drawn.push((
+                "scale.png",
+                super::charts::scale(self, &dir.join("scale.png")),
+            ));
+        }
+        for (file, result) in drawn {
+            match result {
+                Ok(()) => charts.push(format!("![{file}]({file})")),
+                Err(e) => charts.push(format!("({file} not drawn: {e:#})")),
+            }
+        }
+        std::fs::write(dir.join("report.md"), self.markdown(&charts))?;
+        Ok(())
+    }
+
+    /// A few lines for the terminal.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        for sum in &self.summaries {
+            let _ = writeln!(
+                s,
+                "{:<11} idle {:>7.1} MiB  peak {:>7.1} MiB  cpu {:>6.2}s  attach {:>6.2}s (p99 {:>6.0} ms)  detach {:>6.2}s  requests {:>6.0}  watches {:>3.0}",
+                sum.key,
+                sum.idle_rss_mib.median,
+                sum.peak_rss_mib.median,
+                sum.cpu_s.median,
+                sum.attach_total_s.median,
+                sum.attach_p99_ms.median,
+                sum.detach_total_s.median,
+                sum.requests.median,
+                sum.watches.median
+            );
+        }
+        for pvs in self.scale_counts() {
+            let cells: Vec<String> = self
+                .keys()
+                .iter()
+                .filter_map(|k| self.scale_of(k, pvs))
+                .map(|s| format!("{} {:.1} MiB", s.key, s.sum_mib.median))
+                .collect();
+            let _ = writeln!(s, "scale {pvs:>5} PVs: idle {}", cells.join(", "));
+        }
+        s
+    }
+
+    fn markdown(&self, charts: &[String]) -> String {
+        let mut md = String::new();
+        let st = &self.settings;
+        let _ = writeln!(md, "# csi-sidecars benchmark, {}\n", self.timestamp);
+        let _ = writeln!(
+            md,
+            "Machine: {} cores ({}), {:.1} GiB. N = {} VolumeAttachments, {} run(s) per \
+             configuration, ours built with the `{}` profile. Every attacher: \
+             `--kube-api-qps={} --kube-api-burst={} --worker-threads={}`, other flags at their \
+             defaults. Driver: {}. Figures: median (min–max) over the runs. Wall time {:.0} s.\n",
+            self.machine.cores,
+            self.machine.cpu,
+            self.machine.memory_gib,
+            st.n,
+            st.runs,
+            st.profile,
+            st.qps,
+            st.burst,
+            st.workers,
+            st.driver,
+            self.wall_s
+        );
+        let _ = writeln!(md, "Reproduce: `{}` ({})\n", st.command, self.resolved());
+        let _ = writeln!(md, "## Configurations\n");
+        for c in &self.configurations {
+            let _ = writeln!(md, "- **{}**: {}", c.key, c.title);
+            for cmd in &c.commands {
+                let _ = writeln!(md, "  - `{cmd}`");
+            }
+        }
+        let _ = writeln!(md, "\n**Not run:**\n");
+        for n in &self.not_run {
+            let _ = writeln!(md, "- {n}");
+        }
+        if !self.summaries.is_empty() {
+            self.workload_markdown(&mut md);
+        }
+        if !self.scale.is_empty() {
+            let _ = writeln!(md, "\n## Scale: idle RSS with PVs present\n");
+            md.push_str(&self.scale_table());
+        }
+        self.sizes_markdown(&mut md);
+        let _ = writeln!(md, "\n## Targets\n");
+        for line in self.targets() {
+            let _ = writeln!(md, "- {line}");
+        }
+        let _ = writeln!(md, "\n## Charts\n");
+        for c in charts {
+            let _ = writeln!(md, "{c}\n");
+        }
+        md
+    }
+
+    /// The options a command line resolved to.
+    fn resolved(&self) -> String {
+        let st = &self.settings;
+        let mut parts = Vec::new();
+        if !st.scale_only {
+            parts.push(format!("N = {}", st.n));
+        }
+        parts.push(format!("{} run(s)", st.runs));
+        parts.push(format!("--only {}", st.only));
+        parts.push(format!("{} build of ours", st.profile));
+        parts.push(format!(
+            "scale with {} PVs",
+            st.scale_pvs
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        ));
+        parts.join(", ")
+    }
+
+    /// Idle RSS per configuration and PV count, with ratios to Go at the same count.
+    fn scale_table(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "Scale PVs: CSI PVs of the bench driver, no claims, created before the configuration \
+             starts; RSS read {} s after its PersistentVolume and VolumeAttachment watches opened. \
+             \"PVs in cluster\" counts everyone's.\n",
+            super::SETTLE.as_secs()
+        );
+        let _ = writeln!(
+            md,
+            "| PVs | PVs in cluster | configuration | per process | sum | sum ours/Go | csi-attacher ours/Go | sum growth over {} PVs |",
+            self.scale_counts().first().copied().unwrap_or(0)
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        let first = self.scale_counts().first().copied().unwrap_or(0);
+        for pvs in self.scale_counts() {
+            let go = self.scale_of("go", pvs);
+            for key in self.keys() {
+                let Some(s) = self.scale_of(key, pvs) else {
+                    continue;
+                };
+                let per: Vec<String> = s
+                    .processes
+                    .iter()
+                    .map(|(name, st)| format!("{name} {}", st.show(" MiB", 1)))
+                    .collect();
+                let (sum_ratio, attacher_ratio) = if key == "go" {
+                    ("1.00".to_string(), "1.00".to_string())
+                } else {
+                    let attacher = s
+                        .processes
+                        .get("csi-attacher")
+                        .or_else(|| s.processes.get("csi-sidecars"));
+                    (
+                        ratio(s.sum_mib.median, go.map(|g| g.sum_mib.median)),
+                        ratio(
+                            attacher.map_or(0.0, |a| a.median),
+                            go.and_then(|g| g.processes.get("csi-attacher"))
+                                .map(|g| g.median),
+                        ),
+                    )
+                };
+                let growth = self.scale_of(key, first).map_or("–".into(), |f| {
+                    format!("{:+.1} MiB", s.sum_mib.median - f.sum_mib.median)
+                });
+                let _ = writeln!(
+                    md,
+                    "| {pvs} | {} | {key} | {} | {} | {sum_ratio} | {attacher_ratio} | {growth} |",
+                    s.pvs_in_cluster.show("", 0),
+                    per.join(", "),
+                    s.sum_mib.show(" MiB", 1),
+                );
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\ncsi-attacher ours/Go: ours-split's csi-attacher, or ours-aio's whole csi-sidecars \
+             process (attacher, livenessprobe and node-driver-registrar), against the Go csi-attacher."
+        );
+        md
+    }
+
+    fn workload_markdown(&self, md: &mut String) {
+        let go = self.summary_of("go");
+        let _ = writeln!(md, "\n## Memory and CPU per process\n");
+        let _ = writeln!(
+            md,
+            "| configuration | process | idle RSS | peak RSS | CPU during workload | idle ours/Go | peak ours/Go | CPU ours/Go |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        for s in &self.summaries {
+            for (name, [idle, peak, cpu]) in &s.processes {
+                let g = go.and_then(|g| g.processes.get(name));
+                let _ = writeln!(
+                    md,
+                    "| {} | {name} | {} | {} | {} | {} | {} | {} |",
+                    s.key,
+                    idle.show(" MiB", 1),
+                    peak.show(" MiB", 1),
+                    cpu.show(" s", 2),
+                    ratio(idle.median, g.map(|g| g[0].median)),
+                    ratio(peak.median, g.map(|g| g[1].median)),
+                    ratio(cpu.median, g.map(|g| g[2].median)),
+                );
+            }
+        }
+        let _ = writeln!(md, "\n## Per configuration\n");
+        let _ = writeln!(
+            md,
+            "Ratios are ours/Go; the Go configuration has only csi-attacher (the other two cannot be built here), so for the configuration sums ours does more work than Go.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| figure | {} |",
+            self.summaries
+                .iter()
+                .map(|s| s.key.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(md, "|---|{}", "---|".repeat(self.summaries.len()));
+        type Get = fn(&Summary) -> Stat;
+        let rows: [(&str, Get, &str, usize); 12] = [
+            ("idle RSS, sum", |s| s.idle_rss_mib, " MiB", 1),
+            ("peak RSS, sum", |s| s.peak_rss_mib, " MiB", 1),
+            ("CPU seconds, sum", |s| s.cpu_s, " s", 2),
+            ("attach: all done", |s| s.attach_total_s, " s", 2),
+            ("attach p50", |s| s.attach_p50_ms, " ms", 0),
+            ("attach p99", |s| s.attach_p99_ms, " ms", 0),
+            ("detach: all gone", |s| s.detach_total_s, " s", 2),
+            ("detach p50", |s| s.detach_p50_ms, " ms", 0),
+            ("detach p99", |s| s.detach_p99_ms, " ms", 0),
+            ("API requests", |s| s.requests, "", 0),
+            ("watches opened", |s| s.watches, "", 0),
+            (
+                "distinct (type, selector) watched",
+                |s| s.distinct_watches,
+                "",
+                0,
+            ),
+        ];
+        for (label, get, unit, decimals) in rows {
+            let cells: Vec<String> = self
+                .summaries
+                .iter()
+                .map(|s| {
+                    let v = get(s);
+                    if s.key == "go" {
+                        v.show(unit, decimals)
+                    } else {
+                        format!(
+                            "{} (×{})",
+                            v.show(unit, decimals),
+                            ratio(v.median, go.map(|g| get(g).median))
+                        )
+                    }
+                })
+                .collect();
+            let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(
+            md,
+            "\n## API requests by verb and resource (median per run)\n"
+        );
+        let mut keys: Vec<&String> = self
+            .summaries
+            .iter()
+            .flat_map(|s| s.by_verb_resource.keys())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let _ = writeln!(
+            md,
+            "| request | {} |",
+            self.summaries
+                .iter()
+                .map(|s| s.key.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(md, "|---|{}", "---|".repeat(self.summaries.len()));
+        for k in keys {
+            let cells: Vec<String> = self
+                .summaries
+                .iter()
+                .map(|s| {
+                    s.by_verb_resource
+                        .get(k)
+                        .map_or("0".into(), |v| v.show("", 0))
+                })
+                .collect();
+            let _ = writeln!(md, "| {k} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(
+            md,
+            "\nUser agents seen (attribution: audit user `admin` and these program names):\n"
+        );
+        for s in &self.summaries {
+            let _ = writeln!(
+                md,
+                "- {}: {}",
+                s.key,
+                s.user_agents
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+
+    fn size(&self, side: &str, name: &str) -> Option<f64> {
+        self.binaries
+            .iter()
+            .find(|b| b.side == side && b.name == name)
+            .map(|b| b.bytes as f64 / (1024.0 * 1024.0))
+    }
+
+    fn sizes_markdown(&self, md: &mut String) {
+        let _ = writeln!(md, "\n## Binary sizes\n");
+        let _ = writeln!(md, "| binary | Go | ours | ours/Go |");
+        let _ = writeln!(md, "|---|---|---|---|");
+        let size = |side: &str, name: &str| self.size(side, name);
+        for name in [
+            "csi-attacher",
+            "livenessprobe",
+            "csi-node-driver-registrar",
+            "csi-sidecars",
+        ] {
+            let (g, o) = (size("go", name), size("ours", name));
+            if g.is_none() && o.is_none() {
+                continue;
+            }
+            let show = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1} MiB"));
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} |",
+                show(g),
+                show(o),
+                o.map_or("–".into(), |o| ratio(o, g))
+            );
+        }
+        let split: f64 = ["csi-attacher", "livenessprobe", "csi-node-driver-registrar"]
+            .iter()
+            .filter_map(|n| size("ours", n))
+            .sum();
+        if split > 0.0 {
+            let _ = writeln!(md, "| sum, ours one per sidecar | – | {split:.1} MiB | – |");
+        }
+    }
+
+    /// The Go sidecars missing from the Go configuration (process names of ours-split that the
+    /// Go configuration lacks).
+    fn go_missing(&self) -> Vec<String> {
+        let processes = |key: &str| {
+            self.configurations
+                .iter()
+                .find(|c| c.key == key)
+                .map(|c| c.processes.clone())
+                .unwrap_or_default()
+        };
+        let go = processes("go");
+        processes("ours-split")
+            .into_iter()
+            .filter(|p| !go.contains(p))
+            .collect()
+    }
+
+    /// Why the Go sum is short, for the targets ("" when it is not).
+    fn go_sum_note(&self) -> String {
+        let missing = self.go_missing();
+        if missing.is_empty() {
+            return String::new();
+        }
+        format!(
+            " — the Go sum has only {} because {} cannot be built here (the Go module proxy \
+             refuses their modules; see release-tools/e2e-versions.toml), so ours is compared \
+             doing more work than Go: this understates the margin",
+            self.configurations
+                .iter()
+                .find(|c| c.key == "go")
+                .map(|c| c.processes.join(", "))
+                .unwrap_or_default(),
+            missing.join(" and ")
+        )
+    }
+
+    fn targets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let has_go = self.configurations.iter().any(|c| c.key == "go");
+        if !has_go {
+            out.push("not evaluated: the Go configuration was not run (--only ours)".into());
+        }
+        let go = self.summary_of("go");
+        if let (Some(go), Some(split)) = (go, self.summary_of("ours-split")) {
+            for (name, stats) in &split.processes {
+                match go.processes.get(name) {
+                    Some(g) => out.push(format!(
+                        "idle RSS per sidecar ≤ 1/3 of Go's: {name} {:.1} MiB vs {:.1} MiB (×{:.2}) — {}",
+                        stats[0].median,
+                        g[0].median,
+                        stats[0].median / g[0].median,
+                        verdict(stats[0].median * 3.0 <= g[0].median)
+                    )),
+                    None => out.push(format!(
+                        "idle RSS per sidecar ≤ 1/3 of Go's: {name} {:.1} MiB — not evaluated: \
+                         no Go {name} here",
+                        stats[0].median
+                    )),
+                }
+            }
+        }
+        if let (Some(go), Some(aio)) = (go, self.summary_of("ours-aio")) {
+            out.push(format!(
+                "csi-sidecars with everything ≤ 1/5 of the Go sum: {:.1} MiB vs {:.1} MiB (×{:.2}) — {}{}",
+                aio.idle_rss_mib.median,
+                go.idle_rss_mib.median,
+                aio.idle_rss_mib.median / go.idle_rss_mib.median,
+                verdict(aio.idle_rss_mib.median * 5.0 <= go.idle_rss_mib.median),
+                self.go_sum_note()
+            ));
+        }
+        if let Some(aio) = self.summary_of("ours-aio") {
+            out.push(format!(
+                "watches opened by csi-sidecars = distinct (type, selector) pairs: {:.0} opened, {:.0} distinct — {}",
+                aio.watches.median,
+                aio.distinct_watches.median,
+                verdict(aio.watches.median <= aio.distinct_watches.median)
+            ));
+        }
+        if let Some(go) = go {
+            for s in [self.summary_of("ours-split"), self.summary_of("ours-aio")]
+                .into_iter()
+                .flatten()
+            {
+                let (ours, theirs) = (s.attach_total_s, go.attach_total_s);
+                let mut line = format!(
+                    "{}: attach throughput ≥ Go's: {:.2} s vs {:.2} s for all N — {}",
+                    s.key,
+                    ours.median,
+                    theirs.median,
+                    verdict(ours.median <= theirs.median)
+                );
+                if ours.median > theirs.median {
+                    let overlap = ours.min <= theirs.max;
+                    line.push_str(&format!(
+                        " by {:.1} %{}",
+                        (ours.median / theirs.median - 1.0) * 100.0,
+                        if overlap {
+                            ", within the runs' spread (a tie): at equal --kube-api-qps both are \
+                             bound by the client-side rate limit (about three writes per attachment)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                line.push_str(&format!(
+                    "; p99 ≤ Go's: {:.0} ms vs {:.0} ms — {}",
+                    s.attach_p99_ms.median,
+                    go.attach_p99_ms.median,
+                    verdict(s.attach_p99_ms.median <= go.attach_p99_ms.median)
+                ));
+                out.push(line);
+            }
+        }
+        if let Some(&most) = self.scale_counts().last()
+            && let Some(go) = self.scale_of("go", most)
+        {
+            let go_attacher = go.processes.get("csi-attacher").map_or(0.0, |s| s.median);
+            if let Some(ours) = self
+                .scale_of("ours-split", most)
+                .and_then(|s| s.processes.get("csi-attacher"))
+            {
+                out.push(format!(
+                    "with {most} PVs: idle csi-attacher ≤ 1/3 of Go's: {:.1} MiB vs {go_attacher:.1} MiB (×{:.2}) — {}",
+                    ours.median,
+                    ours.median / go_attacher,
+                    verdict(ours.median * 3.0 <= go_attacher)
+                ));
+            }
+            if let Some(aio) = self.scale_of("ours-aio", most) {
+                out.push(format!(
+                    "with {most} PVs: csi-sidecars ≤ 1/5 of the Go sum: {:.1} MiB vs {:.1} MiB (×{:.2}) — {}{}",
+                    aio.sum_mib.median,
+                    go.sum_mib.median,
+                    aio.sum_mib.median / go.sum_mib.median,
+                    verdict(aio.sum_mib.median * 5.0 <= go.sum_mib.median),
+                    self.go_sum_note()
+                ));
+            }
+        }
+        out
+    }
+
+    /// The summary for README.md (without the markers).
+    pub fn readme_block(&self, report_dir: &str) -> String {
+        let mut md = String::new();
+        let st = &self.settings;
+        let t = &self.timestamp;
+        let date = if t.len() == 15 {
+            format!(
+                "{}-{}-{} {}:{} UTC",
+                &t[0..4],
+                &t[4..6],
+                &t[6..8],
+                &t[9..11],
+                &t[11..13]
+            )
+        } else {
+            t.clone()
+        };
+        let _ = writeln!(
+            md,
+            "_Written by `cargo xtask bench` on {date}; regenerated by each full run, do not edit \
+             by hand._\n"
+        );
+        let _ = writeln!(
+            md,
+            "Machine: {} cores ({}), {:.1} GiB RAM. Reproduce with `{}` ({}). Figures are the \
+             median of {} run(s); (×r) is ours/Go. The full report, with min–max, per-process \
+             figures, API requests by verb and charts, is written to `{report_dir}`.\n",
+            self.machine.cores,
+            self.machine.cpu,
+            self.machine.memory_gib,
+            st.command,
+            self.resolved(),
+            st.runs
+        );
+        let keys = self.keys();
+        let titles: Vec<&str> = keys
+            .iter()
+            .map(|k| match *k {
+                "go" => "upstream Go",
+                "ours-split" => "ours, one process per sidecar",
+                "ours-aio" => "ours, `csi-sidecars`",
+                other => other,
+            })
+            .collect();
+        let _ = writeln!(md, "| | {} |", titles.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---|".repeat(keys.len()));
+        let processes: Vec<String> = self
+            .configurations
+            .iter()
+            .map(|c| c.processes.join(", "))
+            .collect();
+        let _ = writeln!(md, "| processes | {} |", processes.join(" | "));
+        let cell = |key: &str, v: Option<f64>, go: Option<f64>, unit: &str, decimals: usize| match v
+        {
+            None => "–".to_string(),
+            Some(v) if key == "go" => format!("{v:.decimals$}{unit}"),
+            Some(v) => match go {
+                Some(g) if g > 0.0 => format!("{v:.decimals$}{unit} (×{:.2})", v / g),
+                _ => format!("{v:.decimals$}{unit}"),
+            },
+        };
+        let go = self.summary_of("go");
+        if !self.summaries.is_empty() {
+            let attacher = |s: &Summary| s.processes.get("csi-attacher").map(|p| p[0].median);
+            let row = |label: &str, get: &dyn Fn(&Summary) -> Option<f64>, unit: &str, decimals| {
+                let cells: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        cell(
+                            k,
+                            self.summary_of(k).and_then(get),
+                            go.and_then(get),
+                            unit,
+                            decimals,
+                        )
+                    })
+                    .collect();
+                format!("| {label} | {} |\n", cells.join(" | "))
+            };
+            md.push_str(&row("idle RSS, csi-attacher", &attacher, " MiB", 1));
+            md.push_str(&row(
+                "idle RSS, sum",
+                &|s| Some(s.idle_rss_mib.median),
+                " MiB",
+                1,
+            ));
+            md.push_str(&row(
+                &format!("peak RSS, sum (N = {})", st.n),
+                &|s| Some(s.peak_rss_mib.median),
+                " MiB",
+                1,
+            ));
+            md.push_str(&row(
+                "CPU during the workload",
+                &|s| Some(s.cpu_s.median),
+                " s",
+                2,
+            ));
+            md.push_str(&row(
+                &format!("attach {}: all done", st.n),
+                &|s| Some(s.attach_total_s.median),
+                " s",
+                2,
+            ));
+            md.push_str(&row(
+                "attach p99",
+                &|s| Some(s.attach_p99_ms.median),
+                " ms",
+                0,
+            ));
+            md.push_str(&row(
+                &format!("detach {}: all gone", st.n),
+                &|s| Some(s.detach_total_s.median),
+                " s",
+                2,
+            ));
+            md.push_str(&row("API requests", &|s| Some(s.requests.median), "", 0));
+            md.push_str(&row("watches opened", &|s| Some(s.watches.median), "", 0));
+        }
+        for pvs in self.scale_counts() {
+            let go = self.scale_of("go", pvs).map(|s| s.sum_mib.median);
+            let cells: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    cell(
+                        k,
+                        self.scale_of(k, pvs).map(|s| s.sum_mib.median),
+                        go,
+                        " MiB",
+                        1,
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| idle RSS, sum, {pvs} PVs in the cluster | {} |",
+                cells.join(" | ")
+            );
+        }
+        let sizes: Vec<Option<f64>> = self
+            .configurations
+            .iter()
+            .map(|c| {
+                let side = if c.key == "go" { "go" } else { "ours" };
+                c.processes
+                    .iter()
+                    .map(|p| self.size(side, p))
+                    .sum::<Option<f64>>()
+            })
+            .collect();
+        let go_size = keys.iter().position(|k| *k == "go").and_then(|i| sizes[i]);
+        let cells: Vec<String> = keys
+            .iter()
+            .zip(&sizes)
+            .map(|(k, v)| cell(k, *v, go_size, " MiB", 1))
+            .collect();
+        let _ = writeln!(md, "| binary size, sum | {} |", cells.join(" | "));
+        let _ = writeln!(md, "\nTargets (issue 6):\n");
+        for line in self.targets() {
+            let _ = writeln!(md, "- {line}");
+        }
+        if !self.not_run.is_empty() {
+            let _ = writeln!(md, "\nNot measured here:\n");
+            for n in &self.not_run {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
+        md
+    }
+
+    /// Replaces the text between [`README_START`] and [`README_END`] in `readme` with
+    /// [`Report::readme_block`], adding a "## Performance" section with the markers before
+    /// "## Layout" (or at the end) when they are absent. Nothing else of the file changes.
+    pub fn write_readme(&self, readme: &Path, report_dir: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(readme)?;
+        let shown = report_dir
+            .strip_prefix(crate::project_root())
+            .unwrap_or(report_dir)
+            .display()
+            .to_string();
+        let block = self.readme_block(&shown);
+        std::fs::write(readme, splice_readme(&text, &block)?)?;
+        Ok(())
+    }
+
+    /// The attach latencies of every run of `key`, pooled, sorted.
+    pub fn latencies(&self, key: &str, detach: bool) -> Vec<f64> {
+        let mut v: Vec<f64> = self
+            .runs
+            .iter()
+            .filter(|r| r.config == key)
+            .flat_map(|r| {
+                if detach {
+                    &r.detach.latencies_ms
+                } else {
+                    &r.attach.latencies_ms
+                }
+                .iter()
+                .copied()
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+}
+
+/// `ours / go` with two decimals, "–" without a Go figure.
+fn ratio(ours: f64, go: Option<f64>) -> String {
+    match go {
+        Some(g) if g > 0.0 => format!("{:.2}", ours / g),
+        _ => "–".into(),
+    }
+}
+
+/// `text` with the bench section replaced by `block` (see [`Report::write_readme`]).
+fn splice_readme(text: &str, block: &str) -> anyhow::Result<String> {
+    let inner = format!("{README_START}\n{block}{README_END}");
+    match (text.find(README_START), text.find(README_END)) {
+        (Some(a), Some(b)) if a < b => Ok(format!(
+            "{}{inner}{}",
+            &text[..a],
+            &text[b + README_END.len()..]
+        )),
+        (None, None) => {
+            let section = format!("## Performance\n\n{inner}\n\n");
+            Ok(match text.find("\n## Layout\n") {
+                Some(i) => format!("{}{section}{}", &text[..i + 1], &text[i + 1..]),
+                None => format!(
+                    "{}\n{section}",
+                    text.trim_end_matches('\n').to_string() + "\n"
+                ),
+            })
+        }
+        _ => anyhow::bail!(
+            "README.md has one of {README_START} and {README_END} but not both, in order"
+        ),
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "**met**" } else { "**missed**" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_section_is_added_once_then_replaced() {
+        let text = "# t\n\nintro\n\n## Layout\n\nx\n";
+        let once = splice_readme(text, "one\n").unwrap();
+        assert_eq!(
+            once,
+            "# t\n\nintro\n\n## Performance\n\n<!-- bench:start -->\none\n<!-- bench:end -->\n\n## Layout\n\nx\n"
+        );
+        let twice = splice_readme(&once, "two\n").unwrap();
+        assert_eq!(twice, once.replace("one", "two"));
+        let appended = splice_readme("# t\n", "b\n").unwrap();
+        assert!(
+            appended.ends_with("## Performance\n\n<!-- bench:start -->\nb\n<!-- bench:end -->\n\n")
+        );
+        assert!(splice_readme("<!-- bench:end --> <!-- bench:start -->", "b").is_err());
+    }
+
+    #[test]
+    fn medians_with_min_and_max() {
+        let s = Stat::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Stat::of(&[1.0, 2.0]).median, 1.5);
+        assert_eq!(s.show(" s", 1), "2.0 s (1.0–3.0)");
+        assert_eq!(Stat::of(&[4.0]).show("", 0), "4");
+    }
+}

@@ -1,0 +1,489 @@
+//! The attacher workload: N VolumeAttachments created at once, timed until attached, then
+//! deleted, timed until gone. Deterministic: the same names, volumes and order every run.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use csi_proto::csi::v1 as csi;
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume};
+use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub const DRIVER: &str = "bench.csi.k8s.io";
+pub const NODE: &str = "csi-bench-node";
+const LABEL: &str = "csi-bench";
+const SELECTOR: &str = "csi-bench=true";
+/// Requests in flight when creating or deleting "at once".
+const CONCURRENCY: usize = 32;
+/// The mock driver's own volumes are "1".."3"; CreateVolume numbers the next ones from 4.
+const FIRST_CREATED_ID: usize = 4;
+
+fn pv_name(i: usize) -> String {
+    format!("csi-bench-pv-{i:05}")
+}
+
+fn va_name(i: usize) -> String {
+    format!("csi-bench-va-{i:05}")
+}
+
+/// The volume id volume `i` gets from a fresh mock driver when created in order.
+fn volume_id(i: usize) -> String {
+    (FIRST_CREATED_ID + i).to_string()
+}
+
+/// Creates volumes 0..n in a fresh driver, in order, so that their ids are [`volume_id`].
+pub async fn create_volumes(socket: &Path, n: usize) -> anyhow::Result<()> {
+    let channel = csi_test_support::unix_channel(socket).await?;
+    let mut controller = csi::controller_client::ControllerClient::new(channel);
+    for i in 0..n {
+        let volume = controller
+            .create_volume(csi::CreateVolumeRequest {
+                name: format!("csi-bench-volume-{i:05}"),
+                capacity_range: Some(csi::CapacityRange {
+                    required_bytes: 1 << 30,
+                    limit_bytes: 0,
+                }),
+                volume_capabilities: vec![mount_capability()],
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("CreateVolume {i}"))?
+            .into_inner()
+            .volume
+            .context("CreateVolume returned no volume")?;
+        if volume.volume_id != volume_id(i) {
+            bail!(
+                "the driver is not fresh: volume {i} got id {:?}, not {:?}",
+                volume.volume_id,
+                volume_id(i)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn mount_capability() -> csi::VolumeCapability {
+    csi::VolumeCapability {
+        access_mode: Some(csi::volume_capability::AccessMode {
+            mode: csi::volume_capability::access_mode::Mode::SingleNodeWriter as i32,
+        }),
+        access_type: Some(csi::volume_capability::AccessType::Mount(
+            csi::volume_capability::MountVolume::default(),
+        )),
+    }
+}
+
+/// The Node, its CSINode (driver -> node id = driver name, as the mock driver wants) and N PVs.
+pub async fn setup(client: &Client, n: usize) -> anyhow::Result<()> {
+    cleanup(client).await?;
+    let params = PatchParams::apply("csi-sidecars-bench").force();
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NODE, "labels": {LABEL: "true"}}
+    }))?;
+    Api::<Node>::all(client.clone())
+        .patch(NODE, &params, &Patch::Apply(&node))
+        .await?;
+    let csinode: CSINode = serde_json::from_value(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+        "metadata": {"name": NODE, "labels": {LABEL: "true"}},
+        "spec": {"drivers": [{"name": DRIVER, "nodeID": DRIVER}]}
+    }))?;
+    Api::<CSINode>::all(client.clone())
+        .patch(NODE, &params, &Patch::Apply(&csinode))
+        .await?;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let pvs = pvs.clone();
+            async move {
+                let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "PersistentVolume",
+                    "metadata": {"name": pv_name(i), "labels": {LABEL: "true"}},
+                    "spec": {
+                        "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "",
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "csi": {"driver": DRIVER, "volumeHandle": volume_id(i)}
+                    }
+                }))?;
+                pvs.create(&PostParams::default(), &pv).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+        .context("creating PersistentVolumes")
+}
+
+/// Removes the attacher's finalizers from the PVs, so that every run starts from the same
+/// state (upstream and ours add a PV finalizer on the first attach and keep it until the PV is
+/// deleted: without this, only the first configuration would pay for those patches).
+pub async fn reset_pvs(client: &Client) -> anyhow::Result<()> {
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let names: Vec<String> = pvs
+        .list_metadata(&ListParams::default().labels(SELECTOR))
+        .await?
+        .items
+        .into_iter()
+        .filter(|o| {
+            o.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+        })
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": null}});
+    futures::stream::iter(names)
+        .map(|name| {
+            let pvs = pvs.clone();
+            let patch = patch.clone();
+            async move {
+                pvs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+        .context("removing PV finalizers")
+}
+
+/// Removes every object the benchmark made (finalizers included: the attachers are stopped).
+pub async fn cleanup(client: &Client) -> anyhow::Result<()> {
+    let lp = ListParams::default().labels(SELECTOR);
+    delete_all(Api::<VolumeAttachment>::all(client.clone()), &lp).await?;
+    delete_all(Api::<PersistentVolume>::all(client.clone()), &lp).await?;
+    delete_all(Api::<CSINode>::all(client.clone()), &lp).await?;
+    delete_all(Api::<Node>::all(client.clone()), &lp).await?;
+    Ok(())
+}
+
+async fn delete_all<K>(api: Api<K>, lp: &ListParams) -> anyhow::Result<()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let names: Vec<String> = api
+        .list_metadata(lp)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    let no_finalizers = serde_json::json!({"metadata": {"finalizers": null}});
+    futures::stream::iter(names)
+        .map(|name| {
+            let api = api.clone();
+            let patch = no_finalizers.clone();
+            async move {
+                let _ = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                    Err(e) => Err(anyhow::Error::from(e).context(format!("deleting {name}"))),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// Label of the PVs of the scale measurement (and of nothing else), so that
+/// [`cleanup_scale`] removes exactly them.
+const SCALE_LABEL: &str = "csi-bench-scale";
+const SCALE_SELECTOR: &str = "csi-bench-scale=true";
+/// Requests in flight when bulk-creating the scale PVs.
+const SCALE_CONCURRENCY: usize = 50;
+
+fn scale_pv_name(i: usize) -> String {
+    format!("csi-bench-scale-pv-{i:05}")
+}
+
+/// Creates the scale PVs `from..to`: CSI PVs of the bench driver, no claims, labelled
+/// [`SCALE_LABEL`]; then waits until the PV controller has made them all Available, so that
+/// its status updates are over before memory is measured.
+pub async fn create_scale_pvs(client: &Client, from: usize, to: usize) -> anyhow::Result<()> {
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    futures::stream::iter(from..to)
+        .map(|i| {
+            let pvs = pvs.clone();
+            async move {
+                let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "PersistentVolume",
+                    "metadata": {"name": scale_pv_name(i), "labels": {SCALE_LABEL: "true"}},
+                    "spec": {
+                        "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "",
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "csi": {"driver": DRIVER, "volumeHandle": format!("scale-{i:05}")}
+                    }
+                }))?;
+                match pvs.create(&PostParams::default(), &pv).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                    Err(e) => Err(anyhow::Error::from(e)),
+                }
+            }
+        })
+        .buffer_unordered(SCALE_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+        .context("creating the scale PersistentVolumes")?;
+    let lp = ListParams::default().labels(SCALE_SELECTOR);
+    // The PV controller writes one status update per PV under its own client rate limit
+    // (kube-controller-manager's default 20 QPS): allow for that.
+    let deadline =
+        Instant::now() + Duration::from_secs(60) + Duration::from_millis(100 * to as u64);
+    loop {
+        let list = pvs.list(&lp).await?;
+        let pending = list
+            .items
+            .iter()
+            .filter(|pv| pv.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Available"))
+            .count();
+        if list.items.len() >= to && pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            // Not fatal: the figures are still taken, with the controller still at work.
+            eprintln!(
+                "bench: {pending} of {} scale PVs not Available yet",
+                list.items.len()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// How many PersistentVolumes the cluster holds (anyone's).
+pub async fn count_pvs(client: &Client) -> anyhow::Result<usize> {
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    Ok(pvs.list_metadata(&ListParams::default()).await?.items.len())
+}
+
+/// Removes the scale PVs (and only them).
+pub async fn cleanup_scale(client: &Client) -> anyhow::Result<()> {
+    let lp = ListParams::default().labels(SCALE_SELECTOR);
+    delete_all(Api::<PersistentVolume>::all(client.clone()), &lp).await
+}
+
+/// One phase (attach or detach): seconds until all done, and each object's latency.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct Phase {
+    pub total_s: f64,
+    /// Per object, milliseconds from its request being sent to the watch seeing it done.
+    pub latencies_ms: Vec<f64>,
+}
+
+impl Phase {
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        quantile(&self.latencies_ms, q)
+    }
+}
+
+/// The `q` quantile (nearest rank) of `values`; 0 when empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[derive(Debug)]
+enum Seen {
+    Attached(String),
+    Gone(String),
+}
+
+/// Creates N VolumeAttachments at once, waits until all are attached, deletes them at once,
+/// waits until all are gone.
+pub async fn attach_detach(client: &Client, n: usize) -> anyhow::Result<(Phase, Phase)> {
+    let vas: Api<VolumeAttachment> = Api::all(client.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(watch_attachments(vas.clone(), tx, ready_tx));
+    ready_rx.await.context("the VolumeAttachment watch ended")?;
+    let limit = Duration::from_secs(120) + Duration::from_millis(300 * n as u64);
+
+    let start = Instant::now();
+    let sent = send_all(n, |i| {
+        let vas = vas.clone();
+        async move {
+            let va: VolumeAttachment = serde_json::from_value(serde_json::json!({
+                "apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+                "metadata": {"name": va_name(i), "labels": {LABEL: "true"}},
+                "spec": {
+                    "attacher": DRIVER,
+                    "nodeName": NODE,
+                    "source": {"persistentVolumeName": pv_name(i)}
+                }
+            }))?;
+            vas.create(&PostParams::default(), &va).await?;
+            Ok(())
+        }
+    })
+    .await
+    .context("creating VolumeAttachments")?;
+    let attach = collect(&mut rx, &sent, start, limit, |s| match s {
+        Seen::Attached(name) => Some(name),
+        Seen::Gone(_) => None,
+    })
+    .await
+    .context("attaching")?;
+
+    let start = Instant::now();
+    let sent = send_all(n, |i| {
+        let vas = vas.clone();
+        async move {
+            vas.delete(&va_name(i), &DeleteParams::default()).await?;
+            Ok(())
+        }
+    })
+    .await
+    .context("deleting VolumeAttachments")?;
+    let detach = collect(&mut rx, &sent, start, limit, |s| match s {
+        Seen::Gone(name) => Some(name),
+        Seen::Attached(_) => None,
+    })
+    .await
+    .context("detaching")?;
+    watch.abort();
+    Ok((attach, detach))
+}
+
+/// Runs `request(i)` for 0..n, [`CONCURRENCY`] at a time; returns when each was sent.
+async fn send_all<F, Fut>(n: usize, request: F) -> anyhow::Result<HashMap<String, Instant>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let sent = Instant::now();
+            let request = request(i);
+            async move {
+                request.await?;
+                anyhow::Ok((va_name(i), sent))
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+async fn collect(
+    rx: &mut mpsc::UnboundedReceiver<(Seen, Instant)>,
+    sent: &HashMap<String, Instant>,
+    start: Instant,
+    limit: Duration,
+    done: impl Fn(Seen) -> Option<String>,
+) -> anyhow::Result<Phase> {
+    let mut latencies: HashMap<String, f64> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = start;
+    while latencies.len() < sent.len() {
+        let Ok(next) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+            bail!(
+                "only {} of {} VolumeAttachments done after {limit:?}",
+                latencies.len(),
+                sent.len()
+            );
+        };
+        let (seen, at) = next.context("the VolumeAttachment watch ended")?;
+        if let Some(name) = done(seen)
+            && let Some(sent_at) = sent.get(&name)
+            && !latencies.contains_key(&name)
+        {
+            // The watch may see an object done before its create call returned.
+            let at = at.max(*sent_at);
+            latencies.insert(name, (at - *sent_at).as_secs_f64() * 1000.0);
+            last = last.max(at);
+        }
+    }
+    let mut latencies_ms: Vec<(String, f64)> = latencies.into_iter().collect();
+    latencies_ms.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Phase {
+        total_s: (last - start).as_secs_f64(),
+        latencies_ms: latencies_ms.into_iter().map(|(_, ms)| ms).collect(),
+    })
+}
+
+async fn watch_attachments(
+    api: Api<VolumeAttachment>,
+    tx: mpsc::UnboundedSender<(Seen, Instant)>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    let stream = watcher(api, watcher::Config::default().labels(SELECTOR));
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        let now = Instant::now();
+        let seen = match event {
+            Ok(watcher::Event::InitDone) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+                continue;
+            }
+            Ok(watcher::Event::Apply(va) | watcher::Event::InitApply(va)) => {
+                if va.status.as_ref().is_some_and(|s| s.attached) {
+                    Seen::Attached(va.metadata.name.unwrap_or_default())
+                } else {
+                    continue;
+                }
+            }
+            Ok(watcher::Event::Delete(va)) => Seen::Gone(va.metadata.name.unwrap_or_default()),
+            Ok(watcher::Event::Init) | Err(_) => continue,
+        };
+        if tx.send((seen, now)).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 1.0), 100.0);
+        assert_eq!(quantile(&[7.0], 0.99), 7.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn the_workload_is_deterministic() {
+        assert_eq!(pv_name(7), "csi-bench-pv-00007");
+        assert_eq!(va_name(7), "csi-bench-va-00007");
+        assert_eq!(volume_id(0), "4");
+    }
+}
