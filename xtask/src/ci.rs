@@ -49,7 +49,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 fn bench_smoke() -> anyhow::Result<()> {
     let info = crate::cluster::up()?;
     let args: Vec<String> = [
-        "--quick", "--only", "ours", "--n", "5", "--runs", "1", "--debug",
+        "--quick", "--only", "ours", "--n", "5", "--runs", "1", "--scale", "0,20", "--debug",
     ]
     .iter()
     .map(|s| s.to_string())
