@@ -27,7 +27,6 @@ use csi_sidecar_runtime::{
 };
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status};
@@ -238,9 +237,10 @@ impl Registrar {
             let server = tokio::spawn(
                 Server::builder()
                     .add_service(reg::registration_server::RegistrationServer::new(service))
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-                        server_stop.cancelled().await
-                    }),
+                    .serve_with_incoming_shutdown(
+                        csi_grpc_server::incoming(listener),
+                        async move { server_stop.cancelled().await },
+                    ),
             );
             let failure = tokio::select! {
                 _ = shutdown.cancelled() => None,
