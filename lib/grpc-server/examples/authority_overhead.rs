@@ -55,11 +55,21 @@ fn rewriter_ns_per_block() -> f64 {
         (b"te", b"trailers"),
         (b"grpc-timeout", b"999952u"),
     ];
-    let mut encoder = loona_hpack::Encoder::new();
+    // Huffman-coded and indexed, as grpc-go writes its headers.
+    let mut encoder = httlib_hpack::Encoder::default();
+    let flags = httlib_hpack::Encoder::BEST_FORMAT
+        | httlib_hpack::Encoder::WITH_INDEXING
+        | httlib_hpack::Encoder::HUFFMAN_NAME
+        | httlib_hpack::Encoder::HUFFMAN_VALUE;
     let blocks = 100_000;
     let mut input = PREFACE.to_vec();
     for i in 0..blocks {
-        let block = encoder.encode(fields.iter().copied());
+        let mut block = Vec::new();
+        for (name, value) in &fields {
+            encoder
+                .encode((name.to_vec(), value.to_vec(), flags), &mut block)
+                .expect("encodable");
+        }
         let len = block.len();
         input.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, 1, 4]);
         input.extend_from_slice(&(1 + 2 * i as u32).to_be_bytes());

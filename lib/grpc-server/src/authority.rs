@@ -25,6 +25,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf as _, BufMut as _, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
 use tracing::debug;
 
 /// What a client sends first on an HTTP/2 connection (RFC 9113, section 3.4).
@@ -47,7 +48,7 @@ const SAFE_FRAME_PAYLOAD: usize = 16_384;
 /// header lists past 16 KiB by default; this only bounds memory against a hostile client.
 const MAX_HEADER_BLOCK: usize = 1 << 20;
 /// The largest dynamic table a client may ask our decoder for.
-const MAX_DYNAMIC_TABLE: usize = 1 << 16;
+const MAX_DYNAMIC_TABLE: u32 = 1 << 16;
 /// How many bytes one read of the socket asks for.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -106,18 +107,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for LenientAuthority<S> {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut chunk_buf = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk_buf))?;
-            let filled = chunk_buf.filled();
-            if filled.is_empty() {
+            // Read straight into the rewriter's input, without zeroing a buffer first.
+            this.rewriter.input.reserve(READ_CHUNK);
+            let read = ready!(poll_read_buf(
+                Pin::new(&mut this.inner),
+                cx,
+                &mut this.rewriter.input
+            ))?;
+            if read == 0 {
                 this.eof = true;
                 // Whatever is left is an incomplete frame; `h2` reports it as such.
-                this.out.extend_from_slice(&this.rewriter.input);
-                this.rewriter.input.clear();
+                let rest = this.rewriter.input.split();
+                this.out.unsplit(rest);
                 continue;
             }
-            this.rewriter.push(filled, &mut this.out)?;
+            this.rewriter.process(&mut this.out)?;
         }
     }
 }
@@ -177,7 +181,7 @@ struct PendingBlock {
 pub struct Rewriter {
     phase: Phase,
     input: BytesMut,
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: httlib_hpack::Decoder<'static>,
     pending: Option<PendingBlock>,
     /// How many `:authority` values were replaced (for the log line, once per connection).
     rewritten: u64,
@@ -203,8 +207,8 @@ impl Default for Rewriter {
 impl Rewriter {
     /// A rewriter at the start of a connection.
     pub fn new() -> Self {
-        let mut decoder = loona_hpack::Decoder::new();
-        decoder.set_max_allowed_table_size(MAX_DYNAMIC_TABLE);
+        let mut decoder = httlib_hpack::Decoder::default();
+        decoder.set_max_dynamic_size(MAX_DYNAMIC_TABLE);
         Rewriter {
             phase: Phase::Preface(0),
             input: BytesMut::new(),
@@ -217,18 +221,22 @@ impl Rewriter {
     /// Takes the next bytes the client sent and appends what the server should read to `out`.
     /// Incomplete frames are kept until the rest arrives.
     pub fn push(&mut self, bytes: &[u8], out: &mut BytesMut) -> io::Result<()> {
+        self.input.extend_from_slice(bytes);
+        self.process(out)
+    }
+
+    /// Handles what has accumulated in the input.
+    fn process(&mut self, out: &mut BytesMut) -> io::Result<()> {
         if self.phase == Phase::PassThrough {
-            out.extend_from_slice(bytes);
+            out.unsplit(self.input.split());
             return Ok(());
         }
-        self.input.extend_from_slice(bytes);
         if let Phase::Preface(matched) = self.phase {
             let want = PREFACE.len() - matched;
             let have = self.input.len().min(want);
             if self.input[..have] != PREFACE[matched..matched + have] {
                 self.phase = Phase::PassThrough;
-                out.extend_from_slice(&self.input);
-                self.input.clear();
+                out.unsplit(self.input.split());
                 return Ok(());
             }
             out.extend_from_slice(&self.input.split_to(have));
@@ -306,24 +314,29 @@ impl Rewriter {
     /// Decodes a complete header block, fixes `:authority`, and writes it out as a `HEADERS`
     /// frame and as many `CONTINUATION` frames as it needs.
     fn emit(&mut self, block: PendingBlock, out: &mut BytesMut) -> io::Result<()> {
-        let mut encoded = Vec::with_capacity(block.fragment.len() * 2);
-        let mut rewritten = false;
+        let mut fields = Vec::new();
+        let mut fragment = block.fragment;
         self.decoder
-            .decode_with_cb(&block.fragment, |name, value| {
-                let value: &[u8] = if &*name == b":authority" && !acceptable_authority(&value) {
-                    rewritten = true;
-                    REPLACEMENT_AUTHORITY
-                } else {
-                    &value
-                };
-                encode_literal(&name, value, &mut encoded);
-            })
+            .decode(&mut fragment, &mut fields)
             .map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("HPACK decoding of the client's headers failed: {e}"),
+                    format!("HPACK decoding of the client's headers failed: {e:?}"),
                 )
             })?;
+        let mut encoded =
+            Vec::with_capacity(fields.iter().map(|(n, v, _)| n.len() + v.len() + 4).sum());
+        let mut rewritten = false;
+        for (name, value, flags) in &fields {
+            let value: &[u8] = if name == b":authority" && !acceptable_authority(value) {
+                rewritten = true;
+                REPLACEMENT_AUTHORITY
+            } else {
+                value
+            };
+            let never_indexed = flags & httlib_hpack::Decoder::NEVER_INDEXED != 0;
+            encode_literal(name, value, never_indexed, &mut encoded);
+        }
         if rewritten {
             if self.rewritten == 0 {
                 debug!(
@@ -412,10 +425,11 @@ fn write_frame_header(out: &mut BytesMut, len: usize, kind: u8, flags: u8, strea
     out.put_u32(stream_id & 0x7fff_ffff);
 }
 
-/// A "literal header field without indexing — new name" (RFC 7541, section 6.2.2), with both
-/// strings sent raw (no Huffman coding).
-fn encode_literal(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    out.push(0);
+/// A "literal header field without indexing — new name" (RFC 7541, section 6.2.2), or "never
+/// indexed" (section 6.2.3) for a field the client marked so, with both strings sent raw (no
+/// Huffman coding).
+fn encode_literal(name: &[u8], value: &[u8], never_indexed: bool, out: &mut Vec<u8>) {
+    out.push(if never_indexed { 0x10 } else { 0 });
     encode_string(name, out);
     encode_string(value, out);
 }

@@ -435,3 +435,54 @@ fn hpack_integers_of_rfc_7541() {
     encode_integer(42, 8, 0, &mut out);
     assert_eq!(out, [0x2a]);
 }
+
+#[test]
+fn huffman_coded_and_indexed_blocks_as_grpc_go_writes_them() {
+    let mut encoder = httlib_hpack::Encoder::default();
+    let flags = httlib_hpack::Encoder::BEST_FORMAT
+        | httlib_hpack::Encoder::WITH_INDEXING
+        | httlib_hpack::Encoder::HUFFMAN_NAME
+        | httlib_hpack::Encoder::HUFFMAN_VALUE;
+    let mut sensitive = request_headers(Some("%2Frun%2Fplugins_registry%2Fx-reg.sock"));
+    sensitive.push(h("authorization", "Bearer not-to-be-indexed"));
+    let requests = [
+        request_headers(Some("%2Frun%2Fplugins_registry%2Fx-reg.sock")),
+        request_headers(Some("%2Frun%2Fplugins_registry%2Fx-reg.sock")),
+        sensitive,
+    ];
+    let frames: Vec<Vec<u8>> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, headers)| {
+            let mut block = Vec::new();
+            for (name, value) in headers {
+                let flags = if name == b"authorization" {
+                    httlib_hpack::Encoder::NEVER_INDEXED | httlib_hpack::Encoder::HUFFMAN_VALUE
+                } else {
+                    flags
+                };
+                encoder
+                    .encode((name.clone(), value.clone(), flags), &mut block)
+                    .unwrap();
+            }
+            frame(FRAME_HEADERS, FLAG_END_HEADERS, 1 + 2 * i as u32, &block)
+        })
+        .collect();
+    let rewritten = rewrite_all(&client_stream(&frames)).unwrap();
+    let seen = server_view(&rewritten);
+    let got = only_headers(&seen);
+    assert_eq!(got.len(), 3);
+    for (sent, got) in requests.iter().zip(got) {
+        let mut want = sent.clone();
+        want[2].1 = b"localhost".to_vec();
+        assert_eq!(got, &want);
+    }
+    // The sensitive field stays "never indexed" for the server.
+    let never_indexed = [&[0x10u8][..], &[13], b"authorization"].concat();
+    assert!(
+        rewritten
+            .windows(never_indexed.len())
+            .any(|w| w == never_indexed),
+        "authorization is passed on as a never-indexed literal"
+    );
+}
