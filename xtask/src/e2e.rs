@@ -4,6 +4,7 @@
 //! runs the `csi-e2e` tests with `CSI_E2E_*` telling them where everything is, and stops the
 //! cluster again if it started it — also when the tests fail.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -18,12 +19,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     println!("==> e2e: tools (built once from pinned module versions, then cached)");
     let driver = tools::ensure("csi-mock-driver")?;
+    let go_clients = tools::ensure("foreign-clients")?;
+    let python = tools::python::ensure()?;
     println!("==> e2e: building our binaries");
     cmd!(sh, "cargo build --locked --bins").run()?;
 
     println!("==> e2e: local control plane");
     let info = cluster::up()?;
-    let result = run_tests(&sh, &info, &driver, args);
+    let foreign = ForeignClients { go_clients, python };
+    let result = run_tests(&sh, &info, &driver, &foreign, args);
     if info.started {
         println!("==> e2e: stopping the control plane this run started");
         cluster::down()?;
@@ -33,13 +37,24 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Other programs' clients of what we serve, which the tests call our servers with.
+struct ForeignClients {
+    /// `foreign-clients`: the kubelet's plugin manager and prober, Prometheus' decoder.
+    go_clients: PathBuf,
+    /// A Python interpreter with grpcio.
+    python: PathBuf,
+}
+
 fn run_tests(
     sh: &Shell,
     info: &cluster::ClusterInfo,
-    driver: &std::path::Path,
+    driver: &Path,
+    foreign: &ForeignClients,
     args: &[String],
 ) -> anyhow::Result<()> {
     let _kubeconfig = sh.push_env("CSI_E2E_KUBECONFIG", &info.kubeconfig);
+    let _kubelet = sh.push_env("CSI_E2E_FOREIGN_CLIENTS", &foreign.go_clients);
+    let _python = sh.push_env("CSI_E2E_PYTHON", &foreign.python);
     let _driver = sh.push_env("CSI_E2E_DRIVER", driver);
     let _state = sh.push_env("CSI_E2E_STATE_DIR", &info.state_dir);
     cmd!(sh, "cargo test --locked -p csi-e2e {args...}")

@@ -39,6 +39,8 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
+pub mod python;
+
 /// The pinned versions, relative to the workspace root.
 const VERSIONS_FILE: &str = "release-tools/e2e-versions.toml";
 /// The section of [`VERSIONS_FILE`] holding the snapshot CRDs.
@@ -859,7 +861,15 @@ fn wrapper_go_mod(name: &str, section: &Section, upstream_go_mod: &str) -> anyho
 /// Main packages written into a wrapper module as `./cmd/<binary>/main.go`, for binaries whose
 /// pinned module has the code but no main package. Generated on every build, never stored in
 /// the repository.
-const GENERATED_MAINS: &[(&str, &str)] = &[("csi-mock-driver", CSI_MOCK_DRIVER_MAIN)];
+const GENERATED_MAINS: &[(&str, &str)] = &[
+    ("csi-mock-driver", CSI_MOCK_DRIVER_MAIN),
+    ("foreign-clients", FOREIGN_CLIENTS_MAIN),
+];
+
+/// `foreign-clients`: other programs' client code for what our sidecars serve — the kubelet's
+/// plugin manager and plugin-socket dial, the kubelet's HTTP prober, Prometheus' metrics
+/// decoder — as one test program; its commands are described at the top of the file.
+const FOREIGN_CLIENTS_MAIN: &str = include_str!("tools/foreign_clients.go");
 
 fn generated_main(binary: &str) -> Option<&'static str> {
     GENERATED_MAINS
