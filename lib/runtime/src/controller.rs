@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::features::FeatureSpec;
+use crate::features::{FeatureGates, FeatureSpec};
 use crate::flags::{Flag, FlagView};
 use crate::shared::Shared;
 
@@ -77,14 +77,25 @@ pub struct InitContext {
     pub shared: Arc<Shared>,
     /// This component's flags.
     pub flags: FlagView,
+    /// This component's feature gates (the ones it declares), as `--feature-gates` set them.
+    pub features: FeatureGates,
 }
 
 /// A boxed future, as the descriptor table stores functions returning them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A started component: the future that runs it until the shutdown token is cancelled.
+///
+/// The runtime polls `run` only while the component may work: for a component that uses the
+/// API server, after the shared caches synced and, with leader election, while its lease is
+/// held. When it stops being allowed to work, `run` is dropped. When it fails — returns `Err` or
+/// panics — `csi-sidecars` reports the failure under the component's name, waits (exponential
+/// backoff) and starts it again by calling `init` afresh and polling the new `run`; the other
+/// components keep running. A standalone binary exits 1 instead, as upstream. So work that
+/// must exist only while the component runs (a subscription to a shared watch, workers) belongs
+/// in `run`, not in `init`.
 pub struct Controller {
-    /// Runs the component; returning `Err` means it failed for good.
+    /// Runs the component; returning `Err` means this run failed.
     pub run: BoxFuture<anyhow::Result<()>>,
 }
 

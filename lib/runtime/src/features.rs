@@ -2,6 +2,13 @@
 //! checked against the union of the enabled components' gates, and an unknown name is a start-up
 //! error, as in Kubernetes' `featuregate` package. The gates are plain values handed to the
 //! components: nothing here is process-global.
+//!
+//! Several upstream sidecars have the same gate (`ReleaseLeaderElectionOnExit`), so in
+//! `csi-sidecars` one `--feature-gates=Name=value` sets that gate for every enabled component
+//! that declares it. That only means one thing if they all declare it alike: as
+//! `featuregate.Add` refuses a second spec that differs from the first, a gate declared twice by
+//! one component, or by two components with a different default, stage or lock, is a start-up
+//! error ([`check_declarations`]).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +26,7 @@ pub enum Stage {
 }
 
 /// One feature gate a component understands.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeatureSpec {
     /// The gate's name, as upstream spells it (`Topology`).
     pub name: &'static str,
@@ -42,6 +49,31 @@ pub enum Error {
         /// The names that would have been accepted.
         known: String,
     },
+    /// One component declares the same gate twice.
+    #[error("feature gate {name} is declared twice by {component}")]
+    DeclaredTwice {
+        /// The component.
+        component: String,
+        /// The gate.
+        name: String,
+    },
+    /// Two components declare the same gate differently, so one `--feature-gates` value
+    /// cannot mean the same for both.
+    #[error(
+        "feature gate {name} is declared differently by {first} ({first_spec}) and {second} ({second_spec}); a gate shared by several controllers must have one default, stage and lock"
+    )]
+    Conflict {
+        /// The gate.
+        name: String,
+        /// The component that declared it first.
+        first: String,
+        /// Its declaration, in words.
+        first_spec: String,
+        /// The component whose declaration differs.
+        second: String,
+        /// Its declaration, in words.
+        second_spec: String,
+    },
     /// The gate is locked to its default and cannot be changed.
     #[error("cannot set feature gate {name} to {value}, feature is locked to {default}")]
     Locked {
@@ -54,6 +86,49 @@ pub enum Error {
     },
 }
 
+impl FeatureSpec {
+    fn describe(&self) -> String {
+        let mut text = format!("default {}, {:?}", self.default, self.stage);
+        if self.locked_to_default {
+            text.push_str(", locked");
+        }
+        text
+    }
+}
+
+/// Checks the gates of `components` (name, declared gates): none declared twice by one
+/// component, and a gate several components declare declared alike by all of them. Returns the
+/// union, each gate once, in declaration order.
+pub fn check_declarations<'a>(
+    components: impl IntoIterator<Item = (&'a str, &'a [FeatureSpec])>,
+) -> Result<Vec<FeatureSpec>, Error> {
+    let mut union: Vec<(FeatureSpec, &str)> = Vec::new();
+    for (component, specs) in components {
+        for (i, spec) in specs.iter().enumerate() {
+            if specs[..i].iter().any(|s| s.name == spec.name) {
+                return Err(Error::DeclaredTwice {
+                    component: component.to_string(),
+                    name: spec.name.to_string(),
+                });
+            }
+            match union.iter().find(|(s, _)| s.name == spec.name) {
+                None => union.push((*spec, component)),
+                Some((first, _)) if first == spec => {}
+                Some((first, first_component)) => {
+                    return Err(Error::Conflict {
+                        name: spec.name.to_string(),
+                        first: first_component.to_string(),
+                        first_spec: first.describe(),
+                        second: component.to_string(),
+                        second_spec: spec.describe(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(union.into_iter().map(|(s, _)| s).collect())
+}
+
 /// The resolved gates of a process.
 #[derive(Clone, Debug, Default)]
 pub struct FeatureGates {
@@ -61,7 +136,8 @@ pub struct FeatureGates {
 }
 
 impl FeatureGates {
-    /// Resolves `requested` (from `--feature-gates`) against the known `specs`.
+    /// Resolves `requested` (from `--feature-gates`) against the known `specs` (each gate once:
+    /// see [`check_declarations`]).
     pub fn new(specs: &[FeatureSpec], requested: &[(String, bool)]) -> Result<Self, Error> {
         let mut values: BTreeMap<&'static str, bool> =
             specs.iter().map(|s| (s.name, s.default)).collect();
@@ -92,6 +168,22 @@ impl FeatureGates {
     /// Whether `name` is on. An unknown name is off.
     pub fn enabled(&self, name: &str) -> bool {
         self.values.get(name).copied().unwrap_or(false)
+    }
+
+    /// The gates of one component: its own `specs`, with the values resolved for the process
+    /// (a gate the process does not know keeps its default).
+    pub fn for_component(&self, specs: &[FeatureSpec]) -> FeatureGates {
+        FeatureGates {
+            values: specs
+                .iter()
+                .map(|s| {
+                    (
+                        s.name,
+                        self.values.get(s.name).copied().unwrap_or(s.default),
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Every gate with its value, for the start-up log.
@@ -145,5 +237,89 @@ mod tests {
         let err = FeatureGates::new(SPECS, &[("HonorPVReclaimPolicy".into(), false)]).unwrap_err();
         assert!(matches!(err, Error::Locked { .. }));
         assert!(FeatureGates::new(SPECS, &[("HonorPVReclaimPolicy".into(), true)]).is_ok());
+    }
+
+    const RELEASE: FeatureSpec = FeatureSpec {
+        name: "ReleaseLeaderElectionOnExit",
+        default: false,
+        stage: Stage::Alpha,
+        locked_to_default: false,
+    };
+
+    #[test]
+    fn a_gate_several_components_declare_alike_is_one_gate_set_for_all() {
+        let attacher: &[FeatureSpec] = &[RELEASE, SPECS[0]];
+        let provisioner: &[FeatureSpec] = &[SPECS[1], RELEASE];
+        let union =
+            check_declarations([("attacher", attacher), ("provisioner", provisioner)]).unwrap();
+        let names: Vec<&str> = union.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "ReleaseLeaderElectionOnExit",
+                "Topology",
+                "HonorPVReclaimPolicy"
+            ]
+        );
+        let gates =
+            FeatureGates::new(&union, &[("ReleaseLeaderElectionOnExit".into(), true)]).unwrap();
+        for specs in [attacher, provisioner] {
+            let own = gates.for_component(specs);
+            assert!(own.enabled("ReleaseLeaderElectionOnExit"));
+        }
+        // Each component sees its own gates only.
+        let own = gates.for_component(provisioner);
+        assert_eq!(
+            own.iter().collect::<Vec<_>>(),
+            [
+                ("HonorPVReclaimPolicy", true),
+                ("ReleaseLeaderElectionOnExit", true)
+            ]
+        );
+        assert!(!own.enabled("Topology"));
+    }
+
+    #[test]
+    fn a_gate_declared_differently_by_two_components_is_an_error_naming_both() {
+        let other = FeatureSpec {
+            default: true,
+            stage: Stage::Beta,
+            ..RELEASE
+        };
+        let err = check_declarations([
+            ("attacher", &[RELEASE][..]),
+            ("livenessprobe", &[][..]),
+            ("resizer", &[other][..]),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "feature gate ReleaseLeaderElectionOnExit is declared differently by attacher (default false, Alpha) and resizer (default true, Beta); a gate shared by several controllers must have one default, stage and lock"
+        );
+    }
+
+    #[test]
+    fn a_gate_declared_twice_by_one_component_is_an_error() {
+        let err =
+            check_declarations([("attacher", &[RELEASE, SPECS[0], RELEASE][..])]).unwrap_err();
+        assert_eq!(
+            err,
+            Error::DeclaredTwice {
+                component: "attacher".into(),
+                name: "ReleaseLeaderElectionOnExit".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "feature gate ReleaseLeaderElectionOnExit is declared twice by attacher"
+        );
+    }
+
+    #[test]
+    fn a_gate_only_another_component_knows_keeps_its_default_in_a_component_view() {
+        let gates = FeatureGates::default();
+        let own = gates.for_component(SPECS);
+        assert!(!own.enabled("Topology"));
+        assert!(own.enabled("HonorPVReclaimPolicy"));
     }
 }

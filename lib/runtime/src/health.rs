@@ -6,6 +6,7 @@
 //! lists each check as `[+]name ok` / `[-]name failed: reason`, and the status is 200 only if
 //! every check passed.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -48,9 +49,14 @@ type CheckFuture = Pin<Box<dyn Future<Output = CheckResult> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 
 /// The process's health checks. Cheap to clone; clones share the list.
+///
+/// Besides the checks themselves, a name can be marked failed ([`Health::set_failed`]): the
+/// runtime does so for a controller that stopped with an error or a panic and waits to be
+/// restarted, whatever the controller's own check (if it has one) would say.
 #[derive(Clone, Default)]
 pub struct Health {
     checks: Arc<Mutex<Vec<(String, CheckFn)>>>,
+    failures: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -81,17 +87,59 @@ impl Health {
         });
     }
 
-    /// The names of all checks, in registration order.
-    pub fn names(&self) -> Vec<String> {
-        let checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
-        checks.iter().map(|(n, _)| n.clone()).collect()
+    /// Adds a check that always passes under `name`, unless a check of that name exists.
+    pub fn register_if_absent(&self, name: impl Into<String>) {
+        let name = name.into();
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        if !checks.iter().any(|(n, _)| *n == name) {
+            let check: CheckFn = Arc::new(|| Box::pin(std::future::ready(CheckResult::Ok)));
+            checks.push((name, check));
+        }
     }
 
-    fn snapshot(&self) -> Vec<(String, CheckFn)> {
-        self.checks
+    /// Reports `name` as failed with `reason` until [`Health::clear_failed`], whatever its own
+    /// check says; a name without a check is listed too.
+    pub fn set_failed(&self, name: impl Into<String>, reason: impl Into<String>) {
+        self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .insert(name.into(), reason.into());
+    }
+
+    /// Lets `name`'s own check speak again.
+    pub fn clear_failed(&self, name: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// The names of all checks, in registration order, then names only marked failed.
+    pub fn names(&self) -> Vec<String> {
+        self.snapshot().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Every check in order; a name marked failed answers its failure instead of its check.
+    fn snapshot(&self) -> Vec<(String, CheckFn)> {
+        let mut checks = self
+            .checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (name, reason) in failures {
+            let failed: CheckFn =
+                Arc::new(move || Box::pin(std::future::ready(CheckResult::failed(reason.clone()))));
+            match checks.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, check)) => *check = failed,
+                None => checks.push((name, failed)),
+            }
+        }
+        checks
     }
 
     /// Runs one check; `None` if there is no check of that name.
@@ -214,5 +262,39 @@ mod tests {
             Some(CheckResult::Ok)
         );
         assert_eq!(health.check_one("nothing").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_name_marked_failed_overrides_its_check_until_cleared() {
+        let health = Health::default();
+        health.register_static("livenessprobe", CheckResult::Ok);
+        health.register_if_absent("livenessprobe");
+        health.register_if_absent("attacher");
+        assert_eq!(health.names(), vec!["livenessprobe", "attacher"]);
+        assert_eq!(health.check_all(false).await.0, StatusCode::OK);
+
+        health.set_failed("attacher", "controller panicked: boom");
+        health.set_failed("provisioner", "controller failed: no");
+        let (status, body) = health.check_all(false).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("[+]livenessprobe ok\n"), "{body}");
+        assert!(
+            body.contains("[-]attacher failed: controller panicked: boom\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("[-]provisioner failed: controller failed: no\n"),
+            "{body}"
+        );
+        assert_eq!(
+            health.check_one("attacher").await,
+            Some(CheckResult::failed("controller panicked: boom"))
+        );
+
+        health.clear_failed("attacher");
+        health.clear_failed("provisioner");
+        assert_eq!(health.check_one("attacher").await, Some(CheckResult::Ok));
+        assert_eq!(health.check_one("provisioner").await, None);
+        assert_eq!(health.check_all(false).await.0, StatusCode::OK);
     }
 }

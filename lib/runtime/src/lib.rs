@@ -1,7 +1,8 @@
 //! What every sidecar binary shares, standalone or in `csi-sidecars`: Go-compatible flags
 //! ([`flags`]), feature gates ([`features`]), the component descriptor and `--controllers`
 //! ([`controller`]), the process state ([`shared`]), health checks ([`health`]), the HTTP
-//! diagnostics server ([`server`]) and the one place that decides exits ([`process`]).
+//! diagnostics server ([`server`]), one controller's failure kept its own ([`supervisor`]) and
+//! the one place that decides exits ([`process`]).
 
 pub mod controller;
 pub mod features;
@@ -11,6 +12,7 @@ pub mod kube;
 pub mod process;
 pub mod server;
 pub mod shared;
+pub mod supervisor;
 
 pub use controller::{
     BoxFuture, Controller, Descriptor, DriverUse, HttpDefaults, InitContext, InitError, Upstream,

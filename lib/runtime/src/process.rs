@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csi_connection::{ConnectOptions, Connection};
-use csi_metrics::{CsiOperationMetrics, GaugeVec, Opts, ProcessCollector, Registry};
+use csi_metrics::{CsiOperationMetrics, ProcessCollector, Registry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -27,10 +27,10 @@ use crate::features::{FeatureGates, FeatureSpec};
 use crate::flags::{
     Flag, FlagSet, FlagView, Kind, LOGGING_FLAGS, ParsedFlags, Scope, Section, Value,
 };
-use crate::health::CheckResult;
 use crate::kube::KubeShared;
 use crate::server::{self, Routes};
 use crate::shared::{Mode, Shared, SharedParts};
+use crate::supervisor::{self, Backoff, Failure, Policy, Report};
 
 /// The file the kubelet shows as the container's termination message.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -414,10 +414,17 @@ async fn run_async(
             return 1;
         }
     };
-    let specs: Vec<FeatureSpec> = descriptors
-        .iter()
-        .flat_map(|d| d.features.iter().copied())
-        .collect();
+    // Each component declares its gates; one `--feature-gates` value sets a gate for every
+    // enabled component that declares it.
+    let specs: Vec<FeatureSpec> =
+        match crate::features::check_declarations(descriptors.iter().map(|d| (d.name, d.features)))
+        {
+            Ok(specs) => specs,
+            Err(err) => {
+                error!("{err}");
+                return 1;
+            }
+        };
     let features = if process.defines("feature-gates") {
         match FeatureGates::new(&specs, &process.map_string_bool("feature-gates")) {
             Ok(f) => f,
@@ -496,49 +503,32 @@ async fn run_async(
         kube,
     }));
 
-    // Initialise the components.
-    let enabled_gauge = match mode {
-        Mode::Aggregate => match GaugeVec::new(
-            Opts::new(
-                "csi_sidecars_controller_enabled",
-                "Whether a controller selected by --controllers runs (1) or was disabled because the CSI driver lacks a capability it needs (0).",
-            ),
-            &["controller"],
-        )
-        .and_then(|g| registry.register(g.clone()).map(|()| g))
-        {
-            Ok(g) => Some(g),
+    // Initialise the components. In csi-sidecars, one that fails is reported under its name and
+    // restarted by its supervisor, and the others run on; standalone, the process exits 1.
+    let (policy, report) = match mode {
+        Mode::Aggregate => match Report::aggregate(shared.health.clone(), &registry) {
+            Ok(report) => (Policy::Restart(Backoff::DEFAULT), report),
             Err(err) => {
                 error!(%err, "Failed to register controller metrics");
                 return 1;
             }
         },
-        Mode::Standalone => None,
+        Mode::Standalone => (Policy::Exit, Report::standalone(shared.health.clone())),
     };
     let mut running = JoinSet::new();
     // Controllers that use the API server start once the caches are synced, and, with leader
     // election, only while this replica leads.
-    let mut gated: Vec<(&'static Descriptor, Controller)> = Vec::new();
+    let mut gated: Vec<Supervised> = Vec::new();
     for d in &descriptors {
         let ctx = InitContext {
             name: d.name,
             shared: shared.clone(),
             flags: views(&parsed, mode, d),
+            features: shared.features.for_component(d.features),
         };
-        let init = until_shutdown(&shutdown, (d.init)(ctx)).await;
-        match init {
+        let first = match until_shutdown(&shutdown, (d.init)(ctx.clone())).await {
             None => return 0,
-            Some(Ok(controller)) => {
-                if let Some(g) = &enabled_gauge {
-                    g.with_label_values(&[d.name]).set(1.0);
-                }
-                if d.kube.is_some() {
-                    gated.push((d, controller));
-                } else {
-                    let name = d.name;
-                    running.spawn(async move { (name, controller.run.await) });
-                }
-            }
+            Some(Ok(controller)) => Ok(controller),
             Some(Err(InitError::Disabled(reason))) => match mode {
                 Mode::Standalone => {
                     error!("{reason}");
@@ -546,19 +536,29 @@ async fn run_async(
                 }
                 Mode::Aggregate => {
                     warn!(controller = d.name, %reason, "Controller disabled");
-                    if let Some(g) = &enabled_gauge {
-                        g.with_label_values(&[d.name]).set(0.0);
-                    }
-                    shared.health.register_static(
-                        d.name,
-                        CheckResult::OkWithNote(format!("disabled: {reason}")),
-                    );
+                    report.disabled(d.name, &reason);
+                    continue;
                 }
             },
-            Some(Err(InitError::Failed(err))) => {
-                error!(controller = d.name, "{err:#}");
-                return 1;
-            }
+            Some(Err(InitError::Failed(err))) => match mode {
+                Mode::Standalone => {
+                    error!(controller = d.name, "{err:#}");
+                    return 1;
+                }
+                Mode::Aggregate => Err(Failure::Error(err)),
+            },
+        };
+        let supervised = Supervised {
+            descriptor: d,
+            ctx,
+            first,
+            policy,
+            report: report.clone(),
+        };
+        if d.kube.is_some() {
+            gated.push(supervised);
+        } else {
+            running.spawn(supervised.run());
         }
     }
 
@@ -607,7 +607,7 @@ async fn run_async(
         }
     }
 
-    let code = supervise(mode, binary, &shared, &mut running, long_lived).await;
+    let code = supervise(binary, &shared, &mut running, long_lived).await;
     shutdown.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while running.join_next().await.is_some() {}
@@ -640,7 +640,6 @@ async fn start_server(
 /// Waits for the shutdown signal, a lost driver connection, or the components; returns the
 /// exit code.
 async fn supervise(
-    mode: Mode,
     binary: &str,
     shared: &Arc<Shared>,
     running: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
@@ -669,22 +668,13 @@ async fn supervise(
                     return 1;
                 };
                 match joined {
-                    Ok((name, Ok(()))) => {
-                        if !shared.shutdown.is_cancelled() {
-                            info!(controller = name, "Controller finished");
-                        }
-                    }
+                    Ok((_, Ok(()))) => {}
+                    // Only a standalone sidecar's controller, or a lost lease, ends with an
+                    // error here (csi-sidecars restarts a failed controller): the process exits
+                    // as upstream, and a restart campaigns afresh.
                     Ok((name, Err(err))) => {
                         error!(controller = name, "{err:#}");
-                        // A lost lease ends the process in both forms, as upstream: whatever
-                        // ran under it must stop now, and the restart campaigns afresh.
-                        if mode == Mode::Standalone || err.downcast_ref::<LeadershipLost>().is_some() {
-                            return 1;
-                        }
-                        shared.health.register_static(
-                            name,
-                            CheckResult::failed(format!("controller stopped: {err:#}")),
-                        );
+                        return 1;
                     }
                     Err(err) => {
                         error!(%err, "A controller task panicked");
@@ -696,8 +686,37 @@ async fn supervise(
     }
 }
 
+/// A controller with what its supervisor needs.
+struct Supervised {
+    descriptor: &'static Descriptor,
+    ctx: InitContext,
+    first: Result<Controller, Failure>,
+    policy: Policy,
+    report: Report,
+}
+
+impl Supervised {
+    async fn run(self) -> (&'static str, anyhow::Result<()>) {
+        let name = self.descriptor.name;
+        let result = supervisor::supervise(
+            self.descriptor,
+            self.ctx,
+            self.first,
+            self.policy,
+            self.report,
+        )
+        .await;
+        (
+            name,
+            result.map_err(|failure| {
+                anyhow::Error::new(failure).context(format!("controller {name}"))
+            }),
+        )
+    }
+}
+
 /// One lease (sanitized), the `name` label of its metrics, and the controllers it gates.
-type Election = (String, String, Vec<(&'static Descriptor, Controller)>);
+type Election = (String, String, Vec<Supervised>);
 
 /// The error a leader election task ends with when its lease was lost.
 #[derive(Debug, thiserror::Error)]
@@ -712,18 +731,18 @@ async fn start_gated(
     binary: &'static str,
     shared: &Arc<Shared>,
     parsed: &ParsedFlags,
-    gated: Vec<(&'static Descriptor, Controller)>,
+    gated: Vec<Supervised>,
     registry: &Registry,
     running: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
 ) -> anyhow::Result<()> {
     let process = parsed.process();
     let kube = shared.kube();
     if !process.bool("leader-election") {
-        for (d, controller) in gated {
+        for supervised in gated {
             let shared = shared.clone();
             running.spawn(async move {
                 shared.kube().start_caches(&shared.shutdown).await;
-                (d.name, controller.run.await)
+                supervised.run().await
             });
         }
         return Ok(());
@@ -731,22 +750,25 @@ async fn start_gated(
 
     let driver = shared.driver_name(None).await?;
     let per_controller = mode == Mode::Aggregate && process.bool("leader-election-per-controller");
-    let upstream_lease = |d: &Descriptor| {
-        let kube_use = d.kube.expect("gated controllers use the API server");
+    let upstream_lease = |s: &Supervised| {
+        let kube_use = s
+            .descriptor
+            .kube
+            .expect("gated controllers use the API server");
         csi_leader_election::sanitize_name(&(kube_use.lease_name)(&driver))
     };
     // (lease, metrics name, controllers)
     let mut elections: Vec<Election> = Vec::new();
     match mode {
         Mode::Standalone => {
-            let lease = upstream_lease(gated[0].0);
+            let lease = upstream_lease(&gated[0]);
             // Upstream leaves client-go's election name empty: so does the metric label.
             elections.push((lease, String::new(), gated));
         }
         Mode::Aggregate if per_controller => {
-            for (d, controller) in gated {
-                let lease = upstream_lease(d);
-                elections.push((lease.clone(), lease, vec![(d, controller)]));
+            for supervised in gated {
+                let lease = upstream_lease(&supervised);
+                elections.push((lease.clone(), lease, vec![supervised]));
             }
         }
         Mode::Aggregate => {
@@ -781,9 +803,12 @@ async fn start_gated(
                     .run(stop.clone(), move |leading| async move {
                         info!(%lease, "Started leading");
                         shared.kube().start_caches(&shared.shutdown).await;
+                        // Each controller under its own supervisor: in csi-sidecars one
+                        // that fails is restarted and the others keep running; only a
+                        // standalone sidecar's failure ends the election (and the process).
                         let mut set = JoinSet::new();
-                        for (d, controller) in controllers {
-                            set.spawn(async move { (d.name, controller.run.await) });
+                        for supervised in controllers {
+                            set.spawn(supervised.run());
                         }
                         loop {
                             tokio::select! {
@@ -791,9 +816,9 @@ async fn start_gated(
                                 joined = set.join_next() => match joined {
                                     None => break,
                                     Some(Ok((_, Ok(())))) => {}
-                                    Some(Ok((name, Err(err)))) => {
+                                    Some(Ok((_, Err(err)))) => {
                                         *failure.lock().unwrap_or_else(|e| e.into_inner()) =
-                                            Some(err.context(format!("controller {name}")));
+                                            Some(err);
                                         stop_on_error.cancel();
                                         break;
                                     }
