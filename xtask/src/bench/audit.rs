@@ -1,10 +1,10 @@
-//! API-server load from the kube-apiserver audit log (Metadata level, one JSON event a line),
-//! attributed by user name and user agent.
+//! API-server load from the kube-apiserver audit log (read by `csi-audit-log`), attributed by
+//! user name and user agent.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use csi_audit_log::{AuditEvent, AuditLog};
 use serde::{Deserialize, Serialize};
 
 /// Requests of one configuration.
@@ -22,60 +22,17 @@ pub struct ApiLoad {
     pub user_agents: BTreeSet<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Event {
-    #[serde(rename = "auditID")]
-    audit_id: String,
-    verb: String,
-    #[serde(default)]
-    request_uri: String,
-    #[serde(default)]
-    user_agent: String,
-    user: User,
-    object_ref: Option<ObjectRef>,
-}
-
-#[derive(Debug, Deserialize)]
-struct User {
-    #[serde(default)]
-    username: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ObjectRef {
-    #[serde(default)]
-    resource: String,
-    #[serde(default)]
-    subresource: String,
-}
-
 /// The current end of the audit log: count from here.
 pub fn offset(log: &Path) -> u64 {
-    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
-}
-
-/// Whether a user agent is one of `prefixes` ("csi-attacher" matches "csi-attacher/v4.12.0 ...").
-pub fn agent_matches(agent: &str, prefixes: &[&str]) -> bool {
-    prefixes.iter().any(|p| {
-        agent
-            .strip_prefix(p)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    AuditLog::at(log).offset()
 }
 
 /// The requests logged after `from` by `user` with one of the user agent `prefixes`.
 pub fn load_since(log: &Path, from: u64, user: &str, prefixes: &[&str]) -> anyhow::Result<ApiLoad> {
-    let mut file = std::fs::File::open(log)?;
-    // A rotated or truncated log: start over.
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(if from <= len { from } else { 0 }))?;
-    let mut lines = Vec::new();
-    for line in BufReader::new(file).lines() {
-        lines.push(line?);
-    }
-    Ok(count(lines.iter().map(String::as_str), user, prefixes))
+    let requests = AuditLog::at(log).requests_since(from, |e| {
+        e.username == user && csi_audit_log::agent_is(&e.user_agent, prefixes)
+    })?;
+    Ok(count(requests))
 }
 
 /// Whether a watch of `resource` by one of `prefixes` was logged after `from`.
@@ -89,25 +46,11 @@ pub fn watch_seen(log: &Path, from: u64, user: &str, prefixes: &[&str], resource
         .unwrap_or(false)
 }
 
-fn count<'a>(lines: impl Iterator<Item = &'a str>, user: &str, prefixes: &[&str]) -> ApiLoad {
+/// Adds up requests (one event each).
+fn count(requests: impl IntoIterator<Item = AuditEvent>) -> ApiLoad {
     let mut load = ApiLoad::default();
-    // A request is logged once per stage (ResponseStarted for watches, ResponseComplete).
-    let mut seen = HashSet::new();
-    for line in lines {
-        let Ok(event) = serde_json::from_str::<Event>(line) else {
-            continue;
-        };
-        if event.user.username != user || !agent_matches(&event.user_agent, prefixes) {
-            continue;
-        }
-        if !seen.insert(event.audit_id) {
-            continue;
-        }
-        let (resource, subresource) = event
-            .object_ref
-            .map(|o| (o.resource, o.subresource))
-            .unwrap_or_default();
-        let resource = if resource.is_empty() {
+    for event in requests {
+        let resource = if event.resource.is_empty() {
             // Non-resource URLs (/version, /healthz): the path.
             event
                 .request_uri
@@ -115,10 +58,8 @@ fn count<'a>(lines: impl Iterator<Item = &'a str>, user: &str, prefixes: &[&str]
                 .next()
                 .unwrap_or_default()
                 .to_string()
-        } else if subresource.is_empty() {
-            resource
         } else {
-            format!("{resource}/{subresource}")
+            event.resource_path()
         };
         load.total += 1;
         *load
@@ -128,22 +69,11 @@ fn count<'a>(lines: impl Iterator<Item = &'a str>, user: &str, prefixes: &[&str]
         if event.verb == "watch" {
             load.watches += 1;
             load.watched
-                .insert(format!("{resource} {}", selectors(&event.request_uri)));
+                .insert(format!("{resource} {}", event.selectors()));
         }
         load.user_agents.insert(event.user_agent);
     }
     load
-}
-
-/// "labelSelector=...&fieldSelector=..." of a request URI (empty when none).
-fn selectors(uri: &str) -> String {
-    let query = uri.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let mut parts: Vec<&str> = query
-        .split('&')
-        .filter(|kv| kv.starts_with("labelSelector=") || kv.starts_with("fieldSelector="))
-        .collect();
-    parts.sort_unstable();
-    parts.join("&")
 }
 
 #[cfg(test)]
@@ -161,7 +91,10 @@ not json
 
     #[test]
     fn counts_each_request_once_by_agent_and_user() {
-        let load = count(LOG.lines(), "admin", &["csi-attacher"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, LOG).unwrap();
+        let load = load_since(&path, 0, "admin", &["csi-attacher"]).unwrap();
         assert_eq!(load.total, 2);
         assert_eq!(load.watches, 1);
         assert_eq!(
@@ -176,25 +109,19 @@ not json
             BTreeSet::from(["volumeattachments ".to_string()])
         );
         assert_eq!(load.user_agents.len(), 2);
-    }
-
-    #[test]
-    fn selectors_are_part_of_a_watch_key() {
-        assert_eq!(
-            selectors("/api/v1/pods?watch=true&labelSelector=a%3Db&fieldSelector=x"),
-            "fieldSelector=x&labelSelector=a%3Db"
-        );
-        assert_eq!(selectors("/api/v1/pods"), "");
-    }
-
-    #[test]
-    fn agents_match_by_program_name() {
-        assert!(agent_matches("csi-sidecars/0.1.0", &["csi-sidecars"]));
-        assert!(agent_matches("csi-attacher", &["csi-attacher"]));
-        assert!(!agent_matches("csi-attacher-x/1", &["csi-attacher"]));
-        assert!(!agent_matches(
-            "kube-rs/5",
-            &["csi-attacher", "csi-sidecars"]
+        assert!(watch_seen(
+            &path,
+            0,
+            "admin",
+            &["csi-attacher"],
+            "volumeattachments"
+        ));
+        assert!(!watch_seen(
+            &path,
+            offset(&path),
+            "admin",
+            &["csi-attacher"],
+            "volumeattachments"
         ));
     }
 }
