@@ -7,6 +7,9 @@
 //!    exits standalone, as upstream);
 //! 5. start the HTTP server(s), run the components until SIGTERM/SIGINT (a second signal exits
 //!    at once) or until the driver connection is lost where a component cannot live without it.
+//!    Each component runs under its own [`crate::supervisor`]: in `csi-sidecars` one that fails
+//!    (at initialisation or later, with an error or a panic) is reported under its name and
+//!    restarted, and the others run on; a standalone sidecar exits 1, as upstream.
 //!
 //! Exits are decided here and only here.
 
@@ -528,7 +531,10 @@ async fn run_async(
         };
         let first = match until_shutdown(&shutdown, (d.init)(ctx.clone())).await {
             None => return 0,
-            Some(Ok(controller)) => Ok(controller),
+            Some(Ok(controller)) => {
+                report.initialised(d.name);
+                Ok(controller)
+            }
             Some(Err(InitError::Disabled(reason))) => match mode {
                 Mode::Standalone => {
                     error!("{reason}");

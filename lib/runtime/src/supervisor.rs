@@ -117,6 +117,13 @@ impl Report {
         })
     }
 
+    /// The controller was initialised; it runs once its turn comes (caches synced, lease held).
+    pub fn initialised(&self, name: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.enabled.with_label_values(&[name]).set(1.0);
+        }
+    }
+
     /// The controller runs: its own health check (or, without one, an `ok` entry) speaks.
     pub fn running(&self, name: &str) {
         if let Some(metrics) = &self.metrics {
