@@ -1,20 +1,24 @@
 //! `cargo xtask bench`: our sidecars side by side with the upstream Go ones, on the local
 //! control plane, against the same CSI driver process (Kubernetes' e2e mock driver).
 //!
-//! Configurations (each run sequentially on the same cluster, objects cleaned between runs):
-//! 1. `go`: upstream csi-attacher (external-attacher v4.12.0, built from the pinned module by
-//!    [`crate::tools`]), and each other upstream sidecar of [`GO_SIDECARS`] whose section of
-//!    release-tools/e2e-versions.toml is not marked `unavailable` (livenessprobe and
-//!    node-driver-registrar are: the module proxy refuses them).
-//! 2. `ours-split`: our csi-attacher, livenessprobe and csi-node-driver-registrar, one process
-//!    each.
-//! 3. `ours-aio`: `csi-sidecars --controllers=attacher,livenessprobe,node-driver-registrar`.
+//! What is measured is a table: [`SIDECARS`] has one row per sidecar — its upstream Go binary
+//! (pinned in release-tools/e2e-versions.toml), our binary, its `--controllers` name, its flags,
+//! the watches that say its caches synced, the objects it caches and its workload. The next
+//! sidecar joins as one row. The configurations are built from the rows (each run sequentially
+//! on the same cluster, objects cleaned between runs):
+//! 1. `go`: the upstream Go binary of every row whose section of the versions file is not
+//!    marked `unavailable` (livenessprobe and node-driver-registrar are: the module proxy
+//!    refuses them), built by [`crate::tools`], one process each.
+//! 2. `ours-split`: our binary of every row, one process each.
+//! 3. `ours-aio`: `csi-sidecars --controllers=<every row>`.
 //!
-//! Per run and configuration: idle RSS once the attacher's watches are open (from the audit
-//! log), peak RSS and CPU seconds over the workload, API requests from the audit log by user
-//! agent, and the attach/detach timings of N VolumeAttachments. Then the scale measurement:
-//! idle RSS of each configuration with 0, 1 000 and 5 000 PVs in the cluster. The report is the
-//! median of the runs, with min and max; a full run also writes the summary into README.md.
+//! Per run and configuration: idle RSS once the watches are open (from the audit log), peak RSS
+//! and CPU seconds over the workloads, API requests from the audit log by user agent, and the
+//! workloads' timings (attach/detach of N VolumeAttachments). Then the scale measurement: idle
+//! RSS of each configuration with 0, 5 000 and 20 000 PVs and as many PVCs in the cluster, and
+//! from it the KiB of RSS per cached object (the slope of RSS against the number of objects the
+//! process caches). The report is the median of the runs, with min and max; a full run also
+//! writes the summary into README.md.
 
 mod audit;
 mod charts;
@@ -22,6 +26,7 @@ mod procfs;
 mod report;
 mod workload;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -35,42 +40,65 @@ use crate::{cluster, tools};
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--debug] [--scale-only]
 
-  --quick       N = 200 instead of 1000, scale with 0/1000/2000 PVs instead of 0/1000/5000
+  --quick       N = 200 instead of 1000, scale with 0/1000/5000 instead of 0/5000/20000
   --only        which configurations: ours (split and all-in-one), go, or all (default)
   --n N         VolumeAttachments per run (overrides --quick)
   --runs R      runs per configuration (default 3); figures are medians, with min and max
   --debug       use debug builds of ours (fast to build; sizes and CPU are then not comparable)
-  --scale-only  only the scale measurement (idle RSS with PVs present), not the workload
-  --scale LIST  the PV counts of the scale measurement, e.g. 0,1000,5000
+  --scale-only  only the scale measurement (idle RSS with objects present), not the workload
+  --scale LIST  the object counts of the scale measurement: that many PVs and as many PVCs,
+                e.g. 0,5000,20000
 
 Writes target/bench/<timestamp>/{report.md,report.json,memory.png,latency.png,scale.png};
 a full run (--only all, release builds, workload and scale) also writes the summary into
 README.md between <!-- bench:start --> and <!-- bench:end -->.
-CI smoke test: cargo xtask bench --quick --only ours --n 5 --runs 1 --debug
+CI smoke test: cargo xtask bench --quick --only ours --n 5 --runs 1 --scale 0,20 --debug
 ";
 
-/// The same settings for every attacher.
+/// The same settings for every sidecar that talks to the API server.
 const QPS: &str = "50";
 const BURST: &str = "100";
 const WORKERS: &str = "10";
 /// Audit user of every contender: the admin kubeconfig's client certificate.
 const AUDIT_USER: &str = "admin";
-/// The upstream Go sidecars we have a Rust counterpart for: section of
-/// release-tools/e2e-versions.toml, binary, flags. Whether each can be built (and its version)
-/// is read from that file; the next sidecar joins here as one row.
-const GO_SIDECARS: &[(&str, &str, Role)] = &[
-    ("external-attacher", "csi-attacher", Role::Attacher),
-    ("livenessprobe", "livenessprobe", Role::Probe),
-    (
-        "node-driver-registrar",
-        "csi-node-driver-registrar",
-        Role::Registrar,
-    ),
+/// The sidecars measured, one row each: the upstream Go binary, ours, and what it does here.
+/// Whether the Go one can be built (and its version) is read from [`VERSIONS_FILE`].
+const SIDECARS: &[Sidecar] = &[
+    Sidecar {
+        upstream: "external-attacher",
+        binary: "csi-attacher",
+        package: "external-attacher",
+        controller: "attacher",
+        flags: kube_flags,
+        watches: &["volumeattachments", "persistentvolumes"],
+        caches: &[ScaleKind::PersistentVolume],
+        workload: Some(Workload::AttachDetach),
+    },
+    Sidecar {
+        upstream: "livenessprobe",
+        binary: "livenessprobe",
+        package: "livenessprobe",
+        controller: "livenessprobe",
+        flags: no_flags,
+        watches: &[],
+        caches: &[],
+        workload: None,
+    },
+    Sidecar {
+        upstream: "node-driver-registrar",
+        binary: "csi-node-driver-registrar",
+        package: "node-driver-registrar",
+        controller: "node-driver-registrar",
+        flags: registrar_flags,
+        watches: &[],
+        caches: &[],
+        workload: None,
+    },
 ];
 const VERSIONS_FILE: &str = "release-tools/e2e-versions.toml";
-/// PVs present for the scale measurement.
-const SCALE_PVS: &[usize] = &[0, 1000, 5000];
-const SCALE_PVS_QUICK: &[usize] = &[0, 1000, 2000];
+/// Objects of each kind present for the scale measurement.
+const SCALE_COUNTS: &[usize] = &[0, 5000, 20000];
+const SCALE_COUNTS_QUICK: &[usize] = &[0, 1000, 5000];
 /// After the caches synced, before idle RSS is read.
 const SETTLE: Duration = Duration::from_secs(3);
 const WAIT: Duration = Duration::from_secs(60);
@@ -138,7 +166,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
                     list.split(',')
                         .map(|n| n.trim().parse::<usize>())
                         .collect::<Result<_, _>>()
-                        .with_context(|| format!("--scale {list:?}: a list of PV counts"))?,
+                        .with_context(|| format!("--scale {list:?}: a list of object counts"))?,
                 );
             }
             "--n" => n = Some(value()?.parse().context("--n")?),
@@ -159,8 +187,14 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
     if n == 0 || runs == 0 {
         bail!("--n and --runs must be at least 1");
     }
-    let scale_pvs =
-        scale_pvs.unwrap_or_else(|| if quick { SCALE_PVS_QUICK } else { SCALE_PVS }.to_vec());
+    let scale_pvs = scale_pvs.unwrap_or_else(|| {
+        if quick {
+            SCALE_COUNTS_QUICK
+        } else {
+            SCALE_COUNTS
+        }
+        .to_vec()
+    });
     Ok(Some(Options {
         n,
         runs,
@@ -171,11 +205,88 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
     }))
 }
 
-/// One upstream Go sidecar of [`GO_SIDECARS`], as pinned in [`VERSIONS_FILE`].
+/// One sidecar of the bench: a row of [`SIDECARS`].
+#[derive(Debug)]
+struct Sidecar {
+    /// Its section in [`VERSIONS_FILE`], which pins the upstream Go sidecar.
+    upstream: &'static str,
+    /// The binary's name, upstream's and ours (`csi-attacher`); also its user agent.
+    binary: &'static str,
+    /// Our package that builds it.
+    package: &'static str,
+    /// Its `--controllers` name in csi-sidecars.
+    controller: &'static str,
+    /// Its flags besides --csi-address and --http-endpoint: the same for Go and ours.
+    flags: fn(&Paths) -> Vec<String>,
+    /// The resources it watches (plural): once every watch of a configuration was opened
+    /// (a watch opens after its list), its caches are synced.
+    watches: &'static [&'static str],
+    /// What it caches of the scale measurement's objects.
+    caches: &'static [ScaleKind],
+    /// What it is given to do.
+    workload: Option<Workload>,
+}
+
+/// A workload of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    /// N VolumeAttachments created at once, timed until attached, then deleted
+    /// ([`workload::attach_detach`]).
+    AttachDetach,
+}
+
+/// The kinds of object the scale measurement fills the cluster with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ScaleKind {
+    PersistentVolume,
+    PersistentVolumeClaim,
+}
+
+impl ScaleKind {
+    pub const ALL: [ScaleKind; 2] = [
+        ScaleKind::PersistentVolume,
+        ScaleKind::PersistentVolumeClaim,
+    ];
+
+    pub fn short(self) -> &'static str {
+        match self {
+            ScaleKind::PersistentVolume => "PVs",
+            ScaleKind::PersistentVolumeClaim => "PVCs",
+        }
+    }
+}
+
+fn no_flags(_: &Paths) -> Vec<String> {
+    Vec::new()
+}
+
+/// What every sidecar that talks to the API server gets.
+fn kube_flags(paths: &Paths) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", paths.kubeconfig.display()),
+        format!("--kube-api-qps={QPS}"),
+        format!("--kube-api-burst={BURST}"),
+        format!("--worker-threads={WORKERS}"),
+    ]
+}
+
+fn registrar_flags(paths: &Paths) -> Vec<String> {
+    vec![
+        format!(
+            "--kubelet-registration-path=/var/lib/kubelet/plugins/{}/csi.sock",
+            workload::DRIVER
+        ),
+        format!(
+            "--plugin-registration-path={}",
+            paths.registration.display()
+        ),
+    ]
+}
+
+/// The upstream Go binary of a row of [`SIDECARS`], as pinned in [`VERSIONS_FILE`].
 #[derive(Debug, Clone)]
 struct GoSidecar {
-    binary: &'static str,
-    role: Role,
+    sidecar: &'static Sidecar,
     version: String,
     /// Why it cannot be built here (the section's `unavailable`).
     unavailable: Option<String>,
@@ -183,17 +294,17 @@ struct GoSidecar {
 
 fn go_sidecars(versions: &str) -> anyhow::Result<Vec<GoSidecar>> {
     let table: toml::Table = toml::from_str(versions).context(VERSIONS_FILE)?;
-    GO_SIDECARS
+    SIDECARS
         .iter()
-        .map(|&(section, binary, role)| {
+        .map(|sidecar| {
+            let section = sidecar.upstream;
             let s = table
                 .get(section)
                 .and_then(toml::Value::as_table)
                 .with_context(|| format!("no [{section}] in {VERSIONS_FILE}"))?;
             let text = |key: &str| s.get(key).and_then(toml::Value::as_str).map(String::from);
             Ok(GoSidecar {
-                binary,
-                role,
+                sidecar,
                 version: text("version").unwrap_or_default(),
                 unavailable: text("unavailable"),
             })
@@ -219,24 +330,21 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // The Go sidecars that can be built here, with their binaries.
     let mut go = Vec::new();
     for sidecar in &sidecars {
+        let binary = sidecar.sidecar.binary;
         if let Some(reason) = &sidecar.unavailable {
             not_run.push(format!(
-                "upstream Go {} {}: {reason} (marked unavailable in {VERSIONS_FILE})",
-                sidecar.binary, sidecar.version
+                "upstream Go {binary} {}: {reason} (marked unavailable in {VERSIONS_FILE})",
+                sidecar.version
             ));
         } else if options.only != Only::Ours {
-            match tools::ensure(sidecar.binary) {
+            match tools::ensure(binary) {
                 Ok(path) => go.push((sidecar.clone(), path)),
-                Err(e) if sidecar.role != Role::Attacher => not_run.push(format!(
-                    "upstream Go {} {}: {e:#}",
-                    sidecar.binary, sidecar.version
-                )),
-                Err(e) => return Err(e),
+                Err(e) => not_run.push(format!("upstream Go {binary} {}: {e:#}", sidecar.version)),
             }
         }
     }
-    if options.only != Only::Ours && !go.iter().any(|(s, _)| s.role == Role::Attacher) {
-        bail!("the upstream Go csi-attacher is unavailable: nothing to compare against");
+    if options.only != Only::Ours && go.is_empty() {
+        bail!("no upstream Go sidecar can be built here: nothing to compare against");
     }
     let ours_dir = if options.only == Only::Go {
         None
@@ -245,11 +353,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         sh.change_dir(&root);
         let profile: &[&str] = if options.debug { &[] } else { &["--release"] };
         eprintln!("bench: building ours ({})", profile_name(options.debug));
-        cmd!(
-            sh,
-            "cargo build --quiet {profile...} -p csi-sidecars -p external-attacher -p livenessprobe -p node-driver-registrar --bins"
-        )
-        .run()?;
+        let packages: Vec<String> = std::iter::once("csi-sidecars")
+            .chain(SIDECARS.iter().map(|s| s.package))
+            .flat_map(|p| ["-p".to_string(), p.to_string()])
+            .collect();
+        cmd!(sh, "cargo build --quiet {profile...} {packages...} --bins").run()?;
         Some(target.join(profile_name(options.debug)))
     };
 
@@ -300,7 +408,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .build()?;
     let (results, scale) = rt.block_on(async {
         let client = cluster::api::client(&info.kubeconfig).await?;
-        let results = if options.scale_only {
+        let has_workload = SIDECARS
+            .iter()
+            .any(|s| s.workload == Some(Workload::AttachDetach));
+        let results = if options.scale_only || !has_workload {
             Vec::new()
         } else {
             workload_runs(
@@ -329,21 +440,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     let mut binaries = Vec::new();
     for (sidecar, path) in &go {
-        binaries.push(report::Binary::new("go", sidecar.binary, path)?);
+        binaries.push(report::Binary::new("go", sidecar.sidecar.binary, path)?);
     }
     if let Some(dir) = &ours_dir {
-        for name in [
-            "csi-attacher",
-            "livenessprobe",
-            "csi-node-driver-registrar",
-            "csi-sidecars",
-        ] {
+        for name in SIDECARS.iter().map(|s| s.binary).chain(["csi-sidecars"]) {
             binaries.push(report::Binary::new("ours", name, &dir.join(name))?);
         }
     }
     let report = report::Report::new(
         stamp,
         settings,
+        SIDECARS.iter().map(|s| s.binary.to_string()).collect(),
         configs.iter().map(|c| c.describe()).collect(),
         results,
         scale,
@@ -401,9 +508,9 @@ async fn workload_runs(
     outcome.map(|()| results)
 }
 
-/// Idle RSS with 0, 1 000 and 5 000 (quick: 2 000) PVs present: the PVs are created first,
-/// then each configuration is started `--runs` times (interleaved) and measured once its caches
-/// synced. The PVs are removed at the end, whatever happened.
+/// Idle RSS with 0, 5 000 and 20 000 (quick: 1 000, 5 000) PVs and as many PVCs present: the
+/// objects are created first, then each configuration is started `--runs` times (interleaved)
+/// and measured once its caches synced. The objects are removed at the end, whatever happened.
 #[allow(clippy::too_many_arguments)]
 async fn scale_runs(
     configs: &[Config],
@@ -418,28 +525,29 @@ async fn scale_runs(
     let mut results = Vec::new();
     let outcome: anyhow::Result<()> = async {
         let mut present = 0;
-        for &pvs in &options.scale_pvs {
-            if pvs > present {
+        for &count in &options.scale_pvs {
+            if count > present {
                 let t = Instant::now();
-                workload::create_scale_pvs(client, present, pvs).await?;
+                workload::create_scale_objects(client, present, count).await?;
                 eprintln!(
-                    "bench: scale: {} PVs created in {:.1}s",
-                    pvs - present,
+                    "bench: scale: {} PVs and {} PVCs created in {:.1}s",
+                    count - present,
+                    count - present,
                     t.elapsed().as_secs_f64()
                 );
-                present = pvs;
+                present = count;
             }
-            let in_cluster = workload::count_pvs(client).await?;
+            let in_cluster = workload::count_scale_kinds(client).await?;
             for run in 0..options.runs {
                 for config in configs {
                     let result = config
-                        .idle(run, pvs, in_cluster, driver_bin, info, audit_log, work)
+                        .idle(run, count, &in_cluster, driver_bin, info, audit_log, work)
                         .await
                         .with_context(|| {
-                            format!("scale, {pvs} PVs: {} run {}", config.key, run + 1)
+                            format!("scale, {count} objects: {} run {}", config.key, run + 1)
                         })?;
                     eprintln!(
-                        "bench: scale {pvs} PVs, run {}/{}: {} idle {:.1} MiB",
+                        "bench: scale {count} PVs+PVCs, run {}/{}: {} idle {:.1} MiB",
                         run + 1,
                         options.runs,
                         config.key,
@@ -486,21 +594,39 @@ fn timestamp() -> String {
     )
 }
 
-/// How one process of a configuration is started.
+/// How one process of a configuration is started: a binary running one row of [`SIDECARS`],
+/// or csi-sidecars running several.
 #[derive(Debug, Clone)]
 struct ProcessSpec {
     name: &'static str,
     binary: PathBuf,
-    /// Flags other than the addresses, which are per run.
-    role: Role,
+    /// The rows it runs.
+    sidecars: Vec<&'static Sidecar>,
+    /// csi-sidecars: `--controllers=` the rows.
+    aggregate: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Attacher,
-    Probe,
-    Registrar,
-    All,
+impl ProcessSpec {
+    fn one(name: &'static str, binary: PathBuf, sidecar: &'static Sidecar) -> Self {
+        ProcessSpec {
+            name,
+            binary,
+            sidecars: vec![sidecar],
+            aggregate: false,
+        }
+    }
+
+    /// The kinds of scale object it caches.
+    fn caches(&self) -> Vec<ScaleKind> {
+        let mut kinds: Vec<ScaleKind> = self
+            .sidecars
+            .iter()
+            .flat_map(|s| s.caches.iter().copied())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+    }
 }
 
 #[derive(Debug)]
@@ -512,21 +638,25 @@ struct Config {
     agents: Vec<&'static str>,
 }
 
-/// Idle RSS of one configuration with `pvs` scale PVs present.
+/// Idle RSS of one configuration with `count` scale PVs and as many PVCs present.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScaleResult {
     pub config: String,
-    pub pvs: usize,
-    /// All PersistentVolumes in the cluster at the time (others' included).
-    pub pvs_in_cluster: usize,
+    pub count: usize,
+    /// All objects of each kind in the cluster at the time (others' included).
+    pub in_cluster: BTreeMap<ScaleKind, usize>,
     pub run: usize,
     pub processes: Vec<IdleProcess>,
+    /// Objects the configuration caches: of the kinds any of its processes caches.
+    pub cached: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdleProcess {
     pub name: String,
     pub idle_rss_kib: u64,
+    /// Objects in the cluster of the kinds it caches.
+    pub cached: usize,
 }
 
 /// Per-run results of one configuration.
@@ -555,13 +685,15 @@ pub struct ConfigInfo {
     pub processes: Vec<String>,
     /// One example command line per process (paths as on this machine).
     pub commands: Vec<String>,
+    /// Per process, the kinds of scale object it caches.
+    pub caches: Vec<Vec<ScaleKind>>,
 }
 
 impl Config {
     /// The upstream sidecars that can be built here (`built`), one process each.
     fn go(built: &[(GoSidecar, PathBuf)], all: &[GoSidecar]) -> Self {
         let names = |v: &mut dyn Iterator<Item = &GoSidecar>| {
-            v.map(|s| format!("{} {}", s.binary, s.version))
+            v.map(|s| format!("{} {}", s.sidecar.binary, s.version))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -575,59 +707,55 @@ impl Config {
             title,
             processes: built
                 .iter()
-                .map(|(s, path)| ProcessSpec {
-                    name: s.binary,
-                    binary: path.clone(),
-                    role: s.role,
-                })
+                .map(|(s, path)| ProcessSpec::one(s.sidecar.binary, path.clone(), s.sidecar))
                 .collect(),
-            agents: built.iter().map(|(s, _)| s.binary).collect(),
+            agents: built.iter().map(|(s, _)| s.sidecar.binary).collect(),
         }
     }
 
+    /// Our binary of every row, one process each.
     fn ours_split(dir: &Path) -> Self {
         Config {
             key: "ours-split",
             title: "ours, one process per sidecar".into(),
-            processes: vec![
-                ProcessSpec {
-                    name: "csi-attacher",
-                    binary: dir.join("csi-attacher"),
-                    role: Role::Attacher,
-                },
-                ProcessSpec {
-                    name: "livenessprobe",
-                    binary: dir.join("livenessprobe"),
-                    role: Role::Probe,
-                },
-                ProcessSpec {
-                    name: "csi-node-driver-registrar",
-                    binary: dir.join("csi-node-driver-registrar"),
-                    role: Role::Registrar,
-                },
-            ],
-            agents: vec!["csi-attacher", "livenessprobe", "csi-node-driver-registrar"],
+            processes: SIDECARS
+                .iter()
+                .map(|s| ProcessSpec::one(s.binary, dir.join(s.binary), s))
+                .collect(),
+            agents: SIDECARS.iter().map(|s| s.binary).collect(),
         }
     }
 
+    /// csi-sidecars with every row's controller.
     fn ours_aio(dir: &Path) -> Self {
+        let controllers: Vec<&str> = SIDECARS.iter().map(|s| s.controller).collect();
         Config {
             key: "ours-aio",
-            title: "ours, csi-sidecars --controllers=attacher,livenessprobe,node-driver-registrar"
-                .into(),
+            title: format!("ours, csi-sidecars --controllers={}", controllers.join(",")),
             processes: vec![ProcessSpec {
                 name: "csi-sidecars",
                 binary: dir.join("csi-sidecars"),
-                role: Role::All,
+                sidecars: SIDECARS.iter().collect(),
+                aggregate: true,
             }],
-            // The attacher's clients say csi-attacher/<version>, the process client csi-sidecars.
-            agents: vec![
-                "csi-sidecars",
-                "csi-attacher",
-                "livenessprobe",
-                "csi-node-driver-registrar",
-            ],
+            // Each controller's clients say its upstream binary name, the process client
+            // csi-sidecars.
+            agents: std::iter::once("csi-sidecars")
+                .chain(SIDECARS.iter().map(|s| s.binary))
+                .collect(),
         }
+    }
+
+    /// The resources whose watches say the configuration's caches synced.
+    fn watches(&self) -> Vec<&'static str> {
+        let mut watches: Vec<&'static str> = self
+            .processes
+            .iter()
+            .flat_map(|p| p.sidecars.iter().flat_map(|s| s.watches.iter().copied()))
+            .collect();
+        watches.sort_unstable();
+        watches.dedup();
+        watches
     }
 
     fn describe(&self) -> ConfigInfo {
@@ -647,10 +775,11 @@ impl Config {
                     format!(
                         "{} {}",
                         p.name,
-                        args(p.role, &paths, "127.0.0.1:<port>").join(" ")
+                        args(p, &paths, "127.0.0.1:<port>").join(" ")
                     )
                 })
                 .collect(),
+            caches: self.processes.iter().map(ProcessSpec::caches).collect(),
         }
     }
 
@@ -689,7 +818,7 @@ impl Config {
         let mut children = Vec::new();
         for spec in &self.processes {
             let endpoint = format!("127.0.0.1:{}", free_port());
-            let child = ChildProcess::spawn(&spec.binary, args(spec.role, &paths, &endpoint))?;
+            let child = ChildProcess::spawn(&spec.binary, args(spec, &paths, &endpoint))?;
             children.push(child);
         }
         let result = self
@@ -719,9 +848,8 @@ impl Config {
         result
     }
 
-    /// Waits until the caches synced: the attacher has opened its PersistentVolume and
-    /// VolumeAttachment watches (the VolumeAttachment one is the last of its informers to start
-    /// in both implementations; a watch opens after its list), then [`SETTLE`].
+    /// Waits until the caches synced: every watch of its rows was opened (a watch opens after
+    /// its list), then [`SETTLE`].
     async fn wait_synced(
         &self,
         audit_log: &Path,
@@ -729,7 +857,8 @@ impl Config {
         children: &mut [ChildProcess],
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + WAIT;
-        while !["volumeattachments", "persistentvolumes"]
+        let watches = self.watches();
+        while !watches
             .iter()
             .all(|r| audit::watch_seen(audit_log, from, AUDIT_USER, &self.agents, r))
         {
@@ -740,7 +869,7 @@ impl Config {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "no VolumeAttachment and PersistentVolume watches from {:?} within {WAIT:?}",
+                    "not every watch of {watches:?} was opened by {:?} within {WAIT:?}",
                     self.agents
                 );
             }
@@ -756,14 +885,14 @@ impl Config {
     async fn idle(
         &self,
         run: usize,
-        pvs: usize,
-        pvs_in_cluster: usize,
+        count: usize,
+        in_cluster: &BTreeMap<ScaleKind, usize>,
         driver_bin: &Path,
         info: &cluster::ClusterInfo,
         audit_log: &Path,
         work: &Path,
     ) -> anyhow::Result<ScaleResult> {
-        let dir = work.join(format!("scale-{}-{pvs}-{run}", self.key));
+        let dir = work.join(format!("scale-{}-{count}-{run}", self.key));
         let paths = Paths {
             socket: dir.join("csi.sock"),
             kubeconfig: info.kubeconfig.clone(),
@@ -785,14 +914,27 @@ impl Config {
             let endpoint = format!("127.0.0.1:{}", free_port());
             children.push(ChildProcess::spawn(
                 &spec.binary,
-                args(spec.role, &paths, &endpoint),
+                args(spec, &paths, &endpoint),
             )?);
         }
+        let cached = |kinds: &[ScaleKind]| -> usize {
+            kinds
+                .iter()
+                .map(|k| in_cluster.get(k).copied().unwrap_or(0))
+                .sum()
+        };
+        let mut all_kinds: Vec<ScaleKind> = self
+            .processes
+            .iter()
+            .flat_map(ProcessSpec::caches)
+            .collect();
+        all_kinds.sort_unstable();
+        all_kinds.dedup();
         let result = match self.wait_synced(audit_log, from, &mut children).await {
             Ok(()) => Ok(ScaleResult {
                 config: self.key.to_string(),
-                pvs,
-                pvs_in_cluster,
+                count,
+                in_cluster: in_cluster.clone(),
                 run,
                 processes: self
                     .processes
@@ -801,8 +943,10 @@ impl Config {
                     .map(|(spec, child)| IdleProcess {
                         name: spec.name.to_string(),
                         idle_rss_kib: procfs::rss_kib(child.id()).unwrap_or(0),
+                        cached: cached(&spec.caches()),
                     })
                     .collect(),
+                cached: cached(&all_kinds),
             }),
             Err(e) => {
                 for (spec, child) in self.processes.iter().zip(&children) {
@@ -879,35 +1023,22 @@ struct Paths {
     registration: PathBuf,
 }
 
-/// The flags of one process; the same values for Go and ours.
-fn args(role: Role, paths: &Paths, endpoint: &str) -> Vec<String> {
-    let csi = format!("--csi-address={}", paths.socket.display());
-    let http = format!("--http-endpoint={endpoint}");
-    let kube = [
-        format!("--kubeconfig={}", paths.kubeconfig.display()),
-        format!("--kube-api-qps={QPS}"),
-        format!("--kube-api-burst={BURST}"),
-        format!("--worker-threads={WORKERS}"),
+/// The flags of one process: the addresses, then its rows' flags (the same for Go and ours),
+/// each once; csi-sidecars also gets `--controllers`.
+fn args(spec: &ProcessSpec, paths: &Paths, endpoint: &str) -> Vec<String> {
+    let mut args = vec![
+        format!("--csi-address={}", paths.socket.display()),
+        format!("--http-endpoint={endpoint}"),
     ];
-    let registrar = [
-        format!(
-            "--kubelet-registration-path=/var/lib/kubelet/plugins/{}/csi.sock",
-            workload::DRIVER
-        ),
-        format!(
-            "--plugin-registration-path={}",
-            paths.registration.display()
-        ),
-    ];
-    let mut args = vec![csi, http];
-    match role {
-        Role::Attacher => args.extend(kube),
-        Role::Probe => {}
-        Role::Registrar => args.extend(registrar),
-        Role::All => {
-            args.push("--controllers=attacher,livenessprobe,node-driver-registrar".into());
-            args.extend(kube);
-            args.extend(registrar);
+    if spec.aggregate {
+        let controllers: Vec<&str> = spec.sidecars.iter().map(|s| s.controller).collect();
+        args.push(format!("--controllers={}", controllers.join(",")));
+    }
+    for sidecar in &spec.sidecars {
+        for flag in (sidecar.flags)(paths) {
+            if !args.contains(&flag) {
+                args.push(flag);
+            }
         }
     }
     args
@@ -936,10 +1067,12 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!((o.n, o.runs, o.only), (5, 1, Only::Ours));
-        assert_eq!(o.scale_pvs, [0, 1000, 2000]);
+        assert_eq!(o.scale_pvs, [0, 1000, 5000]);
         assert!(!o.scale_only);
         let o = parse(&[]).unwrap().unwrap();
-        assert_eq!((o.n, o.scale_pvs.as_slice()), (1000, &[0, 1000, 5000][..]));
+        assert_eq!((o.n, o.scale_pvs.as_slice()), (1000, &[0, 5000, 20000][..]));
+        let o = parse(&strings(&["--scale", "0,20"])).unwrap().unwrap();
+        assert_eq!(o.scale_pvs, [0, 20]);
         assert!(
             parse(&strings(&["--scale-only"]))
                 .unwrap()
@@ -953,18 +1086,41 @@ mod tests {
     }
 
     #[test]
-    fn go_and_ours_get_the_same_attacher_flags() {
+    fn every_process_gets_its_rows_flags_and_csi_sidecars_all_of_them() {
         let paths = Paths {
             socket: "/s".into(),
             kubeconfig: "/k".into(),
             registration: "/r".into(),
         };
-        let attacher = args(Role::Attacher, &paths, "e");
-        let all = args(Role::All, &paths, "e");
-        for flag in &attacher {
-            assert!(all.contains(flag), "{flag}");
+        let dir = Path::new("/bin");
+        let split = Config::ours_split(dir);
+        let aio = Config::ours_aio(dir);
+        let all = args(&aio.processes[0], &paths, "e");
+        assert!(
+            all.contains(&"--controllers=attacher,livenessprobe,node-driver-registrar".to_string())
+        );
+        for spec in &split.processes {
+            for flag in args(spec, &paths, "e") {
+                assert!(all.contains(&flag), "{flag}");
+            }
         }
+        let attacher = args(&split.processes[0], &paths, "e");
         assert!(attacher.contains(&"--kube-api-qps=50".to_string()));
+        assert_eq!(
+            all.iter()
+                .filter(|a| a.starts_with("--csi-address"))
+                .count(),
+            1
+        );
+        // A row's watches say when its caches synced; what it caches drives the per-object
+        // figures.
+        assert_eq!(aio.watches(), ["persistentvolumes", "volumeattachments"]);
+        assert_eq!(aio.processes[0].caches(), [ScaleKind::PersistentVolume]);
+        assert!(split.processes[1].caches().is_empty());
+        assert_eq!(
+            split.agents,
+            ["csi-attacher", "livenessprobe", "csi-node-driver-registrar"]
+        );
     }
 
     #[test]
@@ -973,7 +1129,13 @@ mod tests {
         let sidecars = go_sidecars(text).unwrap();
         let summary: Vec<(&str, &str, bool)> = sidecars
             .iter()
-            .map(|s| (s.binary, s.version.as_str(), s.unavailable.is_some()))
+            .map(|s| {
+                (
+                    s.sidecar.binary,
+                    s.version.as_str(),
+                    s.unavailable.is_some(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,

@@ -213,7 +213,8 @@ fn draw<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing: {e:?}")
 }
 
-/// Idle RSS (median of the runs, summed per configuration) against the number of PVs present,
+/// Idle RSS (median of the runs, summed per configuration) against the number of PVs (and as
+/// many PVCs) present,
 /// one line per configuration, with the min–max range as a bar at each point.
 pub fn scale(report: &Report, path: &Path) -> anyhow::Result<()> {
     font()?;
@@ -232,7 +233,7 @@ pub fn scale(report: &Report, path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(draw)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Idle RSS per configuration vs PVs in the cluster (MiB)",
+            "Idle RSS per configuration vs PVs and PVCs in the cluster (MiB)",
             ("sans-serif", 22),
         )
         .margin(15)
@@ -244,7 +245,7 @@ pub fn scale(report: &Report, path: &Path) -> anyhow::Result<()> {
         .configure_mesh()
         .x_labels(6)
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .x_desc("PersistentVolumes")
+        .x_desc("PersistentVolumes (and as many PersistentVolumeClaims)")
         .y_desc("MiB")
         .label_style(("sans-serif", 15))
         .draw()
@@ -253,12 +254,12 @@ pub fn scale(report: &Report, path: &Path) -> anyhow::Result<()> {
         let color = COLORS[i % COLORS.len()];
         let points: Vec<(f64, super::report::Stat)> = counts
             .iter()
-            .filter_map(|&pvs| {
+            .filter_map(|&count| {
                 report
                     .scale
                     .iter()
-                    .find(|s| s.key == key && s.pvs == pvs)
-                    .map(|s| (pvs as f64, s.sum_mib))
+                    .find(|s| s.key == key && s.count == count)
+                    .map(|s| (count as f64, s.sum_mib))
             })
             .collect();
         if points.is_empty() {

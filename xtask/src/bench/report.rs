@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{ConfigInfo, RunResult, ScaleResult, Settings};
+use super::{ConfigInfo, RunResult, ScaleKind, ScaleResult, Settings};
 
 /// The markers of the generated section of README.md.
 pub const README_START: &str = "<!-- bench:start -->";
@@ -148,53 +148,88 @@ fn summarize(key: &str, runs: &[&RunResult]) -> Summary {
     }
 }
 
-/// One configuration's idle RSS with one number of PVs present, over the runs.
+/// One configuration's idle RSS with one number of scale objects present, over the runs.
 #[derive(Debug, Serialize)]
 pub struct ScaleSummary {
     pub key: String,
-    pub pvs: usize,
-    pub pvs_in_cluster: Stat,
+    /// Scale PVs, and as many PVCs, created by the bench.
+    pub count: usize,
+    /// Objects of each kind in the cluster (everyone's).
+    pub in_cluster: BTreeMap<ScaleKind, Stat>,
     /// Per process, MiB.
     pub processes: BTreeMap<String, Stat>,
+    /// Per process, the objects of the kinds it caches.
+    pub process_cached: BTreeMap<String, Stat>,
     pub sum_mib: Stat,
+    /// The objects of the kinds any process of the configuration caches.
+    pub cached: Stat,
 }
 
 fn summarize_scale(results: &[ScaleResult]) -> Vec<ScaleSummary> {
     let mut keys: Vec<(usize, &str)> = Vec::new();
     for r in results {
-        if !keys.contains(&(r.pvs, r.config.as_str())) {
-            keys.push((r.pvs, r.config.as_str()));
+        if !keys.contains(&(r.count, r.config.as_str())) {
+            keys.push((r.count, r.config.as_str()));
         }
     }
     keys.into_iter()
-        .map(|(pvs, key)| {
+        .map(|(count, key)| {
             let runs: Vec<&ScaleResult> = results
                 .iter()
-                .filter(|r| r.pvs == pvs && r.config == key)
+                .filter(|r| r.count == count && r.config == key)
                 .collect();
             let f = |g: &dyn Fn(&ScaleResult) -> f64| -> Stat {
                 Stat::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>())
             };
-            let processes = runs[0]
-                .processes
+            let mut processes = BTreeMap::new();
+            let mut process_cached = BTreeMap::new();
+            for (i, p) in runs[0].processes.iter().enumerate() {
+                processes.insert(
+                    p.name.clone(),
+                    f(&|r| r.processes[i].idle_rss_kib as f64 / 1024.0),
+                );
+                process_cached.insert(p.name.clone(), f(&|r| r.processes[i].cached as f64));
+            }
+            let in_cluster = ScaleKind::ALL
                 .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let stat = f(&|r| r.processes[i].idle_rss_kib as f64 / 1024.0);
-                    (p.name.clone(), stat)
+                .map(|k| {
+                    let stat = f(&|r| r.in_cluster.get(k).copied().unwrap_or(0) as f64);
+                    (*k, stat)
                 })
                 .collect();
             ScaleSummary {
                 key: key.to_string(),
-                pvs,
-                pvs_in_cluster: f(&|r| r.pvs_in_cluster as f64),
+                count,
+                in_cluster,
                 processes,
+                process_cached,
                 sum_mib: f(&|r| {
                     r.processes.iter().map(|p| p.idle_rss_kib).sum::<u64>() as f64 / 1024.0
                 }),
+                cached: f(&|r| r.cached as f64),
             }
         })
         .collect()
+}
+
+/// KiB of idle RSS per cached object: the least-squares slope of idle RSS against the number
+/// of objects cached, over the scale points (medians); `None` with fewer than two distinct
+/// object counts.
+pub fn kib_per_object(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    (points.len() >= 2 && sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// One KiB-per-cached-object figure: a process, or a configuration's sum (`process` `None`).
+#[derive(Debug, Serialize)]
+pub struct PerObject {
+    pub key: String,
+    pub process: Option<String>,
+    pub kib_per_object: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,10 +237,14 @@ pub struct Report {
     pub timestamp: String,
     pub machine: Machine,
     pub settings: Settings,
+    /// The binaries of the bench's sidecars (its rows), in order.
+    pub sidecars: Vec<String>,
     pub configurations: Vec<ConfigInfo>,
     pub not_run: Vec<String>,
     pub summaries: Vec<Summary>,
     pub scale: Vec<ScaleSummary>,
+    /// KiB per cached object, per process and per configuration.
+    pub per_object: Vec<PerObject>,
     pub binaries: Vec<Binary>,
     pub runs: Vec<RunResult>,
     pub scale_runs: Vec<ScaleResult>,
@@ -248,6 +287,7 @@ impl Report {
     pub fn new(
         timestamp: String,
         settings: Settings,
+        sidecars: Vec<String>,
         configurations: Vec<ConfigInfo>,
         runs: Vec<RunResult>,
         scale_runs: Vec<ScaleResult>,
@@ -269,14 +309,18 @@ impl Report {
         if settings.scale_only {
             not_run.push("the attach/detach workload (--scale-only)".into());
         }
+        let scale = summarize_scale(&scale_runs);
+        let per_object = per_object(&configurations, &scale);
         Report {
             timestamp,
             machine: Machine::here(),
             settings,
+            sidecars,
             configurations,
             not_run,
             summaries,
-            scale: summarize_scale(&scale_runs),
+            scale,
+            per_object,
             binaries,
             runs,
             scale_runs,
@@ -284,13 +328,20 @@ impl Report {
         }
     }
 
-    fn scale_of(&self, key: &str, pvs: usize) -> Option<&ScaleSummary> {
-        self.scale.iter().find(|s| s.key == key && s.pvs == pvs)
+    fn scale_of(&self, key: &str, count: usize) -> Option<&ScaleSummary> {
+        self.scale.iter().find(|s| s.key == key && s.count == count)
     }
 
-    /// The PV counts measured, ascending.
+    fn per_object_of(&self, key: &str, process: Option<&str>) -> Option<f64> {
+        self.per_object
+            .iter()
+            .find(|p| p.key == key && p.process.as_deref() == process)
+            .map(|p| p.kib_per_object)
+    }
+
+    /// The object counts measured, ascending.
     pub fn scale_counts(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self.scale.iter().map(|s| s.pvs).collect();
+        let mut v: Vec<usize> = self.scale.iter().map(|s| s.count).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -353,14 +404,21 @@ impl Report {
                 sum.watches.median
             );
         }
-        for pvs in self.scale_counts() {
+        for count in self.scale_counts() {
             let cells: Vec<String> = self
                 .keys()
                 .iter()
-                .filter_map(|k| self.scale_of(k, pvs))
+                .filter_map(|k| self.scale_of(k, count))
                 .map(|s| format!("{} {:.1} MiB", s.key, s.sum_mib.median))
                 .collect();
-            let _ = writeln!(s, "scale {pvs:>5} PVs: idle {}", cells.join(", "));
+            let _ = writeln!(s, "scale {count:>5} PVs + PVCs: idle {}", cells.join(", "));
+        }
+        for p in self.per_object.iter().filter(|p| p.process.is_none()) {
+            let _ = writeln!(
+                s,
+                "{:<11} {:.2} KiB per cached object",
+                p.key, p.kib_per_object
+            );
         }
         s
     }
@@ -403,8 +461,10 @@ impl Report {
             self.workload_markdown(&mut md);
         }
         if !self.scale.is_empty() {
-            let _ = writeln!(md, "\n## Scale: idle RSS with PVs present\n");
+            let _ = writeln!(md, "\n## Scale: idle RSS with PVs and PVCs present\n");
             md.push_str(&self.scale_table());
+            let _ = writeln!(md, "\n## KiB per cached object\n");
+            md.push_str(&self.per_object_table());
         }
         self.sizes_markdown(&mut md);
         let _ = writeln!(md, "\n## Targets\n");
@@ -429,7 +489,7 @@ impl Report {
         parts.push(format!("--only {}", st.only));
         parts.push(format!("{} build of ours", st.profile));
         parts.push(format!(
-            "scale with {} PVs",
+            "scale with {} PVs and as many PVCs",
             st.scale_pvs
                 .iter()
                 .map(usize::to_string)
@@ -439,67 +499,124 @@ impl Report {
         parts.join(", ")
     }
 
-    /// Idle RSS per configuration and PV count, with ratios to Go at the same count.
+    /// Idle RSS per configuration and object count, with ratios to Go at the same count.
     fn scale_table(&self) -> String {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "Scale PVs: CSI PVs of the bench driver, no claims, created before the configuration \
-             starts; RSS read {} s after its PersistentVolume and VolumeAttachment watches opened. \
-             \"PVs in cluster\" counts everyone's.\n",
+            "Scale objects: N CSI PVs of the bench driver and N PVCs (unbound: each names a volume \
+             that does not exist), created before the configuration starts; RSS read {} s after \
+             its watches opened. \"in cluster\" counts everyone's. Per process: idle RSS \
+             (ours/Go, for the Go process of the same name).\n",
             super::SETTLE.as_secs()
         );
+        let first = self.scale_counts().first().copied().unwrap_or(0);
         let _ = writeln!(
             md,
-            "| PVs | PVs in cluster | configuration | per process | sum | sum ours/Go | csi-attacher ours/Go | sum growth over {} PVs |",
-            self.scale_counts().first().copied().unwrap_or(0)
+            "| N | PVs / PVCs in cluster | configuration | per process | sum | sum ours/Go | sum growth over N = {first} |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
-        let first = self.scale_counts().first().copied().unwrap_or(0);
-        for pvs in self.scale_counts() {
-            let go = self.scale_of("go", pvs);
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        for count in self.scale_counts() {
+            let go = self.scale_of("go", count);
             for key in self.keys() {
-                let Some(s) = self.scale_of(key, pvs) else {
+                let Some(s) = self.scale_of(key, count) else {
                     continue;
                 };
                 let per: Vec<String> = s
                     .processes
                     .iter()
-                    .map(|(name, st)| format!("{name} {}", st.show(" MiB", 1)))
+                    .map(|(name, st)| {
+                        let theirs = go
+                            .filter(|_| key != "go")
+                            .and_then(|g| g.processes.get(name));
+                        match theirs {
+                            Some(g) => format!(
+                                "{name} {} (×{})",
+                                st.show(" MiB", 1),
+                                ratio(st.median, Some(g.median))
+                            ),
+                            None => format!("{name} {}", st.show(" MiB", 1)),
+                        }
+                    })
                     .collect();
-                let (sum_ratio, attacher_ratio) = if key == "go" {
-                    ("1.00".to_string(), "1.00".to_string())
+                let sum_ratio = if key == "go" {
+                    "1.00".to_string()
                 } else {
-                    let attacher = s
-                        .processes
-                        .get("csi-attacher")
-                        .or_else(|| s.processes.get("csi-sidecars"));
-                    (
-                        ratio(s.sum_mib.median, go.map(|g| g.sum_mib.median)),
-                        ratio(
-                            attacher.map_or(0.0, |a| a.median),
-                            go.and_then(|g| g.processes.get("csi-attacher"))
-                                .map(|g| g.median),
-                        ),
-                    )
+                    ratio(s.sum_mib.median, go.map(|g| g.sum_mib.median))
                 };
                 let growth = self.scale_of(key, first).map_or("–".into(), |f| {
                     format!("{:+.1} MiB", s.sum_mib.median - f.sum_mib.median)
                 });
+                let in_cluster: Vec<String> =
+                    s.in_cluster.values().map(|st| st.show("", 0)).collect();
                 let _ = writeln!(
                     md,
-                    "| {pvs} | {} | {key} | {} | {} | {sum_ratio} | {attacher_ratio} | {growth} |",
-                    s.pvs_in_cluster.show("", 0),
+                    "| {count} | {} | {key} | {} | {} | {sum_ratio} | {growth} |",
+                    in_cluster.join(" / "),
                     per.join(", "),
                     s.sum_mib.show(" MiB", 1),
                 );
             }
         }
+        md
+    }
+
+    /// KiB per cached object per process and per configuration, with Go's next to ours.
+    fn per_object_table(&self) -> String {
+        let mut md = String::new();
         let _ = writeln!(
             md,
-            "\ncsi-attacher ours/Go: ours-split's csi-attacher, or ours-aio's whole csi-sidecars \
-             process (attacher, livenessprobe and node-driver-registrar), against the Go csi-attacher."
+            "The slope of idle RSS against the number of objects cached (least squares over the \
+             N above, medians of the runs). A process caches the objects of the kinds its \
+             sidecars cache; a configuration's sum is taken against the objects any of its \
+             processes caches, so a type cached by two processes of one configuration counts \
+             twice in its sum and once in csi-sidecars.\n"
         );
+        let _ = writeln!(
+            md,
+            "| configuration | process | caches | KiB per cached object | ours/Go |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for p in &self.per_object {
+            let caches = self
+                .configurations
+                .iter()
+                .find(|c| c.key == p.key)
+                .map(|c| {
+                    let mut kinds: Vec<ScaleKind> = match &p.process {
+                        Some(name) => c
+                            .processes
+                            .iter()
+                            .position(|n| n == name)
+                            .map(|i| c.caches[i].clone())
+                            .unwrap_or_default(),
+                        None => c.caches.iter().flatten().copied().collect(),
+                    };
+                    kinds.sort_unstable();
+                    kinds.dedup();
+                    kinds
+                        .iter()
+                        .map(|k| k.short())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let go = (p.key != "go")
+                .then(|| self.per_object_of("go", p.process.as_deref()))
+                .flatten();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {caches} | {:.2} | {} |",
+                p.key,
+                p.process.as_deref().unwrap_or("sum"),
+                p.kib_per_object,
+                if p.key == "go" {
+                    "1.00".to_string()
+                } else {
+                    ratio(p.kib_per_object, go)
+                }
+            );
+        }
         md
     }
 
@@ -528,10 +645,7 @@ impl Report {
             }
         }
         let _ = writeln!(md, "\n## Per configuration\n");
-        let _ = writeln!(
-            md,
-            "Ratios are ours/Go; the Go configuration has only csi-attacher (the other two cannot be built here), so for the configuration sums ours does more work than Go.\n"
-        );
+        let _ = writeln!(md, "Ratios are ours/Go.{}\n", self.go_sum_note());
         let _ = writeln!(
             md,
             "| figure | {} |",
@@ -644,12 +758,12 @@ impl Report {
         let _ = writeln!(md, "| binary | Go | ours | ours/Go |");
         let _ = writeln!(md, "|---|---|---|---|");
         let size = |side: &str, name: &str| self.size(side, name);
-        for name in [
-            "csi-attacher",
-            "livenessprobe",
-            "csi-node-driver-registrar",
-            "csi-sidecars",
-        ] {
+        for name in self
+            .sidecars
+            .iter()
+            .map(String::as_str)
+            .chain(["csi-sidecars"])
+        {
             let (g, o) = (size("go", name), size("ours", name));
             if g.is_none() && o.is_none() {
                 continue;
@@ -663,10 +777,7 @@ impl Report {
                 o.map_or("–".into(), |o| ratio(o, g))
             );
         }
-        let split: f64 = ["csi-attacher", "livenessprobe", "csi-node-driver-registrar"]
-            .iter()
-            .filter_map(|n| size("ours", n))
-            .sum();
+        let split: f64 = self.sidecars.iter().filter_map(|n| size("ours", n)).sum();
         if split > 0.0 {
             let _ = writeln!(md, "| sum, ours one per sidecar | – | {split:.1} MiB | – |");
         }
@@ -789,21 +900,25 @@ impl Report {
         if let Some(&most) = self.scale_counts().last()
             && let Some(go) = self.scale_of("go", most)
         {
-            let go_attacher = go.processes.get("csi-attacher").map_or(0.0, |s| s.median);
-            if let Some(ours) = self
-                .scale_of("ours-split", most)
-                .and_then(|s| s.processes.get("csi-attacher"))
-            {
+            for name in &self.sidecars {
+                let (Some(theirs), Some(ours)) = (
+                    go.processes.get(name),
+                    self.scale_of("ours-split", most)
+                        .and_then(|s| s.processes.get(name)),
+                ) else {
+                    continue;
+                };
                 out.push(format!(
-                    "with {most} PVs: idle csi-attacher ≤ 1/3 of Go's: {:.1} MiB vs {go_attacher:.1} MiB (×{:.2}) — {}",
+                    "with {most} PVs and PVCs: idle {name} ≤ 1/3 of Go's: {:.1} MiB vs {:.1} MiB (×{:.2}) — {}",
                     ours.median,
-                    ours.median / go_attacher,
-                    verdict(ours.median * 3.0 <= go_attacher)
+                    theirs.median,
+                    ours.median / theirs.median,
+                    verdict(ours.median * 3.0 <= theirs.median)
                 ));
             }
             if let Some(aio) = self.scale_of("ours-aio", most) {
                 out.push(format!(
-                    "with {most} PVs: csi-sidecars ≤ 1/5 of the Go sum: {:.1} MiB vs {:.1} MiB (×{:.2}) — {}{}",
+                    "with {most} PVs and PVCs: csi-sidecars ≤ 1/5 of the Go sum: {:.1} MiB vs {:.1} MiB (×{:.2}) — {}{}",
                     aio.sum_mib.median,
                     go.sum_mib.median,
                     aio.sum_mib.median / go.sum_mib.median,
@@ -811,6 +926,22 @@ impl Report {
                     self.go_sum_note()
                 ));
             }
+        }
+        for p in self
+            .per_object
+            .iter()
+            .filter(|p| p.key != "go" && p.process.is_some())
+        {
+            let name = p.process.as_deref().unwrap_or_default();
+            let go = self
+                .per_object_of("go", Some(name))
+                .map_or(String::new(), |g| format!(" (Go's {name}: {g:.2} KiB)"));
+            out.push(format!(
+                "{}: ≤ 2 KiB of RSS per cached object: {name} {:.2} KiB{go} — {}",
+                p.key,
+                p.kib_per_object,
+                verdict(p.kib_per_object <= 2.0)
+            ));
         }
         out
     }
@@ -878,7 +1009,6 @@ impl Report {
         };
         let go = self.summary_of("go");
         if !self.summaries.is_empty() {
-            let attacher = |s: &Summary| s.processes.get("csi-attacher").map(|p| p[0].median);
             let row = |label: &str, get: &dyn Fn(&Summary) -> Option<f64>, unit: &str, decimals| {
                 let cells: Vec<String> = keys
                     .iter()
@@ -894,7 +1024,13 @@ impl Report {
                     .collect();
                 format!("| {label} | {} |\n", cells.join(" | "))
             };
-            md.push_str(&row("idle RSS, csi-attacher", &attacher, " MiB", 1));
+            // One row per sidecar that has a Go counterpart here.
+            for name in &self.sidecars {
+                if go.is_some_and(|g| g.processes.contains_key(name)) {
+                    let idle = |s: &Summary| s.processes.get(name).map(|p| p[0].median);
+                    md.push_str(&row(&format!("idle RSS, {name}"), &idle, " MiB", 1));
+                }
+            }
             md.push_str(&row(
                 "idle RSS, sum",
                 &|s| Some(s.idle_rss_mib.median),
@@ -934,14 +1070,14 @@ impl Report {
             md.push_str(&row("API requests", &|s| Some(s.requests.median), "", 0));
             md.push_str(&row("watches opened", &|s| Some(s.watches.median), "", 0));
         }
-        for pvs in self.scale_counts() {
-            let go = self.scale_of("go", pvs).map(|s| s.sum_mib.median);
+        for count in self.scale_counts() {
+            let go = self.scale_of("go", count).map(|s| s.sum_mib.median);
             let cells: Vec<String> = keys
                 .iter()
                 .map(|k| {
                     cell(
                         k,
-                        self.scale_of(k, pvs).map(|s| s.sum_mib.median),
+                        self.scale_of(k, count).map(|s| s.sum_mib.median),
                         go,
                         " MiB",
                         1,
@@ -950,7 +1086,19 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 md,
-                "| idle RSS, sum, {pvs} PVs in the cluster | {} |",
+                "| idle RSS, sum, {count} PVs and {count} PVCs in the cluster | {} |",
+                cells.join(" | ")
+            );
+        }
+        if !self.per_object.is_empty() {
+            let go = self.per_object_of("go", None);
+            let cells: Vec<String> = keys
+                .iter()
+                .map(|k| cell(k, self.per_object_of(k, None), go, " KiB", 2))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| KiB of idle RSS per cached object (slope over the N above) | {} |",
                 cells.join(" | ")
             );
         }
@@ -972,7 +1120,7 @@ impl Report {
             .map(|(k, v)| cell(k, *v, go_size, " MiB", 1))
             .collect();
         let _ = writeln!(md, "| binary size, sum | {} |", cells.join(" | "));
-        let _ = writeln!(md, "\nTargets (issue 6):\n");
+        let _ = writeln!(md, "\nTargets:\n");
         for line in self.targets() {
             let _ = writeln!(md, "- {line}");
         }
@@ -1019,6 +1167,45 @@ impl Report {
         v.sort_by(f64::total_cmp);
         v
     }
+}
+
+/// KiB per cached object of every process that caches something, and of every configuration
+/// whose processes do.
+fn per_object(configurations: &[ConfigInfo], scale: &[ScaleSummary]) -> Vec<PerObject> {
+    let mut out = Vec::new();
+    for c in configurations {
+        let points: Vec<&ScaleSummary> = scale.iter().filter(|s| s.key == c.key).collect();
+        for name in &c.processes {
+            let xy: Vec<(f64, f64)> = points
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        s.process_cached.get(name)?.median,
+                        s.processes.get(name)?.median * 1024.0,
+                    ))
+                })
+                .collect();
+            if let Some(kib) = kib_per_object(&xy) {
+                out.push(PerObject {
+                    key: c.key.clone(),
+                    process: Some(name.clone()),
+                    kib_per_object: kib,
+                });
+            }
+        }
+        let xy: Vec<(f64, f64)> = points
+            .iter()
+            .map(|s| (s.cached.median, s.sum_mib.median * 1024.0))
+            .collect();
+        if let Some(kib) = kib_per_object(&xy) {
+            out.push(PerObject {
+                key: c.key.clone(),
+                process: None,
+                kib_per_object: kib,
+            });
+        }
+    }
+    out
 }
 
 /// `ours / go` with two decimals, "–" without a Go figure.
@@ -1077,6 +1264,15 @@ mod tests {
             appended.ends_with("## Performance\n\n<!-- bench:start -->\nb\n<!-- bench:end -->\n\n")
         );
         assert!(splice_readme("<!-- bench:end --> <!-- bench:start -->", "b").is_err());
+    }
+
+    #[test]
+    fn kib_per_object_is_the_slope_of_rss_over_cached_objects() {
+        let kib = kib_per_object(&[(0.0, 10_000.0), (1000.0, 12_000.0), (5000.0, 20_000.0)]);
+        assert!((kib.unwrap() - 2.0).abs() < 1e-9, "{kib:?}");
+        // Nothing cached (livenessprobe), or one point: no figure.
+        assert_eq!(kib_per_object(&[(0.0, 1.0), (0.0, 2.0)]), None);
+        assert_eq!(kib_per_object(&[(10.0, 1.0)]), None);
     }
 
     #[test]

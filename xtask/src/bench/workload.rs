@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use csi_proto::csi::v1 as csi;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{Node, PersistentVolume};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde::Serialize;
 use tokio::sync::mpsc;
+
+use super::ScaleKind;
 
 pub const DRIVER: &str = "bench.csi.k8s.io";
 pub const NODE: &str = "csi-bench-node";
@@ -192,14 +194,24 @@ where
         .map(|name| {
             let api = api.clone();
             let patch = no_finalizers.clone();
+            // Deleted first, then its finalizers dropped: a protection controller adds its
+            // finalizer back to an object that is not being deleted, never to one that is.
             async move {
-                let _ = api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await;
                 match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+                    Err(e) => {
+                        return Err(anyhow::Error::from(e).context(format!("deleting {name}")));
+                    }
+                }
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     Ok(_) => Ok(()),
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                    Err(e) => Err(anyhow::Error::from(e).context(format!("deleting {name}"))),
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+                    Err(e) => Err(anyhow::Error::from(e)
+                        .context(format!("removing the finalizers of {name}"))),
                 }
             }
         })
@@ -208,29 +220,61 @@ where
         .await
 }
 
-/// Label of the PVs of the scale measurement (and of nothing else), so that
+/// Label of the objects of the scale measurement (and of nothing else), so that
 /// [`cleanup_scale`] removes exactly them.
 const SCALE_LABEL: &str = "csi-bench-scale";
 const SCALE_SELECTOR: &str = "csi-bench-scale=true";
-/// Requests in flight when bulk-creating the scale PVs.
-const SCALE_CONCURRENCY: usize = 50;
+/// The namespace of the scale PVCs.
+const SCALE_NAMESPACE: &str = "csi-bench-scale";
+/// Requests in flight when bulk-creating the scale objects: the admin has no rate limit on the
+/// local API server, and our client none of its own, so this alone bounds the pace.
+const SCALE_CONCURRENCY: usize = 64;
+/// The finalizers kube-controller-manager's protection controllers would add, one write per
+/// object at its 20 QPS: set at creation, they leave it nothing to write.
+const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 
 fn scale_pv_name(i: usize) -> String {
     format!("csi-bench-scale-pv-{i:05}")
 }
 
-/// Creates the scale PVs `from..to`: CSI PVs of the bench driver, no claims, labelled
-/// [`SCALE_LABEL`]; then waits until the PV controller has made them all Available, so that
-/// its status updates are over before memory is measured.
-pub async fn create_scale_pvs(client: &Client, from: usize, to: usize) -> anyhow::Result<()> {
+fn scale_pvc_name(i: usize) -> String {
+    format!("csi-bench-scale-pvc-{i:05}")
+}
+
+/// Creates the scale objects `from..to`: that many CSI PVs of the bench driver and as many
+/// PVCs, labelled [`SCALE_LABEL`], in parallel. Nothing is bound and kube-controller-manager
+/// (at its own 20 QPS) has nothing to write: the PVs are created with the protection finalizer
+/// and made `Available` by us; each PVC names a volume that does not exist, so the binder
+/// leaves it `Pending` without a write or an Event, and carries its protection finalizer.
+pub async fn create_scale_objects(client: &Client, from: usize, to: usize) -> anyhow::Result<()> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": SCALE_NAMESPACE, "labels": {SCALE_LABEL: "true"}}
+    });
+    match namespaces
+        .create(&PostParams::default(), &serde_json::from_value(ns)?)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(anyhow::Error::from(e).context("creating the scale namespace")),
+    }
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), SCALE_NAMESPACE);
+    let available = serde_json::json!({"status": {"phase": "Available"}});
     futures::stream::iter(from..to)
         .map(|i| {
-            let pvs = pvs.clone();
+            let (pvs, pvcs, available) = (pvs.clone(), pvcs.clone(), available.clone());
             async move {
                 let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
                     "apiVersion": "v1", "kind": "PersistentVolume",
-                    "metadata": {"name": scale_pv_name(i), "labels": {SCALE_LABEL: "true"}},
+                    "metadata": {
+                        "name": scale_pv_name(i),
+                        "labels": {SCALE_LABEL: "true"},
+                        "finalizers": [PV_PROTECTION]
+                    },
                     "spec": {
                         "capacity": {"storage": "1Gi"},
                         "accessModes": ["ReadWriteOnce"],
@@ -239,22 +283,46 @@ pub async fn create_scale_pvs(client: &Client, from: usize, to: usize) -> anyhow
                         "csi": {"driver": DRIVER, "volumeHandle": format!("scale-{i:05}")}
                     }
                 }))?;
-                match pvs.create(&PostParams::default(), &pv).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-                    Err(e) => Err(anyhow::Error::from(e)),
-                }
+                let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {
+                        "name": scale_pvc_name(i),
+                        "namespace": SCALE_NAMESPACE,
+                        "labels": {SCALE_LABEL: "true"},
+                        "finalizers": [PVC_PROTECTION]
+                    },
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                        "storageClassName": "",
+                        "volumeName": "csi-bench-scale-no-such-volume"
+                    }
+                }))?;
+                created(
+                    pvs.create(&PostParams::default(), &pv).await.map(drop),
+                    format!("creating PV {}", scale_pv_name(i)),
+                )?;
+                pvs.patch_status(
+                    &scale_pv_name(i),
+                    &PatchParams::default(),
+                    &Patch::Merge(&available),
+                )
+                .await
+                .with_context(|| format!("making PV {} Available", scale_pv_name(i)))?;
+                created(
+                    pvcs.create(&PostParams::default(), &pvc).await.map(drop),
+                    format!("creating PVC {}", scale_pvc_name(i)),
+                )
             }
         })
         .buffer_unordered(SCALE_CONCURRENCY)
         .try_collect::<()>()
         .await
-        .context("creating the scale PersistentVolumes")?;
+        .context("creating the scale objects")?;
     let lp = ListParams::default().labels(SCALE_SELECTOR);
-    // The PV controller writes one status update per PV under its own client rate limit
-    // (kube-controller-manager's default 20 QPS): allow for that.
-    let deadline =
-        Instant::now() + Duration::from_secs(60) + Duration::from_millis(100 * to as u64);
+    // Should kube-controller-manager have got to some PVs before our status patch, its own
+    // updates are queued behind its rate limit: wait for them to be over before measuring.
+    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(to as u64);
     loop {
         let list = pvs.list(&lp).await?;
         let pending = list
@@ -277,15 +345,43 @@ pub async fn create_scale_pvs(client: &Client, from: usize, to: usize) -> anyhow
     }
 }
 
-/// How many PersistentVolumes the cluster holds (anyone's).
-pub async fn count_pvs(client: &Client) -> anyhow::Result<usize> {
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    Ok(pvs.list_metadata(&ListParams::default()).await?.items.len())
+/// `Ok` for a created object or one that already exists.
+fn created(result: Result<(), kube::Error>, what: String) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(anyhow::Error::from(e).context(what)),
+    }
 }
 
-/// Removes the scale PVs (and only them).
+/// How many objects of each scale kind the cluster holds (anyone's).
+pub async fn count_scale_kinds(
+    client: &Client,
+) -> anyhow::Result<std::collections::BTreeMap<ScaleKind, usize>> {
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pvcs: Api<PersistentVolumeClaim> = Api::all(client.clone());
+    let all = ListParams::default();
+    Ok(std::collections::BTreeMap::from([
+        (
+            ScaleKind::PersistentVolume,
+            pvs.list_metadata(&all).await?.items.len(),
+        ),
+        (
+            ScaleKind::PersistentVolumeClaim,
+            pvcs.list_metadata(&all).await?.items.len(),
+        ),
+    ]))
+}
+
+/// Removes the scale objects (and only them), finalizers first, so that nothing waits for
+/// kube-controller-manager.
 pub async fn cleanup_scale(client: &Client) -> anyhow::Result<()> {
     let lp = ListParams::default().labels(SCALE_SELECTOR);
+    delete_all(
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), SCALE_NAMESPACE),
+        &lp,
+    )
+    .await?;
     delete_all(Api::<PersistentVolume>::all(client.clone()), &lp).await
 }
 
