@@ -1275,6 +1275,118 @@ mod tests {
         assert_eq!(kib_per_object(&[(10.0, 1.0)]), None);
     }
 
+    /// A scale-only report of three configurations at 0 and 1 000 objects: Go's attacher
+    /// grows 5 KiB per PV, ours 2 KiB per PV split and all-in-one.
+    fn scale_report() -> Report {
+        use super::super::{IdleProcess, ScaleKind::*};
+        let config = |key: &str, processes: &[(&str, &[ScaleKind])]| ConfigInfo {
+            key: key.into(),
+            title: key.into(),
+            processes: processes.iter().map(|(p, _)| p.to_string()).collect(),
+            commands: Vec::new(),
+            caches: processes.iter().map(|(_, c)| c.to_vec()).collect(),
+        };
+        let configurations = vec![
+            config("go", &[("csi-attacher", &[PersistentVolume])]),
+            config(
+                "ours-split",
+                &[
+                    ("csi-attacher", &[PersistentVolume]),
+                    ("livenessprobe", &[]),
+                ],
+            ),
+            config("ours-aio", &[("csi-sidecars", &[PersistentVolume])]),
+        ];
+        let mut scale_runs = Vec::new();
+        for count in [0usize, 1000] {
+            let in_cluster =
+                BTreeMap::from([(PersistentVolume, count), (PersistentVolumeClaim, count)]);
+            let process = |name: &str, base: u64, per: u64, caches: bool| IdleProcess {
+                name: name.into(),
+                idle_rss_kib: base + per * count as u64,
+                cached: if caches { count } else { 0 },
+            };
+            for (key, processes) in [
+                ("go", vec![process("csi-attacher", 50_000, 5, true)]),
+                (
+                    "ours-split",
+                    vec![
+                        process("csi-attacher", 16_000, 2, true),
+                        process("livenessprobe", 8_000, 0, false),
+                    ],
+                ),
+                ("ours-aio", vec![process("csi-sidecars", 17_000, 2, true)]),
+            ] {
+                scale_runs.push(ScaleResult {
+                    config: key.into(),
+                    count,
+                    in_cluster: in_cluster.clone(),
+                    run: 0,
+                    processes,
+                    cached: count,
+                });
+            }
+        }
+        let settings = Settings {
+            command: "cargo xtask bench --scale-only".into(),
+            n: 0,
+            scale_pvs: vec![0, 1000],
+            scale_only: true,
+            runs: 1,
+            only: "all".into(),
+            profile: "release".into(),
+            qps: "50".into(),
+            burst: "100".into(),
+            workers: "10".into(),
+            driver: "mock".into(),
+        };
+        Report::new(
+            "20261130-080000".into(),
+            settings,
+            vec!["csi-attacher".into(), "livenessprobe".into()],
+            configurations,
+            Vec::new(),
+            scale_runs,
+            Vec::new(),
+            Vec::new(),
+            1.0,
+        )
+    }
+
+    #[test]
+    fn kib_per_cached_object_is_reported_next_to_gos() {
+        let report = scale_report();
+        let figure = |key: &str, process: Option<&str>| report.per_object_of(key, process);
+        assert!((figure("go", None).unwrap() - 5.0).abs() < 1e-9);
+        assert!((figure("ours-split", Some("csi-attacher")).unwrap() - 2.0).abs() < 1e-9);
+        assert!((figure("ours-aio", None).unwrap() - 2.0).abs() < 1e-9);
+        // livenessprobe caches nothing: no figure.
+        assert_eq!(figure("ours-split", Some("livenessprobe")), None);
+
+        let md = report.markdown(&[]);
+        assert!(
+            md.contains("| ours-split | csi-attacher | PVs | 2.00 | 0.40 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ours-aio | sum | PVs | 2.00 | 0.40 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("ours-split: ≤ 2 KiB of RSS per cached object: csi-attacher 2.00 KiB (Go's csi-attacher: 5.00 KiB) — **met**"),
+            "{md}"
+        );
+        let readme = report.readme_block("target/bench/x");
+        assert!(
+            readme.contains("| KiB of idle RSS per cached object (slope over the N above) | 5.00 KiB | 2.00 KiB (×0.40) | 2.00 KiB (×0.40) |"),
+            "{readme}"
+        );
+        assert!(
+            readme.contains("| idle RSS, sum, 1000 PVs and 1000 PVCs in the cluster |"),
+            "{readme}"
+        );
+    }
+
     #[test]
     fn medians_with_min_and_max() {
         let s = Stat::of(&[3.0, 1.0, 2.0]);
