@@ -45,7 +45,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Keeps `cargo xtask bench` from rotting: our configurations only, five attachments, 20 PVs
-/// for the scale part, one run, debug binaries (the figures of such a run mean nothing; the tooling working does).
+/// and 20 PVCs for the scale part, one run, debug binaries (the figures of such a run mean
+/// nothing; the tooling working does).
 fn bench_smoke() -> anyhow::Result<()> {
     let info = crate::cluster::up()?;
     let args: Vec<String> = [
