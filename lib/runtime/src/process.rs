@@ -551,7 +551,14 @@ async fn run_async(
                     error!(controller = d.name, "{err:#}");
                     return 1;
                 }
-                Mode::Aggregate => Err(Failure::Error(err)),
+                Mode::Aggregate => {
+                    // Its supervisor restarts it once its turn comes (for a controller that uses
+                    // the API server: while this replica leads); until then it is reported.
+                    let failure = Failure::Error(err);
+                    error!(controller = d.name, "Controller failed to start: {failure}");
+                    report.failed(d.name, format!("{failure} (waiting to be restarted)"));
+                    Err(failure)
+                }
             },
         };
         let supervised = Supervised {

@@ -145,7 +145,7 @@ impl Report {
     }
 
     /// The controller failed and waits to be restarted.
-    fn failed(&self, name: &str, reason: String) {
+    pub fn failed(&self, name: &str, reason: String) {
         self.health.set_failed(name, reason);
     }
 

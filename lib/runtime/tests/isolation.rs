@@ -1,6 +1,7 @@
-//! In `csi-sidecars`, a controller that panics is reported under its own name — `/healthz`,
-//! `/healthz/<controller>` and `csi_sidecars_controller_restarts_total{controller}` — and
-//! restarted, while the other controller keeps working.
+//! In `csi-sidecars`, a controller that panics, or fails to start, is reported under its own
+//! name — `/healthz`, `/healthz/<controller>` and
+//! `csi_sidecars_controller_restarts_total{controller}` — and restarted, while the other
+//! controller keeps working.
 //!
 //! The whole process runtime runs in this test binary (its own process), so it has only this
 //! one test: `run` installs the global logger and the signal handlers.
@@ -32,6 +33,26 @@ fn panicky(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
                 }
                 Ok(())
             }));
+        }
+        while !LET_PANICKY_RESTART.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let shutdown = ctx.shared.shutdown.clone();
+        Ok(Controller::new(async move {
+            shutdown.cancelled().await;
+            Ok(())
+        }))
+    })
+}
+
+/// How many times `late`'s `init` ran.
+static LATE_INITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Fails to start; its restart waits for the test, then runs until shutdown.
+fn late(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+    Box::pin(async move {
+        if LATE_INITS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(InitError::Failed(anyhow::anyhow!("driver said no")));
         }
         while !LET_PANICKY_RESTART.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -103,7 +124,8 @@ const fn descriptor(
 
 static PANICKY: Descriptor = descriptor("panicky", panicky);
 static STEADY: Descriptor = descriptor("steady", steady);
-static TABLE: &[&Descriptor] = &[&PANICKY, &STEADY];
+static LATE: Descriptor = descriptor("late", late);
+static TABLE: &[&Descriptor] = &[&PANICKY, &STEADY, &LATE];
 
 /// Polls `path` until `done` accepts the answer.
 async fn wait_until(
@@ -153,6 +175,7 @@ fn a_panicking_controller_is_reported_by_name_and_restarted_while_the_other_runs
         assert_eq!(status, 500, "{body}");
         assert!(body.contains("[+]steady ok\n"), "{body}");
         assert!(body.contains("(restarting in 1s)"), "{body}");
+        assert!(body.contains("[-]late failed: driver said no ("), "{body}");
         let (status, body) = http_get(&address, "/healthz/panicky").await.unwrap();
         assert_eq!(status, 500, "{body}");
         assert!(body.contains("controller panicked: boom"), "{body}");
@@ -162,8 +185,9 @@ fn a_panicking_controller_is_reported_by_name_and_restarted_while_the_other_runs
         );
 
         // The restart is counted (its `init` waits for us, so the count stays at one).
-        let (_, metrics) = wait_until(&address, "/metrics", "counted the restart", |_, m| {
+        let (_, metrics) = wait_until(&address, "/metrics", "counted the restarts", |_, m| {
             m.contains(r#"csi_sidecars_controller_restarts_total{controller="panicky"} 1"#)
+                && m.contains(r#"csi_sidecars_controller_restarts_total{controller="late"} 1"#)
         })
         .await;
         assert!(
@@ -183,7 +207,9 @@ fn a_panicking_controller_is_reported_by_name_and_restarted_while_the_other_runs
         .await;
         assert!(body.contains("[+]panicky ok\n"), "{body}");
         assert!(body.contains("[+]steady ok\n"), "{body}");
+        assert!(body.contains("[+]late ok\n"), "{body}");
         assert_eq!(PANICKY_INITS.load(Ordering::SeqCst), 2);
+        assert_eq!(LATE_INITS.load(Ordering::SeqCst), 2);
     });
 
     // A graceful stop: the process answers SIGTERM with exit code 0.
