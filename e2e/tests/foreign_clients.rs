@@ -106,6 +106,27 @@ fn registry_dir(tmp: &tempfile::TempDir) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// `csi-sidecars` with the node-side controllers, registering into `registry`; and the address
+/// of its HTTP server.
+fn node_side_csi_sidecars(
+    env: &E2eEnv,
+    driver: &DriverProcess,
+    registry: &Path,
+) -> anyhow::Result<(ChildProcess, String)> {
+    let address = format!("127.0.0.1:{}", free_port());
+    let sidecars = ChildProcess::spawn(
+        env.binary("csi-sidecars")?,
+        [
+            format!("--csi-address=unix:{}", driver.socket().display()),
+            "--controllers=livenessprobe,node-driver-registrar".to_string(),
+            format!("--kubelet-registration-path={HOST_PATH}"),
+            format!("--plugin-registration-path={}", registry.display()),
+            format!("--http-endpoint={address}"),
+        ],
+    )?;
+    Ok((sidecars, address))
+}
+
 fn assert_registered_driver(event: &Value) {
     assert_eq!(event["name"], DRIVER_NAME, "{event}");
     assert_eq!(event["endpoint"], HOST_PATH, "{event}");
@@ -208,17 +229,7 @@ async fn csi_sidecars_registers_again_after_the_kubelet_rejected_it() -> anyhow:
     let driver = DriverProcess::start(&env, DriverOptions::default()).await?;
     let tmp = tempfile::tempdir()?;
     let registry = registry_dir(&tmp)?;
-    let address = format!("127.0.0.1:{}", free_port());
-    let sidecars = ChildProcess::spawn(
-        env.binary("csi-sidecars")?,
-        [
-            format!("--csi-address=unix:{}", driver.socket().display()),
-            "--controllers=livenessprobe,node-driver-registrar".to_string(),
-            format!("--kubelet-registration-path={HOST_PATH}"),
-            format!("--plugin-registration-path={}", registry.display()),
-            format!("--http-endpoint={address}"),
-        ],
-    )?;
+    let (sidecars, address) = node_side_csi_sidecars(&env, &driver, &registry)?;
     let kubelet = PluginManager::start(&registry, 1)?;
 
     let rejected = kubelet.wait_for("validate", 1, &sidecars).await?;
@@ -375,17 +386,7 @@ async fn the_kubelets_prober_and_prometheus_read_csi_sidecars() -> anyhow::Resul
     let mut driver = DriverProcess::start(&env, DriverOptions::default()).await?;
     let tmp = tempfile::tempdir()?;
     let registry = registry_dir(&tmp)?;
-    let address = format!("127.0.0.1:{}", free_port());
-    let sidecars = ChildProcess::spawn(
-        env.binary("csi-sidecars")?,
-        [
-            format!("--csi-address=unix:{}", driver.socket().display()),
-            "--controllers=livenessprobe,node-driver-registrar".to_string(),
-            format!("--kubelet-registration-path={HOST_PATH}"),
-            format!("--plugin-registration-path={}", registry.display()),
-            format!("--http-endpoint={address}"),
-        ],
-    )?;
+    let (sidecars, address) = node_side_csi_sidecars(&env, &driver, &registry)?;
     let kubelet = PluginManager::start(&registry, 0)?;
     kubelet.wait_for("register", 1, &sidecars).await?;
     wait_for_status(&address, "/healthz", 200, WAIT).await?;
