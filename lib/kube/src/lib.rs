@@ -6,6 +6,6 @@ pub mod cache;
 pub mod client;
 pub mod events;
 
-pub use cache::{Caches, Selector, key_of};
+pub use cache::{Caches, Change, Events, Selector, Store, Subscription, key_of};
 pub use client::{ClientOptions, client, load_config};
 pub use events::{EventType, Recorder};

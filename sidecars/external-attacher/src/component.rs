@@ -8,13 +8,12 @@
 //! `PUBLISH_UNPUBLISH_VOLUME`) or the trivial one, then — once the caches are synced and, with
 //! `--leader-election`, while this replica leads — run `--worker-threads` workers per queue.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use csi_connection::rpc;
-use csi_kube::{EventType, Recorder, Selector};
+use csi_kube::{Change, EventType, Recorder, Selector, Store, Subscription};
 use csi_proto::csi::v1::controller_service_capability::rpc::Type as ControllerCapability;
 use csi_proto::csi::v1::plugin_capability::service::Type as PluginCapability;
 use csi_sidecar_runtime::controller::Validated;
@@ -28,7 +27,7 @@ use csi_workqueue::{ItemExponentialFailureRateLimiter, QueueConfig, WorkQueue};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::ObjectRef;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
@@ -40,10 +39,6 @@ use crate::{
 
 /// Timeout of the start-up calls (GetPluginInfo, capabilities), as upstream's `csiTimeout`.
 const CSI_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// How often deleted VolumeAttachments are noticed (the shared watch does not broadcast
-/// deletions; see [`csi_kube::cache`]).
-const DELETION_CHECK: Duration = Duration::from_secs(1);
 
 /// The Event reason when a PersistentVolume would need CSI migration.
 pub const REASON_MIGRATION_UNSUPPORTED: &str = "MigrationUnsupported";
@@ -208,14 +203,18 @@ fn init(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
             .client_for(&flags, "csi-attacher")
             .map_err(anyhow::Error::from)?;
         let all = Selector::all();
-        let (va_store, va_events) = kube
+        // Upstream's informer factory resyncs both informers every --resync.
+        let va_events = kube
             .caches
             .subscribe::<VolumeAttachment>(&all)
-            .map_err(anyhow::Error::from)?;
-        let (pv_store, pv_events) = kube
+            .map_err(anyhow::Error::from)?
+            .with_resync(flags.duration("resync"));
+        let pv_events = kube
             .caches
             .subscribe::<PersistentVolume>(&all)
-            .map_err(anyhow::Error::from)?;
+            .map_err(anyhow::Error::from)?
+            .with_resync(flags.duration("resync"));
+        let (va_store, pv_store) = (va_events.store(), pv_events.store());
         // Upstream watches CSINodes only for the CSI handler.
         let csi_nodes = if supports_attach {
             Some(
@@ -290,10 +289,8 @@ fn init(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
             va_queue: WorkQueue::with_config(backoff(), queue_config(VA_QUEUE_NAME)),
             pv_queue: WorkQueue::with_config(backoff(), queue_config(PV_QUEUE_NAME)),
             va_store,
-            pv_store,
             recorder: kube.recorder(client, "csi-attacher"),
             workers: usize::try_from(flags.int("worker-threads")).unwrap_or(1),
-            resync: flags.duration("resync"),
             reconcile: supports_list_published.then(|| flags.duration("reconcile-sync")),
             shutdown: shared.shutdown.clone(),
         };
@@ -307,10 +304,8 @@ struct Run {
     va_queue: WorkQueue<String>,
     pv_queue: WorkQueue<String>,
     va_store: Store<VolumeAttachment>,
-    pv_store: Store<PersistentVolume>,
     recorder: Recorder,
     workers: usize,
-    resync: Duration,
     reconcile: Option<Duration>,
     shutdown: CancellationToken,
 }
@@ -318,15 +313,14 @@ struct Run {
 impl Run {
     async fn run(
         self,
-        va_events: ReflectHandle<VolumeAttachment>,
-        pv_events: ReflectHandle<PersistentVolume>,
+        va_events: Subscription<VolumeAttachment>,
+        pv_events: Subscription<PersistentVolume>,
     ) -> anyhow::Result<()> {
         info!("Starting CSI attacher");
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(this.clone().feed_volume_attachments(va_events));
         tasks.spawn(this.clone().feed_persistent_volumes(pv_events));
-        tasks.spawn(this.clone().resync_loop());
         if let Some(period) = this.reconcile {
             tasks.spawn(this.clone().reconcile_loop(period));
         }
@@ -342,82 +336,45 @@ impl Run {
         Ok(())
     }
 
-    /// Turns the shared VolumeAttachment stream into queue keys, as upstream's add / update /
-    /// delete handlers: an update is compared with the version seen before, and a deletion
-    /// (which the shared stream does not carry) is noticed by the object leaving the store.
-    async fn feed_volume_attachments(self: Arc<Self>, events: ReflectHandle<VolumeAttachment>) {
-        let mut seen: HashMap<String, Arc<VolumeAttachment>> = HashMap::new();
-        let mut events = std::pin::pin!(events);
-        let mut check = tokio::time::interval(DELETION_CHECK);
+    /// Upstream's VolumeAttachment add / update / delete handlers; resyncs arrive as updates.
+    async fn feed_volume_attachments(self: Arc<Self>, events: Subscription<VolumeAttachment>) {
+        let mut events = std::pin::pin!(events.events());
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                event = events.next() => {
-                    let Some(va) = event else { return };
-                    let name = va.metadata.name.clone().unwrap_or_default();
-                    let key = match seen.get(&name) {
-                        None => Some(self.controller.va_added(&va)),
-                        Some(old) => self.controller.va_updated(old, &va),
-                    };
-                    if let Some(key) = key {
-                        self.va_queue.add(key);
-                    }
-                    seen.insert(name, va);
-                }
-                _ = check.tick() => {
-                    let gone: Vec<String> = seen
-                        .keys()
-                        .filter(|name| self.va_store.get(&ObjectRef::new(name)).is_none())
-                        .cloned()
-                        .collect();
-                    for name in gone {
-                        if let Some(va) = seen.remove(&name)
-                            && let Some(pv) = self.controller.va_deleted(&va)
-                        {
-                            self.pv_queue.add(pv);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    async fn feed_persistent_volumes(self: Arc<Self>, events: ReflectHandle<PersistentVolume>) {
-        let mut events = std::pin::pin!(events);
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                event = events.next() => {
-                    let Some(pv) = event else { return };
-                    if let Some(key) = self.controller.pv_added(&pv) {
-                        self.pv_queue.add(key);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Upstream's informer resync: every `--resync`, every cached object is handled again as an
-    /// update with itself.
-    async fn resync_loop(self: Arc<Self>) {
-        if self.resync.is_zero() {
-            return;
-        }
-        let mut ticker = tokio::time::interval(self.resync);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = ticker.tick() => {
-                    for va in self.va_store.state() {
-                        if let Some(key) = self.controller.va_updated(&va, &va) {
+                change = events.next() => match change {
+                    None => return,
+                    Some(Change::Added(va)) => self.va_queue.add(self.controller.va_added(&va)),
+                    Some(Change::Updated { old, new }) => {
+                        if let Some(key) = self.controller.va_updated(&old, &new) {
                             self.va_queue.add(key);
                         }
                     }
-                    for pv in self.pv_store.state() {
-                        if let Some(key) = self.controller.pv_updated(&pv, &pv) {
-                            self.pv_queue.add(key);
+                    Some(Change::Deleted { last, .. }) => {
+                        if let Some(pv) = self.controller.va_deleted(&last) {
+                            self.pv_queue.add(pv);
                         }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Upstream's PersistentVolume add / update handlers (it has no delete handler).
+    async fn feed_persistent_volumes(self: Arc<Self>, events: Subscription<PersistentVolume>) {
+        let mut events = std::pin::pin!(events.events());
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                change = events.next() => {
+                    let key = match change {
+                        None => return,
+                        Some(Change::Added(pv)) => self.controller.pv_added(&pv),
+                        Some(Change::Updated { old, new }) => self.controller.pv_updated(&old, &new),
+                        Some(Change::Deleted { .. }) => None,
+                    };
+                    if let Some(key) = key {
+                        self.pv_queue.add(key);
                     }
                 }
             }

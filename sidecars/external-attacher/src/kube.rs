@@ -6,7 +6,7 @@
 //!   (JSON merge patches of VolumeAttachments and their status, JSON patches of PersistentVolume
 //!   finalizers), and the direct GET of publish secrets.
 //!
-//! Real implementations: [`StoreListers`] over kube-runtime reflector [`Store`]s and
+//! Real implementations: [`StoreListers`] over the shared watch caches' [`Store`]s and
 //! [`ApiClient`] over [`kube::Api`]. The in-memory fake is in [`crate::fake`].
 
 use std::fmt;
@@ -14,10 +14,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use csi_kube::Store;
 use k8s_openapi::api::core::v1::{PersistentVolume, Secret};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 /// A boxed, `Send` future: what the traits of this crate return, so that they can be used as
@@ -149,7 +150,7 @@ pub trait KubeClient: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Secret, ApiError>>;
 }
 
-/// [`KubeListers`] over kube-runtime reflector stores (the process's shared watch caches).
+/// [`KubeListers`] over the process's shared watch caches.
 ///
 /// The CSINode store is optional: only the CSI handler reads CSINodes (upstream watches them
 /// only then). Without it every CSINode is "not found".
