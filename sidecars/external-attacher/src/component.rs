@@ -426,7 +426,7 @@ impl Run {
             SyncOutcome::Forget => queue.forget(key),
             SyncOutcome::Requeue(err) => {
                 if va && err.is_unsupported() {
-                    self.report_unsupported(key, &err.to_string()).await;
+                    self.report_unsupported(key, &err.to_string());
                 }
                 debug!(key, %err, "Requeueing with backoff");
                 queue.add_rate_limited(key.clone());
@@ -435,16 +435,16 @@ impl Run {
         queue.done(key);
     }
 
-    async fn report_unsupported(&self, va_name: &str, message: &str) {
+    /// One Warning per retry, as upstream; the recorder folds repeats into one Event with a
+    /// count.
+    fn report_unsupported(&self, va_name: &str, message: &str) {
         if let Some(va) = self.va_store.get(&ObjectRef::new(va_name)) {
-            self.recorder
-                .record(
-                    va.as_ref(),
-                    EventType::Warning,
-                    REASON_MIGRATION_UNSUPPORTED,
-                    message,
-                )
-                .await;
+            self.recorder.record(
+                va.as_ref(),
+                EventType::Warning,
+                REASON_MIGRATION_UNSUPPORTED,
+                message,
+            );
         }
     }
 }
