@@ -707,7 +707,9 @@ impl<K: Cacheable> Stream for Events<K> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        // A stream replaced by a newer one of the same subscription resyncs no more.
         if let Some(resync) = this.resync.as_mut()
+            && !this.receiver.is_closed()
             && resync.poll_tick(cx).is_ready()
         {
             this.shared.resync(&this.slot);
