@@ -1130,6 +1130,29 @@ mod tests {
         assert_eq!(key_of(&pod), "ns/p");
     }
 
+    #[test]
+    fn objects_are_trimmed_and_packed_as_they_are_read() {
+        let json = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": "pv-1",
+                "resourceVersion": "42",
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "annotations": {LAST_APPLIED_ANNOTATION: "{}"}
+            },
+            "spec": {"storageClassName": "gold"}
+        });
+        let wire: Wire<PersistentVolume> = serde_json::from_value(json).unwrap();
+        assert_eq!(wire.meta.name.as_deref(), Some("pv-1"));
+        assert_eq!(wire.meta.resource_version.as_deref(), Some("42"));
+        let packed = std::str::from_utf8(&wire.packed).unwrap();
+        assert!(!packed.contains("managedFields"), "{packed}");
+        assert!(!packed.contains(LAST_APPLIED_ANNOTATION), "{packed}");
+        let pv = unpack::<PersistentVolume>(&wire.packed).unwrap();
+        assert_eq!(class_of(&pv), vec!["gold".to_string()]);
+    }
+
     /// The store's side of the watch, fed by hand: what each subscriber sees, in order.
     #[tokio::test]
     async fn subscribers_see_adds_updates_deletes_and_tombstones_after_a_relist() {
