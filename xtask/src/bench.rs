@@ -1140,7 +1140,7 @@ mod tests {
         assert_eq!(
             summary,
             [
-                ("csi-attacher", "v4.12.0", false),
+                ("csi-attacher", "v4.13.0", false),
                 ("livenessprobe", "v2.19.0", true),
                 ("csi-node-driver-registrar", "v2.17.0", true),
             ]
