@@ -927,11 +927,13 @@ impl Caches {
     pub fn subscribe<K: Cacheable>(&self, selector: &Selector) -> Result<Subscription<K>, Error> {
         let shared = self.watch::<K>(selector)?.shared.clone();
         let slot: Arc<Slot> = Arc::default();
-        shared
-            .subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(slot.clone());
+        {
+            let mut subscribers = shared.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget the subscriptions nobody holds any more (a controller restarted after a
+            // failure subscribes again).
+            subscribers.retain(|slot| Arc::strong_count(slot) > 1);
+            subscribers.push(slot.clone());
+        }
         Ok(Subscription {
             shared,
             slot,
@@ -1082,6 +1084,19 @@ mod tests {
                 "persistentvolumes labels=\"app=x\"".to_string(),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn dropped_subscriptions_are_forgotten() {
+        let caches = registry();
+        let all = Selector::all();
+        let kept = caches.subscribe::<PersistentVolume>(&all).unwrap();
+        for _ in 0..3 {
+            drop(caches.subscribe::<PersistentVolume>(&all).unwrap());
+        }
+        let last = caches.subscribe::<PersistentVolume>(&all).unwrap();
+        assert_eq!(kept.shared.subscribers.lock().unwrap().len(), 2);
+        drop(last);
     }
 
     #[tokio::test]
