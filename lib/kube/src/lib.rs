@@ -1,6 +1,7 @@
 //! The Kubernetes side of the sidecar runtime, shared by every control-plane controller:
-//! rate-limited clients ([`client`]), one watch per resource type for the whole process
-//! ([`cache`]) and Events ([`events`]). Leader election and work queues are their own crates.
+//! rate-limited clients ([`client`](mod@client)), one watch per resource type for the whole
+//! process ([`cache`]) and Events ([`events`]). Leader election and work queues are their own
+//! crates.
 
 pub mod cache;
 pub mod client;
