@@ -192,34 +192,9 @@ impl Config {
     }
 }
 
-/// Makes a name usable as a Lease name or holder identity exactly as csi-lib-utils'
-/// `sanitizeName` does: every character outside `[a-zA-Z0-9-]` becomes `-`, and a name ending
-/// in `-` gets an `X` appended. Case is kept. (Upstream panics on an empty name; this returns
-/// it empty, and [`Config::validate`] rejects it.)
-///
-/// ```
-/// use csi_leader_election::sanitize_name;
-/// assert_eq!(sanitize_name("external-attacher-leader-hostpath.csi.k8s.io"),
-///            "external-attacher-leader-hostpath-csi-k8s-io");
-/// assert_eq!(sanitize_name("driver\\"), "driver-X");
-/// ```
-pub fn sanitize_name(name: &str) -> String {
-    // Go's regexp matches per code point, so a multi-byte character becomes a single `-`.
-    let mut sanitized: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if sanitized.ends_with('-') {
-        sanitized.push('X');
-    }
-    sanitized
-}
+/// The lease name and identity sanitizing of csi-lib-utils: the toolkit's one copy
+/// ([`csi_controller::sanitize_name`]), re-exported here where leader election is configured.
+pub use csi_controller::sanitize_name;
 
 /// The namespace of the lease: `flag` (`--leader-election-namespace`) when it is not empty, else
 /// `$POD_NAMESPACE`, else the service account's namespace file (trimmed), else `default` — as
