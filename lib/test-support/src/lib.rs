@@ -4,6 +4,8 @@
 //!   whose replies, delays and per-RPC handlers can be changed while it runs, and which records
 //!   every call.
 //! - [`FakeKubelet`]: the kubelet plugin watcher's side of plugin registration.
+//! - [`fake_api::FakeApi`]: an in-memory Kubernetes API (watch cache and server) for
+//!   controllers' table tests, recording every call.
 //! - [`wait_for_path`] and [`unix_channel`]: the small helpers both of them need.
 //! - [`ChildProcess`] and [`http_get`]: our binaries as real processes (killed when dropped),
 //!   and a minimal HTTP client for their health and metrics endpoints.
@@ -23,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod fake_api;
 mod fake_kubelet;
 mod mock_driver;
 mod process;

@@ -10,7 +10,7 @@ use csi_proto::csi::v1::controller_client::ControllerClient;
 use csi_proto::csi::v1::{ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest};
 use tonic::{Code, Status};
 
-use crate::kube::BoxFuture;
+use futures::future::BoxFuture;
 
 /// Full method names of the controller calls this crate makes (log lines, metric labels).
 pub mod methods {

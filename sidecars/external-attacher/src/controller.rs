@@ -17,9 +17,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use csi_controller::semantic_eq;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
-use serde_json::Value;
 use tracing::{debug, error};
 
 use crate::handler::{Handler, ReconcileError, SyncError, SyncOutcome};
@@ -237,37 +237,4 @@ pub fn should_enqueue_va_change(old: &VolumeAttachment, new: &VolumeAttachment) 
     status.attach_error = old_status.attach_error;
     status.detach_error = old_status.detach_error;
     !semantic_eq(old, &sanitized)
-}
-
-/// apimachinery's `equality.Semantic.DeepEqual`, approximately: equal after dropping nulls and
-/// empty lists and maps (for which Go's nil and empty are the same).
-fn semantic_eq(a: &VolumeAttachment, b: &VolumeAttachment) -> bool {
-    match (serde_json::to_value(a), serde_json::to_value(b)) {
-        (Ok(mut a), Ok(mut b)) => {
-            prune(&mut a);
-            prune(&mut b);
-            a == b
-        }
-        _ => false,
-    }
-}
-
-fn prune(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.values_mut().for_each(prune);
-            map.retain(|_, v| !is_empty(v));
-        }
-        Value::Array(items) => items.iter_mut().for_each(prune),
-        _ => {}
-    }
-}
-
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Array(items) => items.is_empty(),
-        Value::Object(map) => map.is_empty(),
-        _ => false,
-    }
 }

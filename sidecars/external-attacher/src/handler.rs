@@ -28,9 +28,13 @@ use k8s_openapi::jiff::Timestamp;
 use tracing::{debug, error, info};
 
 use crate::attacher::{Attacher, CsiError};
-use crate::kube::{ApiError, BoxFuture, KubeClient, KubeListers};
+use csi_controller::finalizer::{add_finalizer_patch, remove_finalizer_patch};
+use csi_controller::secrets::secret_data;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::SecretReference;
+
+use crate::kube::{ApiError, KubeClient, KubeListers};
 use crate::lister::{ListVolumesError, VolumeLister};
-use crate::patch::{add_finalizer_patch, remove_finalizer_patch};
 use crate::util::{
     ANN_MIGRATED_TO, VA_NODE_ID_ANNOTATION, VolumeCapabilityError, finalizer_name, is_attached,
     is_migrated_csi_driver, is_pv_migratable, mark_as_attached, mark_as_detached,
@@ -657,24 +661,18 @@ impl CsiHandler {
         let Some(secret_ref) = &csi.controller_publish_secret_ref else {
             return Ok(HashMap::new());
         };
-        let namespace = secret_ref.namespace.clone().unwrap_or_default();
-        let name = secret_ref.name.clone().unwrap_or_default();
-        let secret = match self.client.get_secret(&namespace, &name).await {
-            Ok(secret) => secret,
-            Err(error) => {
-                return Err(OperationError::Secret {
-                    namespace,
-                    name,
-                    error,
-                });
-            }
+        let reference = SecretReference {
+            name: secret_ref.name.clone(),
+            namespace: secret_ref.namespace.clone(),
         };
-        Ok(secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, value)| (key, String::from_utf8_lossy(&value.0).into_owned()))
-            .collect())
+        match secret_data(self.client.as_ref(), &reference).await {
+            Ok(data) => Ok(data.into_map()),
+            Err(err) => Err(OperationError::Secret {
+                namespace: err.namespace,
+                name: err.name,
+                error: err.error,
+            }),
+        }
     }
 
     /// Upstream's `getNodeID`: the node ID from the CSINode; failing that, and only when `va`

@@ -10,7 +10,9 @@
 //! which queue keys, and the periodic reconcile with the driver's `ListVolumes`
 //! ([`controller`]); the CSI calls themselves ([`attacher`], [`lister`]); every Kubernetes read
 //! and write, behind the traits of [`kube`] (reads from caches, writes as the exact patches
-//! upstream sends, [`patch`]), with an in-memory fake ([`fake`]).
+//! upstream sends). What is not specific to the attacher — API errors, patches, finalizer
+//! patches, `semantic_eq`, name sanitizing, reading secrets — is the controller toolkit's
+//! (`csi-controller`); the tests run on the fake API of `csi-test-support`.
 //!
 //! [`component`] makes it a component of our runtime (flags, capability checks, watches, work
 //! queues, workers, timers); the runtime owns leader election, HTTP and the driver connection.
@@ -26,11 +28,9 @@
 pub mod attacher;
 pub mod component;
 pub mod controller;
-pub mod fake;
 pub mod handler;
 pub mod kube;
 pub mod lister;
-pub mod patch;
 pub mod util;
 
 pub use attacher::{Attacher, CsiAttacher, CsiError};

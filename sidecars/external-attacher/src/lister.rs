@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::attacher::{CsiError, methods};
-use crate::kube::BoxFuture;
+use futures::future::BoxFuture;
 
 /// Volume ID → the IDs of the nodes it is published on.
 pub type PublishedNodes = HashMap<String, Vec<String>>;

@@ -16,7 +16,8 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::kube::{ApiError, KubeClient};
-use crate::patch::create_merge_patch;
+use csi_controller::patch::create_merge_patch;
+use csi_controller::sanitize_name;
 
 /// The VolumeAttachment annotation holding the CSI node ID the volume was attached to; the
 /// last resort for finding the node ID when detaching.
@@ -37,29 +38,11 @@ pub const MIGRATABLE_IN_TREE_SOURCES: [(&str, &str); 7] = [
     ("portworxVolume", "pxd.portworx.com"),
 ];
 
-/// Upstream's `SanitizeDriverName`: every character other than `[a-zA-Z0-9-]` becomes `-`,
-/// and a trailing `-` gets an `X` appended.
-pub fn sanitize_driver_name(driver: &str) -> String {
-    let mut name: String = driver
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if name.ends_with('-') {
-        name.push('X');
-    }
-    name
-}
-
-/// Upstream's `GetFinalizerName`: `external-attacher/<sanitized driver name>`, used on both
+/// Upstream's `GetFinalizerName`: `external-attacher/<sanitized driver name>` (its
+/// `SanitizeDriverName` is the toolkit's [`sanitize_name`]), used on both
 /// VolumeAttachments and PersistentVolumes.
 pub fn finalizer_name(driver: &str) -> String {
-    format!("external-attacher/{}", sanitize_driver_name(driver))
+    format!("external-attacher/{}", sanitize_name(driver))
 }
 
 /// Upstream's `GetNodeIDFromCSINode`: the node ID `driver` registered in the CSINode.

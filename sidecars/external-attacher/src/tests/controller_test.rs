@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::jiff::Timestamp;
 
 use crate::controller::{AttachController, should_enqueue_va_change};
-use crate::fake::FakeKube;
 use crate::handler::TrivialHandler;
+use crate::tests::fake::FakeKube;
 
 fn volume_error(message: &str) -> Option<VolumeError> {
     Some(VolumeError {

@@ -25,10 +25,10 @@ use tonic::{Code, Status};
 
 use super::framework::*;
 use crate::attacher::{Attacher, CsiError};
-use crate::fake::{FakeKube, Verb, resource};
 use crate::handler::{CsiHandler, CsiHandlerConfig, Handler, UnsupportedMigration};
 use crate::kube::{ApiError, KubeClient, KubeListers, resources};
 use crate::lister::VolumeLister;
+use crate::tests::fake::{FakeKube, Verb, resource};
 use crate::util::VA_NODE_ID_ANNOTATION;
 
 const TIMEOUT: Duration = Duration::from_millis(10);

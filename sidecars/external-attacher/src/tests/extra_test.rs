@@ -26,12 +26,13 @@ use super::csi_handler_test::{
 use super::framework::*;
 use crate::attacher::CsiAttacher;
 use crate::controller::AttachController;
-use crate::fake::{Action, FakeKube, PatchType, Verb, resource};
 use crate::handler::{CsiHandler, CsiHandlerConfig, Handler, SyncOutcome};
 use crate::kube::{ApiError, KubeClient, KubeListers, resources};
 use crate::lister::{CsiVolumeLister, PublishedNodes, VolumeLister};
-use crate::patch::{apply_json_patch, apply_merge_patch, create_merge_patch};
+use crate::tests::fake::{Action, FakeKube, PatchType, Verb, resource};
 use crate::util::mark_as_detached;
+use csi_controller::finalizer;
+use csi_controller::patch::{apply_json_patch, apply_merge_patch, create_merge_patch};
 
 async fn mock_connection() -> (MockCsiDriver, Connection) {
     let mock = MockCsiDriver::start().await.expect("mock driver");
@@ -440,7 +441,7 @@ fn merge_patch_is_evanphx_create_merge_patch() {
 fn json_patch_tests_guard_finalizer_changes() {
     let mut doc = json!({"metadata": {"name": "pv1"}});
     // `test` null on a missing list passes (evanphx v4), then `add` creates it.
-    let add = crate::patch::add_finalizer_patch(None, "a");
+    let add = finalizer::add_finalizer_patch(None, "a");
     apply_json_patch(&mut doc, &add).expect("applies");
     assert_eq!(doc["metadata"]["finalizers"], json!(["a"]));
     // The same patch again fails its test and changes nothing.
@@ -448,12 +449,12 @@ fn json_patch_tests_guard_finalizer_changes() {
     assert!(apply_json_patch(&mut doc, &add).is_err());
     assert_eq!(doc, before);
     // Append.
-    let append = crate::patch::add_finalizer_patch(Some(&["a".to_string()]), "b");
+    let append = finalizer::add_finalizer_patch(Some(&["a".to_string()]), "b");
     apply_json_patch(&mut doc, &append).expect("applies");
     assert_eq!(doc["metadata"]["finalizers"], json!(["a", "b"]));
     // Remove by index, guarded by its value.
     let list = ["a".to_string(), "b".to_string()];
-    let remove = crate::patch::remove_finalizer_patch(Some(&list), "b").expect("present");
+    let remove = finalizer::remove_finalizer_patch(Some(&list), "b").expect("present");
     apply_json_patch(&mut doc, &remove).expect("applies");
     assert_eq!(doc["metadata"]["finalizers"], json!(["a"]));
     // A stale index fails atomically.
@@ -461,8 +462,7 @@ fn json_patch_tests_guard_finalizer_changes() {
     assert_eq!(doc["metadata"]["finalizers"], json!(["a"]));
     // Empty list: test [] then replace.
     let mut doc = json!({"metadata": {"finalizers": []}});
-    apply_json_patch(&mut doc, &crate::patch::add_finalizer_patch(Some(&[]), "x"))
-        .expect("applies");
+    apply_json_patch(&mut doc, &finalizer::add_finalizer_patch(Some(&[]), "x")).expect("applies");
     assert_eq!(doc["metadata"]["finalizers"], json!(["x"]));
 }
 

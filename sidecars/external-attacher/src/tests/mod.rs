@@ -5,6 +5,7 @@ mod attacher_test;
 mod controller_test;
 mod csi_handler_test;
 mod extra_test;
+mod fake;
 mod framework;
 mod trivial_handler_test;
 mod util_test;

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use super::framework::*;
 use crate::attacher::Attacher;
-use crate::fake::{Verb, resource};
 use crate::handler::{Handler, TrivialHandler};
 use crate::kube::{ApiError, KubeClient, KubeListers, resources};
 use crate::lister::VolumeLister;
+use crate::tests::fake::{Verb, resource};
 
 fn trivial_handler_factory(
     client: Arc<dyn KubeClient>,

@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, PersistentVolume, PersistentVolumeSpec,
 };
 
-use crate::patch::{add_finalizer_patch, remove_finalizer_patch};
-use crate::util::{finalizer_name, sanitize_driver_name, volume_capabilities, volume_handle};
+use crate::util::{finalizer_name, volume_capabilities, volume_handle};
+use csi_controller::finalizer::{add_finalizer_patch, remove_finalizer_patch};
+use csi_controller::sanitize_name as sanitize_driver_name;
 
 fn create_block_capability(mode: Mode) -> VolumeCapability {
     VolumeCapability {
