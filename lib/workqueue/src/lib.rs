@@ -4,8 +4,9 @@
 //!
 //! This crate owns the queue ([`WorkQueue`]: client-go's typed, delaying and rate-limiting
 //! queues in one type), the rate limiters of `default_rate_limiters.go`, the `workqueue_*`
-//! metrics of component-base's `metrics/prometheus/workqueue` ([`Metrics`]) and the worker loop
-//! every controller writes ([`run_workers`]). It knows nothing of Kubernetes objects, watches or
+//! metrics of component-base's `metrics/prometheus/workqueue` ([`Metrics`]) and the one worker
+//! loop every controller runs ([`run_workers`]), whose handler returns an [`Outcome`] for its
+//! key: forget, requeue with backoff, requeue after a delay, or done. It knows nothing of Kubernetes objects, watches or
 //! informers: keys are whatever the controller queues (object names, as `String`s, upstream).
 //!
 //! ```no_run
@@ -26,8 +27,8 @@
 //!
 //! let shutdown = CancellationToken::new();
 //! csi_workqueue::run_workers(queue, 10, shutdown, |name: String| async move {
-//!     // reconcile the VolumeAttachment `name`
-//!     Ok::<(), String>(())
+//!     // reconcile the VolumeAttachment `name`, then say what happens to its key
+//!     csi_workqueue::Outcome::Forget
 //! })
 //! .await;
 //! # Ok(())
@@ -60,4 +61,4 @@ pub use rate_limiter::{
     MaxOfRateLimiter, RateLimiter, WithMaxWaitRateLimiter, default_controller_rate_limiter,
     default_item_based_rate_limiter,
 };
-pub use worker::run_workers;
+pub use worker::{IntoOutcome, Outcome, run_workers, settle};

@@ -1,24 +1,88 @@
-//! The worker loop: client-go's `processNextWorkItem` pattern, on `n` tasks.
+//! The worker loop every controller runs: client-go's `processNextWorkItem` pattern on `n`
+//! tasks, with the handler saying what happens to its key ([`Outcome`], controller-runtime's
+//! `reconcile.Result` and kube-runtime's `Action`).
+//!
+//! Owns: taking keys, calling the handler, applying the outcome to the queue (which counts it
+//! in the `workqueue_*` metrics), shutting the queue down on cancellation, and what happens
+//! when a handler panics. It knows nothing of what a key means.
 
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::WorkQueue;
 
+/// What should happen to a key after its handler ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, and its backoff starts over ([`WorkQueue::forget`]): success, or nothing to do.
+    Forget,
+    /// Failed: added again after its backoff ([`WorkQueue::add_rate_limited`]), which grows
+    /// with each failure in a row and is counted in `workqueue_retries_total`.
+    Requeue,
+    /// Handled, to be looked at again after this delay ([`WorkQueue::forget`], then
+    /// [`WorkQueue::add_after`]), as controller-runtime's `RequeueAfter`.
+    RequeueAfter(Duration),
+    /// Done, without touching its backoff (upstream returns without `Forget` or
+    /// `AddRateLimited`): the object is gone or is not this controller's.
+    Done,
+}
+
+/// What a handler returns: an [`Outcome`], or a `Result<(), E>` — `Ok` is
+/// [`Outcome::Forget`], `Err` is logged at error level with the key and is
+/// [`Outcome::Requeue`] (client-go's sample controller).
+pub trait IntoOutcome {
+    /// The outcome for `key` of `queue`, logging what should be logged.
+    fn into_outcome(self, queue: &str, key: &dyn fmt::Display) -> Outcome;
+}
+
+impl IntoOutcome for Outcome {
+    fn into_outcome(self, _queue: &str, _key: &dyn fmt::Display) -> Outcome {
+        self
+    }
+}
+
+impl<E: fmt::Display> IntoOutcome for Result<(), E> {
+    fn into_outcome(self, queue: &str, key: &dyn fmt::Display) -> Outcome {
+        match self {
+            Ok(()) => Outcome::Forget,
+            Err(err) => {
+                tracing::error!(queue, key = %key, err = %err, "Error syncing item, requeuing");
+                Outcome::Requeue
+            }
+        }
+    }
+}
+
+/// Applies `outcome` to `key`, which the caller took with [`WorkQueue::get`] (the key is then
+/// [done](WorkQueue::done)).
+pub fn settle<K>(queue: &WorkQueue<K>, key: &K, outcome: Outcome)
+where
+    K: Clone + Eq + Hash + Send + 'static,
+{
+    match outcome {
+        Outcome::Forget => queue.forget(key),
+        Outcome::Requeue => queue.add_rate_limited(key.clone()),
+        Outcome::RequeueAfter(delay) => {
+            queue.forget(key);
+            queue.add_after(key.clone(), delay);
+        }
+        Outcome::Done => {}
+    }
+    queue.done(key);
+}
+
 /// Runs `workers` tasks that each take keys from `queue` and pass them to `handler`, until
 /// `shutdown` is cancelled; returns when every worker has stopped.
 ///
 /// Each worker loops as the `processNextWorkItem` of client-go's sample controller (and
-/// external-attacher's `syncVA`): [`WorkQueue::get`] a key, run `handler(key)`, then
-///
-/// - on `Ok`: [`WorkQueue::forget`] the key (its backoff starts over), then [`WorkQueue::done`];
-/// - on `Err`: log the error, [`WorkQueue::add_rate_limited`] the key, then
-///   [`WorkQueue::done`].
+/// external-attacher's `syncVA`): [`WorkQueue::get`] a key, run `handler(key)`, and apply what
+/// it returns ([`Outcome`], or a `Result`: see [`IntoOutcome`]) with [`settle`].
 ///
 /// When `shutdown` is cancelled the queue is [shut down](WorkQueue::shut_down) (as the Go
 /// controllers' `defer queue.ShutDown()`), each worker finishes the key it is working on and
@@ -29,7 +93,7 @@ use crate::WorkQueue;
 /// not stuck as "processing"); the other workers then stop after their current key, the queue
 /// is shut down, and the panic propagates out of `run_workers`, as a panicking Go worker takes
 /// its controller down. `shutdown` itself is not cancelled.
-pub async fn run_workers<K, H, Fut, E>(
+pub async fn run_workers<K, H, Fut, O>(
     queue: WorkQueue<K>,
     workers: usize,
     shutdown: CancellationToken,
@@ -37,8 +101,8 @@ pub async fn run_workers<K, H, Fut, E>(
 ) where
     K: Clone + Eq + Hash + fmt::Display + Send + 'static,
     H: Fn(K) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display + 'static,
+    Fut: Future<Output = O> + Send + 'static,
+    O: IntoOutcome + 'static,
 {
     let handler = Arc::new(handler);
     // The workers' own token: cancelled with the caller's, or when a handler panics (the caller's
@@ -73,12 +137,12 @@ pub async fn run_workers<K, H, Fut, E>(
     }
 }
 
-async fn worker<K, H, Fut, E>(queue: WorkQueue<K>, shutdown: CancellationToken, handler: Arc<H>)
+async fn worker<K, H, Fut, O>(queue: WorkQueue<K>, shutdown: CancellationToken, handler: Arc<H>)
 where
     K: Clone + Eq + Hash + fmt::Display + Send + 'static,
     H: Fn(K) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display + 'static,
+    Fut: Future<Output = O> + Send + 'static,
+    O: IntoOutcome + 'static,
 {
     loop {
         let key = tokio::select! {
@@ -93,20 +157,8 @@ where
             queue: &queue,
             key: Some(key.clone()),
         };
-        let result = handler(key.clone()).await;
-        match result {
-            Ok(()) => queue.forget(&key),
-            Err(err) => {
-                tracing::error!(
-                    queue = queue.name(),
-                    key = %key,
-                    err = %err,
-                    "Error syncing item, requeuing"
-                );
-                queue.add_rate_limited(key.clone());
-            }
-        }
-        guard.finish();
+        let outcome = handler(key.clone()).await.into_outcome(queue.name(), &key);
+        guard.finish(outcome);
     }
 }
 
@@ -123,9 +175,9 @@ impl<K> InFlight<'_, K>
 where
     K: Clone + Eq + Hash + Send + 'static,
 {
-    fn finish(mut self) {
+    fn finish(mut self, outcome: Outcome) {
         if let Some(key) = self.key.take() {
-            self.queue.done(&key);
+            settle(self.queue, &key, outcome);
         }
     }
 }
@@ -279,5 +331,106 @@ mod tests {
         // Counted as a failure and done: not stuck as being processed.
         assert_eq!(queue.num_requeues(&"bad".to_string()), 1);
         assert_eq!(queue.processing_len(), 0);
+    }
+
+    /// A handler that returns, for each key, the next outcome of its script (then `Forget`),
+    /// and records the keys it saw.
+    fn scripted(
+        script: &[(&str, &[Outcome])],
+        seen: Arc<Mutex<Vec<String>>>,
+    ) -> impl Fn(String) -> std::future::Ready<Outcome> + Send + Sync + 'static {
+        let script: Mutex<std::collections::HashMap<String, std::collections::VecDeque<Outcome>>> =
+            Mutex::new(
+                script
+                    .iter()
+                    .map(|(k, o)| (k.to_string(), o.iter().copied().collect()))
+                    .collect(),
+            );
+        move |key: String| {
+            seen.lock().unwrap().push(key.clone());
+            let next = script
+                .lock()
+                .unwrap()
+                .get_mut(&key)
+                .and_then(|outcomes| outcomes.pop_front())
+                .unwrap_or(Outcome::Forget);
+            std::future::ready(next)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_outcome_does_what_it_says() {
+        let registry = csi_metrics::Registry::new();
+        let metrics = crate::Metrics::register(&registry).unwrap();
+        let queue = WorkQueue::with_config(
+            ItemExponentialFailureRateLimiter::new(SECOND, 100 * SECOND),
+            crate::QueueConfig::new("outcomes").metrics(&metrics),
+        );
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let shutdown = CancellationToken::new();
+        let workers = tokio::spawn(run_workers(
+            queue.clone(),
+            1,
+            shutdown.clone(),
+            scripted(
+                &[
+                    ("requeue", &[Outcome::Requeue, Outcome::Requeue]),
+                    (
+                        "later",
+                        &[Outcome::Requeue, Outcome::RequeueAfter(10 * SECOND)],
+                    ),
+                    ("done", &[Outcome::Done]),
+                ],
+                Arc::clone(&seen),
+            ),
+        ));
+        let key = |k: &str| k.to_string();
+        queue.add(key("requeue"));
+        queue.add(key("later"));
+        queue.add(key("done"));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(*seen.lock().unwrap(), ["requeue", "later", "done"]);
+        // Requeue: back after its backoff, which grows; Done: gone, nothing counted.
+        assert_eq!(queue.num_requeues(&key("requeue")), 1);
+        assert_eq!(queue.num_requeues(&key("later")), 1);
+        assert_eq!(queue.num_requeues(&key("done")), 0);
+        assert!(queue.is_empty());
+
+        // After 1s both failed keys are retried: "requeue" fails again (backoff 2s),
+        // "later" asks to be looked at in 10s, with its backoff reset.
+        tokio::time::sleep(SECOND).await;
+        assert_eq!(seen.lock().unwrap().len(), 5);
+        assert_eq!(queue.num_requeues(&key("requeue")), 2);
+        assert_eq!(queue.num_requeues(&key("later")), 0);
+
+        // After 2s more "requeue" succeeds: forgotten.
+        tokio::time::sleep(2 * SECOND).await;
+        assert_eq!(seen.lock().unwrap().len(), 6);
+        assert_eq!(queue.num_requeues(&key("requeue")), 0);
+
+        // "later" comes back 10s after it asked.
+        tokio::time::sleep(6 * SECOND).await;
+        assert_eq!(seen.lock().unwrap().len(), 6);
+        tokio::time::sleep(2 * SECOND).await;
+        assert_eq!(
+            seen.lock().unwrap().last().map(String::as_str),
+            Some("later")
+        );
+        assert_eq!(queue.processing_len(), 0);
+
+        // The queue's metrics saw it all: three rate-limited re-adds and one delayed add
+        // (client-go counts `AddAfter` as a retry too).
+        let retries = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name == "workqueue_retries_total")
+            .expect("retries family");
+        match retries.samples[0].value {
+            csi_metrics::SampleValue::Value(v) => assert_eq!(v, 4.0),
+            csi_metrics::SampleValue::Histogram(_) => panic!("a counter"),
+        }
+
+        shutdown.cancel();
+        workers.await.unwrap();
     }
 }

@@ -23,7 +23,7 @@ use csi_sidecar_runtime::{
     BoxFuture, Controller, Descriptor, DriverUse, Flag, FlagView, HttpDefaults, InitContext,
     InitError, Kind, Upstream,
 };
-use csi_workqueue::{ItemExponentialFailureRateLimiter, QueueConfig, WorkQueue};
+use csi_workqueue::{ItemExponentialFailureRateLimiter, Outcome, QueueConfig, WorkQueue};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
@@ -324,13 +324,44 @@ impl Run {
         if let Some(period) = this.reconcile {
             tasks.spawn(this.clone().reconcile_loop(period));
         }
-        for _ in 0..this.workers {
-            tasks.spawn(this.clone().va_worker());
-            tasks.spawn(this.clone().pv_worker());
+        tasks.spawn(csi_workqueue::run_workers(
+            this.va_queue.clone(),
+            this.workers,
+            this.shutdown.clone(),
+            {
+                let this = this.clone();
+                move |key: String| this.clone().sync_va(key)
+            },
+        ));
+        tasks.spawn(csi_workqueue::run_workers(
+            this.pv_queue.clone(),
+            this.workers,
+            this.shutdown.clone(),
+            {
+                let this = this.clone();
+                move |key: String| this.clone().sync_pv(key)
+            },
+        ));
+        // Until shutdown, unless a task panics (a bug in a handler): then this controller
+        // stops and reports it, rather than carry on with some of its workers gone.
+        let panicked = loop {
+            tokio::select! {
+                () = this.shutdown.cancelled() => break None,
+                Some(joined) = tasks.join_next() => {
+                    if let Err(err) = joined
+                        && err.is_panic()
+                    {
+                        break Some(panic_message(err.into_panic()));
+                    }
+                }
+            }
+        };
+        if let Some(message) = panicked {
+            this.va_queue.shut_down();
+            this.pv_queue.shut_down();
+            tasks.shutdown().await;
+            anyhow::bail!("CSI attacher task panicked: {message}");
         }
-        this.shutdown.cancelled().await;
-        this.va_queue.shut_down();
-        this.pv_queue.shut_down();
         while tasks.join_next().await.is_some() {}
         info!("Shutting CSI attacher");
         Ok(())
@@ -399,40 +430,22 @@ impl Run {
         }
     }
 
-    async fn va_worker(self: Arc<Self>) {
-        while let Some(key) = self.va_queue.get().await {
-            let outcome = self.controller.sync_va(&key).await;
-            self.settle(&self.va_queue, &key, outcome, true).await;
+    /// Upstream's `syncVA` for one key: the controller's outcome, with a VolumeAttachment
+    /// that would need CSI migration reported as an Event.
+    async fn sync_va(self: Arc<Self>, key: String) -> Outcome {
+        let outcome = self.controller.sync_va(&key).await;
+        if let SyncOutcome::Requeue(err) = &outcome
+            && err.is_unsupported()
+        {
+            self.report_unsupported(&key, &err.to_string());
         }
+        queue_outcome(&key, outcome)
     }
 
-    async fn pv_worker(self: Arc<Self>) {
-        while let Some(key) = self.pv_queue.get().await {
-            let outcome = self.controller.sync_pv(&key).await;
-            self.settle(&self.pv_queue, &key, outcome, false).await;
-        }
-    }
-
-    /// Applies a sync outcome to the queue, as upstream's `syncVA` / `syncPV` do.
-    async fn settle(
-        &self,
-        queue: &WorkQueue<String>,
-        key: &String,
-        outcome: SyncOutcome,
-        va: bool,
-    ) {
-        match outcome {
-            SyncOutcome::Done => {}
-            SyncOutcome::Forget => queue.forget(key),
-            SyncOutcome::Requeue(err) => {
-                if va && err.is_unsupported() {
-                    self.report_unsupported(key, &err.to_string());
-                }
-                debug!(key, %err, "Requeueing with backoff");
-                queue.add_rate_limited(key.clone());
-            }
-        }
-        queue.done(key);
+    /// Upstream's `syncPV` for one key.
+    async fn sync_pv(self: Arc<Self>, key: String) -> Outcome {
+        let outcome = self.controller.sync_pv(&key).await;
+        queue_outcome(&key, outcome)
     }
 
     /// One Warning per retry, as upstream; the recorder folds repeats into one Event with a
@@ -447,4 +460,26 @@ impl Run {
             );
         }
     }
+}
+
+/// What the work queue does with a key after a sync, as upstream's `syncVA` / `syncPV` (the
+/// error was logged where it happened).
+fn queue_outcome(key: &str, outcome: SyncOutcome) -> Outcome {
+    match outcome {
+        SyncOutcome::Done => Outcome::Done,
+        SyncOutcome::Forget => Outcome::Forget,
+        SyncOutcome::Requeue(err) => {
+            debug!(key, %err, "Requeueing with backoff");
+            Outcome::Requeue
+        }
+    }
+}
+
+/// The message of a panic payload, when it has one.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
 }
