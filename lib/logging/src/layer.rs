@@ -15,9 +15,9 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::gofmt::{quote_into, write_float, write_json_float};
 use crate::time::Utc;
 use crate::{LogFormat, LogOptions};
+use csi_gofmt::{quote_into, write_float, write_json_float};
 
 /// Crates whose `debug!` and `trace!` events are much chattier than ours (HTTP/2 frames, every
 /// poll of a connection): their `debug!` counts as klog V(7) and their `trace!` as V(9), like

@@ -70,7 +70,6 @@
 
 #![deny(missing_docs)]
 
-mod gofmt;
 mod layer;
 mod time;
 

@@ -61,7 +61,6 @@
 
 mod csi;
 mod family;
-mod gofmt;
 mod metric;
 mod process;
 mod registry;

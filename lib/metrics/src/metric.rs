@@ -754,7 +754,7 @@ mod tests {
         let buckets = exponential_buckets(10e-9, 10.0, 10).unwrap();
         let mut text = String::new();
         for b in &buckets {
-            crate::gofmt::write_g(&mut text, *b);
+            csi_gofmt::write_float(&mut text, *b, 'g');
             text.push(' ');
         }
         // Printed by Go with strconv.FormatFloat(b, 'g', -1, 64).

@@ -2,7 +2,6 @@
 //! (prometheus/common v0.67) writes it.
 
 use crate::family::{MetricFamily, MetricType, Sample, SampleValue};
-use crate::gofmt::write_sample_value;
 
 /// The `Content-Type` the Go sidecars send with the text format when the scraper states no
 /// preference (no `Accept` header), as `expfmt.Negotiate` builds it: the text format, version
@@ -202,6 +201,16 @@ fn escape_into(out: &mut String, text: &str, quote: bool) {
     }
 }
 
+/// Appends `v` as the Go client's `writeFloat` does: `strconv.FormatFloat(v, 'g', -1, 64)`, except
+/// that negative zero is printed as `0`.
+fn write_sample_value(out: &mut String, v: f64) {
+    if v == 0.0 {
+        out.push('0');
+    } else {
+        csi_gofmt::write_float(out, v, 'g');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +255,14 @@ mod tests {
         out.clear();
         escape_into(&mut out, "a\\b\n\"c\"", true);
         assert_eq!(out, "a\\\\b\\n\\\"c\\\"");
+    }
+
+    #[test]
+    fn sample_value_prints_negative_zero_as_zero() {
+        let mut s = String::new();
+        write_sample_value(&mut s, -0.0);
+        assert_eq!(s, "0");
+        write_sample_value(&mut s, -2.5e-7);
+        assert_eq!(s, "0-2.5e-07");
     }
 }

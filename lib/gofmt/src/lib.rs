@@ -1,8 +1,19 @@
-//! Go's ways of printing strings and floats that klog and zap use: `strconv.Quote`,
-//! `strconv.FormatFloat` and `encoding/json`'s float encoding.
+//! Go's ways of printing floats and strings, which our logs and metrics must reproduce byte for
+//! byte: `strconv.FormatFloat(v, fmt, -1, 64)` ([`write_float`], [`format_float`]; the Go
+//! Prometheus client prints every sample value and `le` bound with the `'g'` form, klog's text
+//! format the `'f'` form), `encoding/json`'s float encoding ([`write_json_float`], what klog
+//! and zap write for numbers) and `strconv.Quote` ([`quote_into`]).
 //!
-//! The shortest-digits code is the twin of `lib/metrics/src/gofmt.rs` (the two crates share no
-//! code); both were checked against Go 1.26 on 4.4 million floats.
+//! Go prints the shortest digit string that reads back as the same `f64` (as Rust's `{:e}`
+//! does) and, in the `'g'` form, chooses the exponent form when the decimal exponent is below
+//! -4 or at least 6 — not 21, which is the rule of `encoding/json`. So `1234567` is
+//! `1.234567e+06`, `123456` stays `123456`, `0.0001` stays `0.0001` and `0.00001` is `1e-05`.
+//! On an exact tie between two shortest candidates Go takes the even last digit where Rust
+//! rounds up; we follow Go. This was compared with Go 1.26 on 4.4 million floats (random bit
+//! patterns, scaled randoms, integers, powers of ten) without a difference.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::fmt::Write as _;
 
@@ -111,8 +122,9 @@ impl Digits {
     }
 }
 
-/// Go's `strconv.FormatFloat(v, fmt, -1, 64)` for `fmt` in `'e'`, `'f'`, `'g'`.
-pub(crate) fn write_float(out: &mut String, v: f64, fmt: char) {
+/// Appends Go's `strconv.FormatFloat(v, fmt, -1, 64)` for `fmt` in `'e'`, `'f'`, `'g'` (any
+/// other `fmt` is taken as `'g'`). Infinities are `+Inf` / `-Inf`, NaN is `NaN`.
+pub fn write_float(out: &mut String, v: f64, fmt: char) {
     if v.is_nan() {
         out.push_str("NaN");
         return;
@@ -144,10 +156,17 @@ pub(crate) fn write_float(out: &mut String, v: f64, fmt: char) {
     }
 }
 
-/// A float as Go's `encoding/json` writes it (klog formats numbers that way): `'f'` form, or
+/// Go's `strconv.FormatFloat(v, fmt, -1, 64)` as a new string (see [`write_float`]).
+pub fn format_float(v: f64, fmt: char) -> String {
+    let mut out = String::new();
+    write_float(&mut out, v, fmt);
+    out
+}
+
+/// Appends a float as Go's `encoding/json` writes it (klog formats numbers that way): `'f'` form, or
 /// `'e'` form below 1e-6 and from 1e21 with `e-07` shortened to `e-7`. `None` for NaN and
 /// infinities, which `encoding/json` refuses.
-pub(crate) fn write_json_float(out: &mut String, v: f64) -> Option<()> {
+pub fn write_json_float(out: &mut String, v: f64) -> Option<()> {
     if !v.is_finite() {
         return None;
     }
@@ -170,7 +189,7 @@ pub(crate) fn write_json_float(out: &mut String, v: f64) -> Option<()> {
 /// Appends `s` quoted as Go's `strconv.Quote` does: `\a \b \f \n \r \t \v \\ \"` escaped,
 /// other control characters as `\xNN`, non-printable characters as `\uNNNN` or `\UNNNNNNNN`,
 /// printable Unicode as is.
-pub(crate) fn quote_into(out: &mut String, s: &str) {
+pub fn quote_into(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -301,5 +320,52 @@ mod tests {
             r#""\u00a0\u00ad\u200b\u2028\ufeff\ue000\U0010ffff""#
         );
         assert_eq!(quote("😀"), r#""😀""#);
+    }
+
+    /// Expected strings printed by Go 1.26 `strconv.FormatFloat(v, 'g', -1, 64)`.
+    #[test]
+    fn matches_go_format_float_g() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (-1.0, "-1"),
+            (0.1, "0.1"),
+            (0.25, "0.25"),
+            (2.5, "2.5"),
+            (600.0, "600"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (0.00012345, "0.00012345"),
+            (1.5e9, "1.5e+09"),
+            (123456789.0, "1.23456789e+08"),
+            (100000.0, "100000"),
+            (999999.0, "999999"),
+            (123456.0, "123456"),
+            (1234567.0, "1.234567e+06"),
+            (1e6, "1e+06"),
+            (1e20, "1e+20"),
+            (1e21, "1e+21"),
+            (1764500000.123, "1.764500000123e+09"),
+            (12345678901234567890.0, "1.2345678901234567e+19"),
+            (18446744073709551615.0, "1.8446744073709552e+19"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (-2.5e-7, "-2.5e-07"),
+            // Exact ties between two shortest candidates go to the even digit, as in Go.
+            (1125899906842624.0 + 0.25, "1.1258999068426242e+15"),
+            (1125899906842624.0 + 0.75, "1.1258999068426248e+15"),
+            (1533979136307259.0 + 0.25, "1.5339791363072592e+15"),
+            (-(14681827551566.0 + 0.3125), "-1.4681827551566312e+13"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(float(*v, 'g'), *want, "formatting {v:?}");
+        }
     }
 }
