@@ -27,7 +27,7 @@ static LET_PANICKY_RESTART: AtomicBool = AtomicBool::new(false);
 /// How many API calls `steady` made in its run.
 static STEADY_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-fn panicky(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn panicky(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         if PANICKY_INITS.fetch_add(1, Ordering::SeqCst) == 0 {
             return Ok(Controller::new(async {
@@ -50,7 +50,7 @@ fn panicky(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
 
 /// Reads ConfigMaps from the API server until shutdown; its health check passes while its run
 /// is alive.
-fn steady(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn steady(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         let client = ctx
             .shared

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,8 +80,9 @@ pub struct InitContext {
     pub features: FeatureGates,
 }
 
-/// A boxed future, as the descriptor table stores functions returning them.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// A boxed, `Send` future (the `futures` crate's, which every crate of the workspace uses), as
+/// the descriptor table stores functions returning them.
+pub use futures::future::BoxFuture;
 
 /// A started component: the future that runs it until the shutdown token is cancelled.
 ///
@@ -96,7 +96,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// in `run`, not in `init`.
 pub struct Controller {
     /// Runs the component; returning `Err` means this run failed.
-    pub run: BoxFuture<anyhow::Result<()>>,
+    pub run: BoxFuture<'static, anyhow::Result<()>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -113,7 +113,7 @@ impl Controller {
 }
 
 /// Builds a component from its flags once the process is set up.
-pub type InitFn = fn(InitContext) -> BoxFuture<Result<Controller, InitError>>;
+pub type InitFn = fn(InitContext) -> BoxFuture<'static, Result<Controller, InitError>>;
 
 /// Everything the runtime needs to know about one component.
 #[derive(Debug)]
@@ -276,7 +276,7 @@ pub fn non_zero(d: Duration) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn init(_: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+    fn init(_: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
         Box::pin(async { Ok(Controller::new(async { Ok(()) })) })
     }
 

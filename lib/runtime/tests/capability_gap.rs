@@ -15,7 +15,7 @@ use csi_sidecar_runtime::{
 };
 use csi_test_support::{MockCsiDriver, free_port, http_get, wait_for_status};
 
-fn needs_snapshots(_: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn needs_snapshots(_: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async {
         Err(InitError::Disabled(
             "CSI driver does not support CREATE_DELETE_SNAPSHOT".to_string(),
@@ -23,7 +23,7 @@ fn needs_snapshots(_: InitContext) -> BoxFuture<Result<Controller, InitError>> {
     })
 }
 
-fn works(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn works(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         ctx.shared
             .driver_name(None)

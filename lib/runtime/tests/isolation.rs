@@ -24,7 +24,7 @@ static PANICKY_INITS: AtomicUsize = AtomicUsize::new(0);
 static LET_PANICKY_RESTART: AtomicBool = AtomicBool::new(false);
 
 /// Panics in its first run; its restart waits for the test, then runs until shutdown.
-fn panicky(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn panicky(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         if PANICKY_INITS.fetch_add(1, Ordering::SeqCst) == 0 {
             return Ok(Controller::new(async {
@@ -49,7 +49,7 @@ fn panicky(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
 static LATE_INITS: AtomicUsize = AtomicUsize::new(0);
 
 /// Fails to start; its restart waits for the test, then runs until shutdown.
-fn late(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn late(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         if LATE_INITS.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(InitError::Failed(anyhow::anyhow!("driver said no")));
@@ -66,7 +66,7 @@ fn late(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
 }
 
 /// Runs until shutdown; its health check passes only while its run is alive.
-fn steady(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn steady(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         ctx.shared
             .driver_name(None)

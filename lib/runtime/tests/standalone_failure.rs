@@ -16,7 +16,7 @@ use csi_test_support::MockCsiDriver;
 
 static INITS: AtomicUsize = AtomicUsize::new(0);
 
-fn panics(_: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn panics(_: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async {
         INITS.fetch_add(1, Ordering::SeqCst);
         Ok(Controller::new(async {

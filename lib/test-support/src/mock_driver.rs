@@ -20,6 +20,7 @@ use csi_proto::csi::v1::{
     group_controller_service_capability, identity_server::IdentityServer, node_server::NodeServer,
     node_service_capability, plugin_capability,
 };
+use futures::future::BoxFuture;
 use tempfile::TempDir;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -91,8 +92,7 @@ impl fmt::Debug for RecordedCall {
 }
 
 type AnyBox = Box<dyn Any + Send>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Handler = Arc<dyn Fn(AnyBox) -> BoxFuture<Result<AnyBox, Status>> + Send + Sync>;
+type Handler = Arc<dyn Fn(AnyBox) -> BoxFuture<'static, Result<AnyBox, Status>> + Send + Sync>;
 
 /// Everything a test can change while the mock runs.
 struct State {

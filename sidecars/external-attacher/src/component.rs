@@ -168,7 +168,7 @@ fn validate(flags: &FlagView) -> Result<Validated, String> {
     Ok(Validated::Run)
 }
 
-fn init(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         let shared = ctx.shared.clone();
         let flags = ctx.flags.clone();

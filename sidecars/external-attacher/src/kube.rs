@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use csi_controller::{ApiError, resources};
 use csi_controller::{PatchBody, Patcher, SecretGetter};
 use csi_kube::Store;
-pub use futures::future::BoxFuture;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{PersistentVolume, Secret};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use kube::runtime::reflector::ObjectRef;

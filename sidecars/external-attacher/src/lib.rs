@@ -40,7 +40,7 @@ pub use handler::{
     CsiHandler, CsiHandlerConfig, Handler, OperationError, ReconcileError, SyncError, SyncOutcome,
     TrivialHandler, UnsupportedMigration,
 };
-pub use kube::{ApiClient, ApiError, BoxFuture, KubeClient, KubeListers, StoreListers};
+pub use kube::{ApiClient, ApiError, KubeClient, KubeListers, StoreListers};
 pub use lister::{CsiVolumeLister, ListVolumesError, PublishedNodes, VolumeLister};
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     init,
 };
 
-fn init(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         let probe_timeout = ctx.flags.duration("probe-timeout");
         info!("Calling CSI driver to discover driver name");

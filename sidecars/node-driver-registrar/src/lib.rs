@@ -158,7 +158,7 @@ pub enum RegistrationState {
     Failed(String),
 }
 
-fn init(ctx: InitContext) -> BoxFuture<Result<Controller, InitError>> {
+fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         let timeout = ctx.flags.duration("timeout");
         info!("Calling CSI driver to discover driver name");

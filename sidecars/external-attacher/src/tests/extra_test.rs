@@ -321,7 +321,8 @@ impl VolumeLister for StaticLister {
     fn list_volumes(
         &self,
         _timeout: Duration,
-    ) -> crate::kube::BoxFuture<'_, Result<PublishedNodes, crate::lister::ListVolumesError>> {
+    ) -> futures::future::BoxFuture<'_, Result<PublishedNodes, crate::lister::ListVolumesError>>
+    {
         let published = self.0.clone();
         Box::pin(async move { Ok(published) })
     }

@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::{PersistentVolume, Secret};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use serde_json::Value;
 
-use crate::kube::{ApiError, BoxFuture, KubeClient, KubeListers, resources};
+use futures::future::BoxFuture;
+
+use crate::kube::{ApiError, KubeClient, KubeListers, resources};
 
 /// The resource names in recorded actions.
 pub mod resource {

@@ -29,11 +29,12 @@ use serde_json::Value;
 use crate::attacher::{Attacher, CsiError};
 use crate::controller::AttachController;
 use crate::handler::{Handler, SyncOutcome};
-use crate::kube::{BoxFuture, KubeClient, KubeListers};
+use crate::kube::{KubeClient, KubeListers};
 use crate::lister::{ListVolumesError, PublishedNodes, VolumeLister};
 use crate::tests::fake::{Action, FakeKube, PatchType, Reactor, Verb, resource};
 use crate::util::{VA_NODE_ID_ANNOTATION, volume_attachment_merge_patch};
 use csi_controller::finalizer::{add_finalizer_patch, remove_finalizer_patch};
+use futures::future::BoxFuture;
 
 pub const TEST_ATTACHER_NAME: &str = "csi/test";
 pub const TEST_PV_NAME: &str = "pv1";
