@@ -136,7 +136,8 @@ fn validate(flags: &FlagView) -> Result<Validated, String> {
         return Err("kubelet-registration-path is a required parameter".to_string());
     }
     if flags.string("mode") == MODE_KUBELET_REGISTRATION_PROBE {
-        // No longer needed (node-driver-registrar issue #309); kept as a successful no-op.
+        // Upstream deprecated this mode in v2.9.0 as no longer needed and made it exit 0 at
+        // once, without registering; manifests that still pass it keep working.
         return Ok(Validated::ExitSuccess);
     }
     Ok(Validated::Run)
