@@ -1,0 +1,192 @@
+//! [`DriverProcess`]: a real CSI driver as a separate process — Kubernetes' own e2e mock CSI
+//! driver, built by `cargo xtask tools` — and the gRPC calls it logged ([`DriverCall`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use csi_test_support::{ChildProcess, wait_for_path};
+
+use crate::E2eEnv;
+
+/// The driver name the e2e tests give the driver.
+pub const DRIVER_NAME: &str = "csi-mock.e2e.csi.k8s.io";
+
+/// How to start the driver.
+#[derive(Clone, Debug)]
+pub struct DriverOptions {
+    /// `--name`: the name `GetPluginInfo` reports. The mock driver also uses it as its node
+    /// ID (NodeGetInfo), and publishes only to that node ID.
+    pub driver_name: String,
+    /// Whether the driver has the PUBLISH_UNPUBLISH_VOLUME capability.
+    pub attach: bool,
+    /// Anything else.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            driver_name: DRIVER_NAME.to_string(),
+            attach: true,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A real CSI driver, running as its own process on a socket in a temp dir.
+#[derive(Debug)]
+pub struct DriverProcess {
+    process: Option<ChildProcess>,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+    binary: PathBuf,
+    options: DriverOptions,
+}
+
+impl DriverProcess {
+    /// Starts the driver and waits for its socket.
+    pub async fn start(env: &E2eEnv, options: DriverOptions) -> anyhow::Result<DriverProcess> {
+        let dir = tempfile::tempdir()?;
+        let mut driver = DriverProcess {
+            process: None,
+            socket: dir.path().join("csi.sock"),
+            binary: env.driver.clone(),
+            _dir: dir,
+            options,
+        };
+        driver.launch().await?;
+        Ok(driver)
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let mut args = vec![
+            format!("--endpoint={}", self.socket.display()),
+            format!("--name={}", self.options.driver_name),
+        ];
+        if !self.options.attach {
+            args.push("--disable-attach".to_string());
+        }
+        args.extend(self.options.extra_args.iter().cloned());
+        let process = ChildProcess::spawn(&self.binary, &args)?;
+        if let Err(err) = wait_for_path(&self.socket, Duration::from_secs(30)).await {
+            bail!("{err:#}\ndriver output:\n{}", process.logs());
+        }
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// The driver's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `unix:///...` for `--csi-address`.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The driver name it reports.
+    pub fn driver_name(&self) -> &str {
+        &self.options.driver_name
+    }
+
+    /// Kills it (SIGKILL), as a crashed driver; the socket file stays behind, as it would.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.signal("KILL")?;
+            process.wait(Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same socket and state.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill().await?;
+        let _ = std::fs::remove_file(&self.socket);
+        self.launch().await
+    }
+
+    /// What it logged.
+    pub fn logs(&self) -> String {
+        self.process
+            .as_ref()
+            .map(ChildProcess::logs)
+            .unwrap_or_default()
+    }
+}
+
+/// One gRPC call the driver process logged (a `gRPCCall:` line on its stderr).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverCall {
+    /// The full method, `/csi.v1.Controller/ControllerPublishVolume`.
+    pub method: String,
+    /// The error it answered, empty on success.
+    pub error: String,
+}
+
+impl DriverCall {
+    /// The method's last path element, `ControllerPublishVolume`.
+    pub fn short_method(&self) -> &str {
+        self.method.rsplit('/').next().unwrap_or(&self.method)
+    }
+}
+
+impl DriverProcess {
+    /// Creates a volume named `name` in the driver (CreateVolume, single-node-writer mount
+    /// capability) and returns its ID: the mock driver publishes only volumes it knows (its
+    /// three built-in ones, `1` to `3`, and those created).
+    pub async fn create_volume(&self, name: &str) -> anyhow::Result<String> {
+        use csi_proto::csi::v1::controller_client::ControllerClient;
+        use csi_proto::csi::v1::volume_capability::{
+            AccessMode, AccessType, MountVolume, access_mode::Mode,
+        };
+        use csi_proto::csi::v1::{CreateVolumeRequest, VolumeCapability};
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let request = CreateVolumeRequest {
+            name: name.to_string(),
+            volume_capabilities: vec![VolumeCapability {
+                access_mode: Some(AccessMode {
+                    mode: Mode::SingleNodeWriter as i32,
+                }),
+                access_type: Some(AccessType::Mount(MountVolume::default())),
+            }],
+            ..CreateVolumeRequest::default()
+        };
+        let response = ControllerClient::new(channel)
+            .create_volume(request)
+            .await
+            .with_context(|| format!("CreateVolume {name:?}"))?
+            .into_inner();
+        let id = response
+            .volume
+            .map(|v| v.volume_id)
+            .filter(|id| !id.is_empty())
+            .with_context(|| format!("CreateVolume {name:?} returned no volume ID"))?;
+        Ok(id)
+    }
+
+    /// The gRPC calls the driver logged so far, oldest first.
+    pub fn grpc_calls(&self) -> Vec<DriverCall> {
+        self.logs()
+            .lines()
+            .filter_map(|line| {
+                let json = line.split_once("gRPCCall: ")?.1;
+                let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+                Some(DriverCall {
+                    method: value["Method"].as_str()?.to_string(),
+                    error: value["Error"].as_str().unwrap_or_default().to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// How many times `method` (short name, `ControllerPublishVolume`) was called.
+    pub fn calls_to(&self, method: &str) -> usize {
+        self.grpc_calls()
+            .iter()
+            .filter(|c| c.short_method() == method)
+            .count()
+    }
+}
