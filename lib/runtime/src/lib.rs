@@ -1,9 +1,11 @@
 //! What every sidecar binary shares, standalone or in `csi-sidecars`: Go-compatible flags
 //! ([`flags`]), feature gates ([`features`]), the component descriptor and `--controllers`
 //! ([`controller`]), the process state ([`shared`]), health checks ([`health`]), the HTTP
-//! diagnostics server ([`server`]), one controller's failure kept its own ([`supervisor`]) and
-//! the one place that decides exits ([`process`]).
+//! diagnostics server ([`server`]), one controller's failure kept its own ([`supervisor`]), the
+//! global flags of `csi-sidecars` ([`aggregate`]) and the one place that decides exits
+//! ([`process`]).
 
+pub mod aggregate;
 pub mod controller;
 pub mod features;
 pub mod flags;

@@ -23,13 +23,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use crate::aggregate::{AGGREGATE_FLAGS, aggregate_process_flags};
 use crate::controller::{
     self, Controller, Descriptor, DriverUse, InitContext, InitError, Validated,
 };
 use crate::features::{FeatureGates, FeatureSpec};
-use crate::flags::{
-    Flag, FlagSet, FlagView, Kind, LOGGING_FLAGS, ParsedFlags, Scope, Section, Value,
-};
+use crate::flags::{Flag, FlagSet, FlagView, LOGGING_FLAGS, ParsedFlags, Scope, Section, Value};
 use crate::kube::KubeShared;
 use crate::server::{self, Routes};
 use crate::shared::{Mode, Shared, SharedParts};
@@ -40,81 +39,6 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// How long components get to finish after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// The process-wide flags of `csi-sidecars`, defined once for every controller, besides the
-/// process-wide flags of [`crate::kube::FLAGS`] (see [`aggregate_process_flags`]).
-pub const AGGREGATE_FLAGS: &[Flag] = &[
-    Flag::new(
-        "controllers",
-        Kind::String,
-        "*",
-        "A list of controllers to enable. '*' enables all on-by-default controllers, 'foo' enables the controller named 'foo', '-foo' disables the controller named 'foo'.",
-    )
-    .process(),
-    Flag::new(
-        "csi-address",
-        Kind::String,
-        "/run/csi/socket",
-        "Address of the CSI driver socket.",
-    )
-    .process(),
-    Flag::new(
-        "http-endpoint",
-        Kind::String,
-        "",
-        "The TCP network address where the HTTP server for diagnostics, including health checks and metrics, will listen (example: `:8080`). The default is empty string, which means the server is disabled unless a controller needs it (livenessprobe listens on :9808).",
-    )
-    .process(),
-    Flag::new(
-        "metrics-address",
-        Kind::String,
-        "",
-        "(deprecated) The TCP network address where the prometheus metrics endpoint will listen (example: `:8080`). The default is empty string, which means metrics endpoint is disabled.",
-    )
-    .process(),
-    Flag::new(
-        "metrics-path",
-        Kind::String,
-        "/metrics",
-        "The HTTP path where prometheus metrics will be exposed. Default is `/metrics`.",
-    )
-    .process(),
-    Flag::new(
-        "health-port",
-        Kind::Int,
-        "0",
-        "(deprecated) TCP port for healthz requests. Only one of `--health-port` and `--http-endpoint` can be set.",
-    )
-    .process(),
-    Flag::new(
-        "enable-pprof",
-        Kind::Bool,
-        "false",
-        "Accepted for compatibility with node-driver-registrar; Go's pprof does not exist in this binary.",
-    )
-    .process(),
-    Flag::new(
-        "feature-gates",
-        Kind::MapStringBool,
-        "",
-        "A set of key=value pairs that describe feature gates for alpha/experimental features of the enabled controllers.",
-    )
-    .process(),
-    Flag::new(
-        "max-grpc-log-length",
-        Kind::Int,
-        "-1",
-        "The maximum amount of characters logged for every grpc responses. Defaults to no limit",
-    )
-    .process(),
-    Flag::new(
-        "leader-election-per-controller",
-        Kind::Bool,
-        "false",
-        "Hold each controller's upstream lease (external-attacher-leader-<driver>, ...) instead of one lease for the process (csi-sidecars-<driver>). Use it while replacing separate sidecars by csi-sidecars, so that an old sidecar and the new process never both lead the same work.",
-    )
-    .process(),
-];
 
 /// Runs a standalone sidecar: one component, upstream's flags, upstream's behaviour.
 pub fn main_standalone(descriptor: &'static Descriptor) -> ! {
@@ -169,21 +93,6 @@ pub fn standalone_flags(descriptor: &'static Descriptor) -> FlagSet {
     )
 }
 
-/// Every process-wide flag of `csi-sidecars`: [`AGGREGATE_FLAGS`] and the process-wide ones of
-/// the control-plane sidecars' common flags ([`crate::kube::FLAGS`]), each once.
-pub fn aggregate_process_flags() -> Vec<Flag> {
-    let mut flags = AGGREGATE_FLAGS.to_vec();
-    for flag in crate::kube::FLAGS
-        .iter()
-        .filter(|f| f.scope == Scope::Process)
-    {
-        if !flags.iter().any(|f| f.name == flag.name) {
-            flags.push(*flag);
-        }
-    }
-    flags
-}
-
 /// The `csi-sidecars` command: global flags once, then one section per controller.
 pub fn aggregate_flags(name: &'static str, table: &'static [&'static Descriptor]) -> FlagSet {
     controller::check_table(table);
@@ -191,7 +100,7 @@ pub fn aggregate_flags(name: &'static str, table: &'static [&'static Descriptor]
         Section {
             heading: "Global flags".to_string(),
             prefix: None,
-            flags: aggregate_process_flags(),
+            flags: aggregate_process_flags(table),
         },
         Section {
             heading: "Logging flags".to_string(),

@@ -42,7 +42,7 @@ mod tests {
         for d in TABLE {
             for f in d.flags().filter(|f| f.scope == Scope::Process) {
                 assert!(
-                    aggregate_process_flags()
+                    aggregate_process_flags(TABLE)
                         .iter()
                         .chain(LOGGING_FLAGS)
                         .any(|g| g.name == f.name),
@@ -51,6 +51,28 @@ mod tests {
                     f.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn global_flags_are_defined_once_and_csi_sidecars_own_versions_win() {
+        let flags = aggregate_process_flags(TABLE);
+        let mut names: Vec<&str> = flags.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        let all = names.len();
+        names.dedup();
+        assert_eq!(names.len(), all, "a global flag is defined twice");
+        // livenessprobe's own default is 9808; csi-sidecars opens no port unless asked.
+        let health_port = flags.iter().find(|f| f.name == "health-port").unwrap();
+        assert_eq!(health_port.default, "0");
+        // Taken from the components as they define them.
+        for name in [
+            "enable-pprof",
+            "kubeconfig",
+            "max-grpc-log-length",
+            "metrics-path",
+        ] {
+            assert!(names.contains(&name), "--{name} is missing");
         }
     }
 
