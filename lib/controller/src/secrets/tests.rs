@@ -1,5 +1,6 @@
-//! `TestGetSecretReference` of external-provisioner's `pkg/controller/controller_test.go`, with
-//! its case names, and our own cases for the messages, the templates and reading secrets.
+//! `TestGetSecretReference` and the secret cases of `TestProvision` of external-provisioner's
+//! `pkg/controller/controller_test.go`, with their case names, and our own cases for the
+//! messages, the templates and reading secrets.
 
 use std::collections::BTreeMap;
 
@@ -585,4 +586,116 @@ async fn secret_data_is_read_and_never_shown() {
         err.to_string(),
         "error getting secret gone in namespace ns: secrets \"gone\" not found"
     );
+}
+
+/// The secret parts of external-provisioner's `TestProvision` cases, with their names: the
+/// references `Provision` resolves for every kind (the PVC passed whole), and the parameter
+/// its `getSecretRefErr` / `getCredentialsErr` switches add.
+#[tokio::test]
+async fn test_provision_secret_cases() {
+    let claim = |name: &str, annotations: &[(&str, &str)]| {
+        let mut claim = pvc(name, "fake-ns", annotations);
+        claim
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                "volume.beta.kubernetes.io/storage-provisioner".into(),
+                "test-driver".into(),
+            );
+        claim
+    };
+
+    // "provision with default secrets with template": every kind gets the default secret.
+    let sc = params(&[
+        ("csi.storage.k8s.io/secret-name", "${pvc.name}"),
+        ("csi.storage.k8s.io/secret-namespace", "default-ns"),
+    ]);
+    let my_pvc = claim("my-pvc", &[]);
+    for kind in SecretKind::ALL {
+        let reference = secret_reference(&kind.params(), &sc, "test-name", Some(&my_pvc))
+            .unwrap()
+            .unwrap();
+        assert_eq!(reference.name.as_deref(), Some("my-pvc"), "{kind:?}");
+        assert_eq!(
+            reference.namespace.as_deref(),
+            Some("default-ns"),
+            "{kind:?}"
+        );
+    }
+
+    // "fail to get secret reference": `csiProvisionerSecretName` set to "" alone.
+    let sc = params(&[(PROVISIONER_SECRET_NAME_KEY, "")]);
+    assert!(
+        secret_reference(
+            &PROVISIONER_SECRET_PARAMS,
+            &sc,
+            "test-name",
+            Some(&claim("fake-pvc", &[]))
+        )
+        .is_err(),
+        "fail to get secret reference"
+    );
+
+    // "fail to get secret reference for invalid default secret parameter template".
+    let sc = params(&[
+        (
+            "csi.storage.k8s.io/secret-name",
+            "default-${pvc.annotations['team.example.com/key']}",
+        ),
+        ("csi.storage.k8s.io/secret-namespace", "default-ns"),
+        (PROVISIONER_SECRET_NAME_KEY, ""),
+    ]);
+    let annotated = claim(
+        "fake-pvc",
+        &[("team.example.com/key", "secret-from-annotation")],
+    );
+    assert!(
+        secret_reference(
+            &PROVISIONER_SECRET_PARAMS,
+            &sc,
+            "test-name",
+            Some(&annotated)
+        )
+        .is_err(),
+        "fail to get secret reference for invalid default secret parameter template"
+    );
+    // Without the broken provisioner key, the default template resolves from the annotation.
+    let sc = params(&[
+        (
+            "csi.storage.k8s.io/secret-name",
+            "default-${pvc.annotations['team.example.com/key']}",
+        ),
+        ("csi.storage.k8s.io/secret-namespace", "default-ns"),
+    ]);
+    let reference = secret_reference(
+        &PROVISIONER_SECRET_PARAMS,
+        &sc,
+        "test-name",
+        Some(&annotated),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        reference.name.as_deref(),
+        Some("default-secret-from-annotation")
+    );
+
+    // "fail to get credentials": the referenced secret does not exist.
+    let sc = params(&[
+        (PROVISIONER_SECRET_NAME_KEY, "secretx"),
+        (PROVISIONER_SECRET_NAMESPACE_KEY, "default"),
+    ]);
+    let reference = secret_reference(
+        &PROVISIONER_SECRET_PARAMS,
+        &sc,
+        "test-name",
+        Some(&claim("fake-pvc", &[])),
+    )
+    .unwrap()
+    .unwrap();
+    let err = secret_data(&Secrets::default(), &reference)
+        .await
+        .unwrap_err();
+    assert!(err.error.is_not_found(), "fail to get credentials");
 }
