@@ -1141,7 +1141,7 @@ mod tests {
             summary,
             [
                 ("csi-attacher", "v4.13.0", false),
-                ("livenessprobe", "v2.19.0", true),
+                ("livenessprobe", "v2.20.0", true),
                 ("csi-node-driver-registrar", "v2.17.0", true),
             ]
         );

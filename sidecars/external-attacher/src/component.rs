@@ -43,7 +43,7 @@ const CSI_TIMEOUT: Duration = Duration::from_secs(1);
 /// The Event reason when a PersistentVolume would need CSI migration.
 pub const REASON_MIGRATION_UNSUPPORTED: &str = "MigrationUnsupported";
 
-/// external-attacher v4.12.0's own flags (the common ones are in
+/// external-attacher v4.13.0's own flags (the common ones are in
 /// [`csi_sidecar_runtime::kube::FLAGS`]).
 pub const FLAGS: &[Flag] = &[
     Flag::new(
@@ -139,7 +139,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     about: "Attaches and detaches volumes: VolumeAttachment -> ControllerPublishVolume",
     upstream: Upstream {
         repo: "kubernetes-csi/external-attacher",
-        version: "v4.12.0",
+        version: "v4.13.0",
     },
     flag_groups: &[csi_sidecar_runtime::kube::FLAGS, FLAGS],
     features: FEATURES,

@@ -1,4 +1,4 @@
-//! external-attacher's controller logic (kubernetes-csi/external-attacher v4.12.0,
+//! external-attacher's controller logic (kubernetes-csi/external-attacher v4.13.0,
 //! `pkg/attacher` and `pkg/controller`), ported to Rust.
 //!
 //! Owns: what happens to one VolumeAttachment or PersistentVolume taken off a queue — attach

@@ -21,7 +21,7 @@ use tracing::{info, trace};
 /// The port upstream listens on when neither `--health-port` nor `--http-endpoint` is given.
 pub const DEFAULT_HEALTH_PORT: u16 = 9808;
 
-/// Upstream's flags (livenessprobe v2.19.0), names, types and defaults unchanged.
+/// Upstream's flags (livenessprobe v2.20.0), names, types and defaults unchanged.
 pub const FLAGS: &[Flag] = &[
     Flag::new(
         "csi-address",
@@ -75,7 +75,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     about: "Answers /healthz by calling the CSI driver's Probe",
     upstream: Upstream {
         repo: "kubernetes-csi/livenessprobe",
-        version: "v2.19.0",
+        version: "v2.20.0",
     },
     flag_groups: &[FLAGS],
     features: &[],
