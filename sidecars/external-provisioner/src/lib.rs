@@ -1,0 +1,20 @@
+//! external-provisioner's provisioning logic (kubernetes-csi/external-provisioner v6.4.0,
+//! `pkg/controller`, with what sig-storage-lib-external-provisioner v13.1.0 adds to a PV).
+//!
+//! What exists: the pure parts of provisioning one claim, taking Kubernetes objects as
+//! arguments and calling no API.
+//! - [`topology`]: the CreateVolume accessibility requirements and the PV's node affinity.
+//!
+//! Still to come (they need the controller loop and the shared caches): watching claims and
+//! volumes, the claim and volume queues, saving PVs, deleting volumes, Events and metrics,
+//! data sources (clone, snapshot), VolumeAttributesClass lookups, capacity tracking, node
+//! deployment, `Config` with upstream's flags, the descriptor and the `csi-provisioner`
+//! binary.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod topology;
+
+#[cfg(test)]
+mod tests;
