@@ -4,6 +4,9 @@
 //! What exists: the pure parts of provisioning one claim, taking Kubernetes objects as
 //! arguments and calling no API.
 //! - [`topology`]: the CreateVolume accessibility requirements and the PV's node affinity.
+//! - [`params`]: StorageClass parameters and claim fields as CreateVolume sees them (stripped
+//!   `csi.storage.k8s.io/` keys, fsType, volume capabilities, capacity, extra metadata, volume
+//!   names).
 //!
 //! Still to come (they need the controller loop and the shared caches): watching claims and
 //! volumes, the claim and volume queues, saving PVs, deleting volumes, Events and metrics,
@@ -14,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod params;
 pub mod topology;
 
 #[cfg(test)]

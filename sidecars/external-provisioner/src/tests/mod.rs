@@ -1,3 +1,4 @@
-//! Tests: ports of upstream's table tests (one file per upstream file, same case names).
+//! Tests: ports of upstream's table tests (one file per upstream concern, same case names).
 
+mod params_test;
 mod topology_test;

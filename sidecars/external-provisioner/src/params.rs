@@ -1,0 +1,332 @@
+//! StorageClass parameters and claim fields as CreateVolume sees them (upstream's
+//! `pkg/controller/controller.go`): the `csi.storage.k8s.io/` parameters stripped before the
+//! driver sees them, the filesystem type, the volume capabilities from access modes and volume
+//! mode, the requested capacity, `--extra-create-metadata`, and the volume (PV) name.
+//!
+//! Secret parameters and their templates are the controller toolkit's
+//! ([`csi_controller::secrets`]); this module only knows that they are reserved keys.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use csi_controller::secrets::CSI_PARAMETER_PREFIX;
+use csi_proto::csi::v1::VolumeCapability;
+use csi_proto::csi::v1::volume_capability::{
+    AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode,
+};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use tracing::warn;
+
+/// `csi.storage.k8s.io/fstype`: the filesystem type of the volume.
+pub const PREFIXED_FS_TYPE_KEY: &str = "csi.storage.k8s.io/fstype";
+/// The deprecated (case-insensitive) form of [`PREFIXED_FS_TYPE_KEY`].
+pub const DEPRECATED_FS_TYPE_KEY: &str = "fstype";
+/// `--extra-create-metadata`: the PVC's name.
+pub const PVC_NAME_KEY: &str = "csi.storage.k8s.io/pvc/name";
+/// `--extra-create-metadata`: the PVC's namespace.
+pub const PVC_NAMESPACE_KEY: &str = "csi.storage.k8s.io/pvc/namespace";
+/// `--extra-create-metadata`: the PV's name.
+pub const PV_NAME_KEY: &str = "csi.storage.k8s.io/pv/name";
+
+/// The `csi.storage.k8s.io/` parameters the provisioner knows; any other key with that prefix
+/// is an error.
+pub const KNOWN_PREFIXED_KEYS: [&str; 17] = [
+    PREFIXED_FS_TYPE_KEY,
+    "csi.storage.k8s.io/provisioner-secret-name",
+    "csi.storage.k8s.io/provisioner-secret-namespace",
+    "csi.storage.k8s.io/controller-publish-secret-name",
+    "csi.storage.k8s.io/controller-publish-secret-namespace",
+    "csi.storage.k8s.io/node-stage-secret-name",
+    "csi.storage.k8s.io/node-stage-secret-namespace",
+    "csi.storage.k8s.io/node-publish-secret-name",
+    "csi.storage.k8s.io/node-publish-secret-namespace",
+    "csi.storage.k8s.io/controller-expand-secret-name",
+    "csi.storage.k8s.io/controller-expand-secret-namespace",
+    "csi.storage.k8s.io/secret-name",
+    "csi.storage.k8s.io/secret-namespace",
+    "csi.storage.k8s.io/node-expand-secret-name",
+    "csi.storage.k8s.io/node-expand-secret-namespace",
+    "csi.storage.k8s.io/controller-modify-secret-name",
+    "csi.storage.k8s.io/controller-modify-secret-namespace",
+];
+
+/// A parameter or claim field the provisioner cannot use. The messages are upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// A `csi.storage.k8s.io/` key that is not one of [`KNOWN_PREFIXED_KEYS`].
+    #[error("found unknown parameter key \"{0}\" with reserved namespace csi.storage.k8s.io/")]
+    UnknownPrefixedKey(String),
+    /// Both `fstype` and `csi.storage.k8s.io/fstype` are given.
+    #[error(
+        "fstype specified in parameters with both \"fstype\" and \"csi.storage.k8s.io/fstype\" keys"
+    )]
+    FsTypeTwice,
+    /// `--volume-name-prefix` is empty.
+    #[error("volume name prefix cannot be of length 0")]
+    EmptyVolumeNamePrefix,
+    /// The PVC has no UID.
+    #[error("corrupted PVC object, it is missing UID")]
+    MissingUid,
+    /// The access modes have no CSI equivalent.
+    #[error("{0}")]
+    AccessModes(String),
+}
+
+/// The parameters for `CreateVolume`: every key without the `csi.storage.k8s.io/` prefix,
+/// including the deprecated unprefixed ones (`fstype`, `csiProvisionerSecretName`, ...), which
+/// are passed on for compatibility (upstream's `removePrefixedParameters`).
+pub fn strip_prefixed_parameters(
+    params: &BTreeMap<String, String>,
+) -> Result<HashMap<String, String>, ParamsError> {
+    let mut out = HashMap::new();
+    for (key, value) in params {
+        if key.starts_with(CSI_PARAMETER_PREFIX) {
+            if !KNOWN_PREFIXED_KEYS.contains(&key.as_str()) {
+                return Err(ParamsError::UnknownPrefixedKey(key.clone()));
+            }
+        } else {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The filesystem type from `csi.storage.k8s.io/fstype` or the deprecated `fstype` (any case,
+/// logged as deprecated), else `default_fs_type` (`--default-fstype`; may be empty).
+pub fn fs_type(
+    params: &BTreeMap<String, String>,
+    default_fs_type: &str,
+) -> Result<String, ParamsError> {
+    let mut found = 0;
+    let mut fs_type = String::new();
+    for (key, value) in params {
+        let deprecated = key.to_lowercase() == DEPRECATED_FS_TYPE_KEY;
+        if deprecated || key == PREFIXED_FS_TYPE_KEY {
+            fs_type = value.clone();
+            found += 1;
+        }
+        if deprecated {
+            warn!(
+                "\"fstype\" is deprecated and will be removed in a future release, please use \"{PREFIXED_FS_TYPE_KEY}\" instead"
+            );
+        }
+    }
+    if found > 1 {
+        return Err(ParamsError::FsTypeTwice);
+    }
+    if fs_type.is_empty() {
+        fs_type = default_fs_type.to_string();
+    }
+    Ok(fs_type)
+}
+
+/// The PV (and CSI volume) name: `<prefix>-<uid>`, or with `uuid_length` ≥ 0 the UID without
+/// dashes cut to that length (upstream's `makeVolumeName`; `--volume-name-prefix`,
+/// `--volume-name-uuid-length`).
+pub fn volume_name(prefix: &str, pvc_uid: &str, uuid_length: i32) -> Result<String, ParamsError> {
+    if prefix.is_empty() {
+        return Err(ParamsError::EmptyVolumeNamePrefix);
+    }
+    if pvc_uid.is_empty() {
+        return Err(ParamsError::MissingUid);
+    }
+    if uuid_length < 0 {
+        return Ok(format!("{prefix}-{pvc_uid}"));
+    }
+    let uid: String = pvc_uid.chars().filter(|c| *c != '-').collect();
+    let len = (uuid_length as usize).min(uid.len());
+    Ok(format!("{prefix}-{}", &uid[..len]))
+}
+
+/// Whether the claim asks for a raw block volume.
+pub fn is_block(claim: &PersistentVolumeClaim) -> bool {
+    claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_mode.as_deref())
+        .is_some_and(|m| m == "Block")
+}
+
+/// csi-lib-utils' `accessmodes.ToCSIAccessMode`. With `single_node_multi_writer` (the driver
+/// has `SINGLE_NODE_MULTI_WRITER`) ReadWriteOnce is `SINGLE_NODE_MULTI_WRITER` and
+/// ReadWriteOncePod `SINGLE_NODE_SINGLE_WRITER`; without, both are `SINGLE_NODE_WRITER`.
+pub fn to_csi_access_mode(
+    modes: &[String],
+    single_node_multi_writer: bool,
+) -> Result<Mode, String> {
+    let set: BTreeSet<&str> = modes.iter().map(String::as_str).collect();
+    if set.contains("ReadWriteOncePod") {
+        if set.len() > 1 {
+            return Err("Kubernetes does not support use of ReadWriteOncePod with other access modes on the same PersistentVolume".into());
+        }
+        return Ok(if single_node_multi_writer {
+            Mode::SingleNodeSingleWriter
+        } else {
+            Mode::SingleNodeWriter
+        });
+    }
+    if set.contains("ReadWriteMany") {
+        return Ok(Mode::MultiNodeMultiWriter);
+    }
+    match (set.contains("ReadOnlyMany"), set.contains("ReadWriteOnce")) {
+        (true, true) => Err(
+            "CSI does not support ReadOnlyMany and ReadWriteOnce on the same PersistentVolume"
+                .into(),
+        ),
+        (true, false) => Ok(Mode::MultiNodeReaderOnly),
+        (false, true) => Ok(if single_node_multi_writer {
+            Mode::SingleNodeMultiWriter
+        } else {
+            Mode::SingleNodeWriter
+        }),
+        (false, false) => Err(format!(
+            "unsupported AccessMode combination: [{}]",
+            modes.join(" ")
+        )),
+    }
+}
+
+/// One volume capability per access mode of the claim: Block, or Mount with `fs_type` and the
+/// class's mount options (upstream's `getVolumeCapabilities`).
+pub fn volume_capabilities(
+    claim: &PersistentVolumeClaim,
+    mount_options: &[String],
+    fs_type: &str,
+    single_node_multi_writer: bool,
+) -> Result<Vec<VolumeCapability>, ParamsError> {
+    let modes = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.access_modes.clone())
+        .unwrap_or_default();
+    let block = is_block(claim);
+    modes
+        .into_iter()
+        .map(|mode| {
+            let mode = to_csi_access_mode(&[mode], single_node_multi_writer)
+                .map_err(ParamsError::AccessModes)?;
+            let access_type = if block {
+                AccessType::Block(BlockVolume {})
+            } else {
+                AccessType::Mount(MountVolume {
+                    fs_type: fs_type.to_string(),
+                    mount_flags: mount_options.to_vec(),
+                    volume_mount_group: String::new(),
+                })
+            };
+            Ok(VolumeCapability {
+                access_type: Some(access_type),
+                access_mode: Some(AccessMode { mode: mode.into() }),
+            })
+        })
+        .collect()
+}
+
+/// The claim's storage request in bytes (apimachinery's `Quantity.Value()`: rounded up; 0
+/// without a request or when it does not parse).
+pub fn requested_bytes(claim: &PersistentVolumeClaim) -> i64 {
+    claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .and_then(|q| quantity_value(&q.0))
+        .unwrap_or(0)
+}
+
+/// apimachinery's `Quantity.Value()` of a quantity string: the value rounded up to an integer
+/// (`1.5Gi`, `100M`, `1e3`, `100m` → 1). `None` when it does not parse.
+pub fn quantity_value(quantity: &str) -> Option<i64> {
+    let s = quantity.trim();
+    let (negative, s) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let number_len = s
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
+    let (number, suffix) = s.split_at(number_len);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    let mantissa: i128 = digits.parse().ok()?;
+    let (base, exponent): (i128, i32) = match suffix {
+        "" => (10, 0),
+        "Ki" => (1024, 1),
+        "Mi" => (1024, 2),
+        "Gi" => (1024, 3),
+        "Ti" => (1024, 4),
+        "Pi" => (1024, 5),
+        "Ei" => (1024, 6),
+        "n" => (10, -9),
+        "u" => (10, -6),
+        "m" => (10, -3),
+        "k" => (10, 3),
+        "M" => (10, 6),
+        "G" => (10, 9),
+        "T" => (10, 12),
+        "P" => (10, 15),
+        "E" => (10, 18),
+        other if other.starts_with(['e', 'E']) => (10, other[1..].parse().ok()?),
+        _ => return None,
+    };
+    // value = mantissa * base^exponent / 10^fraction_digits, rounded up (away from zero).
+    let mut numerator = mantissa;
+    let mut denominator: i128 = 10i128.checked_pow(fraction.len() as u32)?;
+    if exponent >= 0 {
+        numerator = numerator.checked_mul(base.checked_pow(exponent as u32)?)?;
+    } else {
+        denominator = denominator.checked_mul(base.checked_pow((-exponent) as u32)?)?;
+    }
+    let mut value = numerator / denominator;
+    if numerator % denominator != 0 {
+        value += 1;
+    }
+    let value = if negative { -value } else { value };
+    Some(value.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+}
+
+/// A byte count as apimachinery writes `resource.NewQuantity(bytes, BinarySI)`: the largest
+/// binary suffix that divides it exactly (`5Gi`, `5632Mi`, `100Ki`), plain digits otherwise;
+/// below 1024 in decimal form (`100`, `1k`) (upstream's `bytesToQuantity`).
+pub fn bytes_to_quantity(bytes: i64) -> Quantity {
+    if bytes > -1024 && bytes < 1024 {
+        if bytes != 0 && bytes % 1000 == 0 {
+            return Quantity(format!("{}k", bytes / 1000));
+        }
+        return Quantity(bytes.to_string());
+    }
+    const SUFFIXES: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut value = bytes;
+    let mut suffix = "";
+    for s in SUFFIXES {
+        if value % 1024 != 0 {
+            break;
+        }
+        value /= 1024;
+        suffix = s;
+    }
+    Quantity(format!("{value}{suffix}"))
+}
+
+/// The `--extra-create-metadata` parameters: the PVC's name and namespace, the PV's name.
+pub fn add_extra_create_metadata(
+    params: &mut HashMap<String, String>,
+    claim: &PersistentVolumeClaim,
+    pv_name: &str,
+) {
+    params.insert(
+        PVC_NAME_KEY.to_string(),
+        claim.metadata.name.clone().unwrap_or_default(),
+    );
+    params.insert(
+        PVC_NAMESPACE_KEY.to_string(),
+        claim.metadata.namespace.clone().unwrap_or_default(),
+    );
+    params.insert(PV_NAME_KEY.to_string(), pv_name.to_string());
+}
