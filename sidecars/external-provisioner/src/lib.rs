@@ -7,6 +7,9 @@
 //! - [`params`]: StorageClass parameters and claim fields as CreateVolume sees them (stripped
 //!   `csi.storage.k8s.io/` keys, fsType, volume capabilities, capacity, extra metadata, volume
 //!   names).
+//! - [`provision`]: one claim from PVC to `CreateVolume` to PersistentVolume, the provisioning
+//!   state of each failure and what the controller loop must do with it.
+//! - [`csi`]: the CSI calls behind a trait, and its implementation on the driver connection.
 //!
 //! Still to come (they need the controller loop and the shared caches): watching claims and
 //! volumes, the claim and volume queues, saving PVs, deleting volumes, Events and metrics,
@@ -17,8 +20,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod csi;
 pub mod params;
+pub mod provision;
 pub mod topology;
+
+pub use csi::{CsiError, CsiVolumeDriver, VolumeDriver};
+pub use provision::{
+    FailureOutcome, ProvisionError, ProvisionOptions, ProvisionerConfig, ProvisioningState,
+    provision,
+};
 
 #[cfg(test)]
 mod tests;

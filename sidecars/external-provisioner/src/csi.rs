@@ -1,0 +1,112 @@
+//! The CSI calls of provisioning, behind a trait ([`VolumeDriver`]) so that the logic can be
+//! tested with a fake driver and the controller loop can hand in the process's connection
+//! ([`CsiVolumeDriver`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use csi_connection::Connection;
+use csi_proto::csi::v1::controller_client::ControllerClient;
+use csi_proto::csi::v1::{CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest};
+use futures::future::BoxFuture;
+use tonic::{Code, Status};
+
+/// Full method names of the controller calls this crate makes (log lines, metric labels).
+pub mod methods {
+    /// `Controller.CreateVolume`.
+    pub const CREATE_VOLUME: &str = "/csi.v1.Controller/CreateVolume";
+    /// `Controller.DeleteVolume`.
+    pub const DELETE_VOLUME: &str = "/csi.v1.Controller/DeleteVolume";
+}
+
+/// A failed CSI call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CsiError {
+    /// The driver (or the transport, or our deadline) answered with a gRPC status. Shown as
+    /// grpc-go shows one: `rpc error: code = NotFound desc = no such volume`.
+    #[error("{}", csi_connection::format_status(.0))]
+    Status(Status),
+    /// The call failed without a gRPC status (it never reached the driver).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CsiError {
+    /// The gRPC code, when there is one (upstream: `status.FromError`).
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            CsiError::Status(status) => Some(status.code()),
+            CsiError::Other(_) => None,
+        }
+    }
+}
+
+/// Creating and deleting volumes in the CSI driver.
+pub trait VolumeDriver: Send + Sync + fmt::Debug {
+    /// `CreateVolume` with `timeout`.
+    fn create_volume(
+        &self,
+        request: CreateVolumeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<CreateVolumeResponse, CsiError>>;
+
+    /// `DeleteVolume` with `timeout`.
+    fn delete_volume(
+        &self,
+        request: DeleteVolumeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), CsiError>>;
+}
+
+/// [`VolumeDriver`] over the process's driver connection: every call is logged (secrets
+/// stripped) and measured by [`Connection::unary`].
+#[derive(Clone, Debug)]
+pub struct CsiVolumeDriver {
+    connection: Connection,
+}
+
+impl CsiVolumeDriver {
+    /// A driver on `connection`.
+    pub fn new(connection: Connection) -> Self {
+        CsiVolumeDriver { connection }
+    }
+}
+
+impl VolumeDriver for CsiVolumeDriver {
+    fn create_volume(
+        &self,
+        request: CreateVolumeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<CreateVolumeResponse, CsiError>> {
+        Box::pin(async move {
+            self.connection
+                .unary(
+                    methods::CREATE_VOLUME,
+                    Some(timeout),
+                    request,
+                    |ch, req| async move { ControllerClient::new(ch).create_volume(req).await },
+                )
+                .await
+                .map_err(CsiError::Status)
+        })
+    }
+
+    fn delete_volume(
+        &self,
+        request: DeleteVolumeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), CsiError>> {
+        Box::pin(async move {
+            self.connection
+                .unary(
+                    methods::DELETE_VOLUME,
+                    Some(timeout),
+                    request,
+                    |ch, req| async move { ControllerClient::new(ch).delete_volume(req).await },
+                )
+                .await
+                .map_err(CsiError::Status)?;
+            Ok(())
+        })
+    }
+}
