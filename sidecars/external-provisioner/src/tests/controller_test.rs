@@ -1,7 +1,8 @@
 //! Ports of upstream's `pkg/controller/controller_test.go` (v6.4.0) provisioning tables, with
 //! their case names: `TestProvision` (the 33 cases of `provisionTestcases` that do not need
 //! node deployment), `TestFSTypeProvision` (4), `TestProvisionErrorHandling` (16 codes × 4
-//! topology/node combinations) and `TestCreateDriverReturnsInvalidCapacityDuringProvision`.
+//! topology/node combinations), `TestCreateDriverReturnsInvalidCapacityDuringProvision`,
+//! `TestProvisionWithTopologyEnabled` (3) and `TestProvisionWithTopologyDisabled`.
 //! Upstream's checks of the produced PV are kept (name, annotations, reclaim policy, access
 //! modes, volume mode, capacity, mount options, the whole CSI source, VolumeAttributesClass);
 //! the library's additions (claimRef, finalizer, provisioned-by, storageClassName) are checked
@@ -1214,4 +1215,130 @@ async fn library_completes_the_pv() {
 
 fn serde_json_value(pv: &PersistentVolume) -> String {
     k8s_openapi::serde_json::to_string(pv).unwrap()
+}
+
+fn topology_response() -> FakeDriver {
+    FakeDriver::new(Ok(CreateVolumeResponse {
+        volume: Some(Volume {
+            capacity_bytes: REQUESTED_BYTES,
+            volume_id: "test-volume-id".into(),
+            accessible_topology: vec![csi_proto::csi::v1::Topology {
+                segments: [
+                    ("com.example.csi/zone".to_string(), "zone1".to_string()),
+                    ("com.example.csi/rack".to_string(), "rack2".to_string()),
+                ]
+                .into(),
+            }],
+            ..Default::default()
+        }),
+    }))
+}
+
+#[tokio::test]
+async fn test_provision_with_topology_enabled() {
+    let (nodes, csi_nodes) = super_nodes();
+    // name, driver supports topology, Nodes present, expected affinity (key, value) or error
+    type Affinity = Option<&'static [(&'static str, &'static str)]>;
+    let cases: [(&str, bool, bool, Affinity); 3] = [
+        (
+            "topology success",
+            true,
+            true,
+            Some(&[
+                ("com.example.csi/rack", "rack2"),
+                ("com.example.csi/zone", "zone1"),
+            ]),
+        ),
+        ("topology fail", true, false, None),
+        ("driver doesn't support topology", false, false, Some(&[])),
+    ];
+    for (name, topology, with_nodes, expected) in cases {
+        let class = StorageClass::default();
+        let claim = fake_pvc();
+        let no_nodes = Vec::new();
+        let options = ProvisionOptions {
+            claim: &claim,
+            storage_class: &class,
+            selected_node: "",
+            volume_attributes_class: None,
+            content_source: None,
+            cluster: ClusterTopology {
+                csi_nodes: if topology { &csi_nodes } else { &[] },
+                nodes: if with_nodes { &nodes } else { &no_nodes },
+            },
+        };
+        let capabilities = DriverCapabilities {
+            topology,
+            ..provision_capabilities()
+        };
+        let driver = topology_response();
+        let result = provision(
+            &config(capabilities),
+            &options,
+            &driver,
+            &Secrets::default(),
+            &mut TopologyMemo::new(),
+        )
+        .await;
+        match expected {
+            None => {
+                assert!(result.is_err(), "{name}: expected an error");
+                assert!(driver.created.lock().unwrap().is_empty(), "{name}");
+            }
+            Some(expected) => {
+                let pv = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                let affinity = pv.spec.unwrap().node_affinity;
+                if expected.is_empty() {
+                    assert_eq!(affinity, None, "{name}");
+                    continue;
+                }
+                let terms = affinity.unwrap().required.unwrap().node_selector_terms;
+                assert_eq!(terms.len(), 1, "{name}");
+                let got: Vec<(String, String, Vec<String>)> = terms[0]
+                    .match_expressions
+                    .iter()
+                    .flatten()
+                    .map(|e| {
+                        (
+                            e.key.clone(),
+                            e.operator.clone(),
+                            e.values.clone().unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                let want: Vec<(String, String, Vec<String>)> = expected
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), "In".to_string(), vec![v.to_string()]))
+                    .collect();
+                assert_eq!(got, want, "{name}");
+            }
+        }
+    }
+}
+
+/// With the Topology gate off (or without the capability) neither a selected node nor the
+/// volume's topology matters: no node affinity.
+#[tokio::test]
+async fn test_provision_with_topology_disabled() {
+    let class = StorageClass::default();
+    let claim = fake_pvc();
+    let options = ProvisionOptions {
+        claim: &claim,
+        storage_class: &class,
+        selected_node: "some-node",
+        volume_attributes_class: None,
+        content_source: None,
+        cluster: ClusterTopology::default(),
+    };
+    let driver = topology_response();
+    let pv = provision(
+        &config(provision_capabilities()),
+        &options,
+        &driver,
+        &Secrets::default(),
+        &mut TopologyMemo::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pv.spec.unwrap().node_affinity, None);
 }
