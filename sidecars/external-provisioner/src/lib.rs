@@ -9,10 +9,11 @@
 //!   names).
 //! - [`provision`]: one claim from PVC to `CreateVolume` to PersistentVolume, the provisioning
 //!   state of each failure and what the controller loop must do with it.
+//! - [`delete`]: the `DeleteVolume` of a released PV, its secret, and the wait for detach.
 //! - [`csi`]: the CSI calls behind a trait, and its implementation on the driver connection.
 //!
 //! Still to come (they need the controller loop and the shared caches): watching claims and
-//! volumes, the claim and volume queues, saving PVs, deleting volumes, Events and metrics,
+//! volumes, the claim and volume queues, saving PVs, when to delete a volume, Events and metrics,
 //! data sources (clone, snapshot), VolumeAttributesClass lookups, capacity tracking, node
 //! deployment, `Config` with upstream's flags, the descriptor and the `csi-provisioner`
 //! binary.
@@ -21,11 +22,13 @@
 #![deny(missing_docs)]
 
 pub mod csi;
+pub mod delete;
 pub mod params;
 pub mod provision;
 pub mod topology;
 
 pub use csi::{CsiError, CsiVolumeDriver, VolumeDriver};
+pub use delete::{DeleteError, delete_volume};
 pub use provision::{
     FailureOutcome, ProvisionError, ProvisionOptions, ProvisionerConfig, ProvisioningState,
     provision,

@@ -1,0 +1,195 @@
+//! Deleting the volume of a released PV (upstream's `Delete`): the `DeleteVolume` request with
+//! the provisioner secret (from the PV's deletion-secret annotations, or for older PVs from its
+//! StorageClass), refused while a VolumeAttachment still names the PV.
+//!
+//! Takes the PV, the StorageClasses and the VolumeAttachments as arguments; deciding when a PV
+//! is deleted (reclaim policy, phase, finalizer) and Events are the controller loop's.
+
+use csi_controller::SecretGetter;
+use csi_controller::secrets::{
+    PROVISIONER_SECRET_PARAMS, SecretReferenceError, secret_data, secret_reference,
+};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, SecretReference};
+use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tracing::{error, info, warn};
+
+use crate::csi::{CsiError, VolumeDriver};
+use crate::provision::{
+    ANN_BETA_STORAGE_CLASS, ANN_DELETION_SECRET_NAME, ANN_DELETION_SECRET_NAMESPACE,
+    ProvisionerConfig,
+};
+use csi_proto::csi::v1::DeleteVolumeRequest;
+
+/// Why a volume was not deleted. The messages are upstream's.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeleteError {
+    /// The PV has no CSI source.
+    #[error("invalid CSI PV")]
+    InvalidPv,
+    /// The driver cannot delete volumes.
+    #[error("{0}")]
+    MissingCapability(&'static str),
+    /// The StorageClass names the provisioner secret wrongly.
+    #[error("failed to get secretreference for volume {pv}: {error}")]
+    SecretReference {
+        /// The PV.
+        pv: String,
+        /// What is wrong.
+        error: SecretReferenceError,
+    },
+    /// A VolumeAttachment still names the PV: wait for the detach (upstream's
+    /// `VolumeInUseError`; the library records a Normal `VolumeDelete` Event and retries with
+    /// backoff).
+    #[error("persistentvolume {pv} is still attached to node {node}, waiting for detach")]
+    InUse {
+        /// The PV.
+        pv: String,
+        /// The node of the VolumeAttachment.
+        node: String,
+    },
+    /// `DeleteVolume` failed.
+    #[error(transparent)]
+    Csi(CsiError),
+}
+
+impl DeleteError {
+    /// Whether the volume is still attached (upstream's `VolumeInUseError`).
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, DeleteError::InUse { .. })
+    }
+}
+
+/// The PV's class: the beta annotation, else `spec.storageClassName` (component-helpers'
+/// `GetPersistentVolumeClass`).
+pub fn pv_class(pv: &PersistentVolume) -> String {
+    pv.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_BETA_STORAGE_CLASS).cloned())
+        .or_else(|| pv.spec.as_ref().and_then(|s| s.storage_class_name.clone()))
+        .unwrap_or_default()
+}
+
+/// The provisioner secret of `pv`'s `DeleteVolume`: from the deletion-secret annotations when
+/// the PV has both (none when they are empty), else from the StorageClass (found in
+/// `classes`) with the templates resolved over the PV name and the claimRef's name and
+/// namespace. A missing StorageClass or claimRef means no secret.
+pub fn deletion_secret(
+    pv: &PersistentVolume,
+    classes: &[StorageClass],
+) -> Result<Option<SecretReference>, DeleteError> {
+    let pv_name = pv.metadata.name.clone().unwrap_or_default();
+    let annotations = pv.metadata.annotations.clone().unwrap_or_default();
+    if let (Some(name), Some(namespace)) = (
+        annotations.get(ANN_DELETION_SECRET_NAME),
+        annotations.get(ANN_DELETION_SECRET_NAMESPACE),
+    ) {
+        if !name.is_empty() && !namespace.is_empty() {
+            return Ok(Some(SecretReference {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+            }));
+        }
+        if name.is_empty() && namespace.is_empty() {
+            info!("volume {pv_name} does not need any deletion secrets");
+        }
+        return Ok(None);
+    }
+
+    let class_name = pv_class(pv);
+    if class_name.is_empty() {
+        return Ok(None);
+    }
+    let Some(class) = classes
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(class_name.as_str()))
+    else {
+        warn!(
+            "failed to get storageclass: {class_name}, proceeding to delete without secrets. storageclass.storage.k8s.io \"{class_name}\" not found"
+        );
+        return Ok(None);
+    };
+    let Some(claim_ref) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
+        warn!(
+            "claim reference does not exists in volume: {pv_name}, proceeding to delete without secrets."
+        );
+        return Ok(None);
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(claim_ref.name.clone().unwrap_or_default()),
+            namespace: Some(claim_ref.namespace.clone().unwrap_or_default()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let parameters = class.parameters.clone().unwrap_or_default();
+    secret_reference(
+        &PROVISIONER_SECRET_PARAMS,
+        &parameters,
+        &pv_name,
+        Some(&claim),
+    )
+    .map_err(|error| DeleteError::SecretReference {
+        pv: pv_name.clone(),
+        error,
+    })
+}
+
+/// Deletes the volume of `pv` in the driver (upstream's `Delete`). `attachments` are the
+/// VolumeAttachments when the driver attaches (`None`: no check). A secret that cannot be read
+/// is logged and the volume deleted without it (it may be gone already).
+pub async fn delete_volume(
+    config: &ProvisionerConfig,
+    pv: &PersistentVolume,
+    classes: &[StorageClass],
+    attachments: Option<&[VolumeAttachment]>,
+    driver: &dyn VolumeDriver,
+    secrets: &dyn SecretGetter,
+) -> Result<(), DeleteError> {
+    let csi = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.csi.as_ref())
+        .ok_or(DeleteError::InvalidPv)?;
+    let pv_name = pv.metadata.name.clone().unwrap_or_default();
+    let caps = &config.capabilities;
+    if !caps.controller_service {
+        return Err(DeleteError::MissingCapability(
+            "CSI driver does not support dynamic provisioning: plugin CONTROLLER_SERVICE capability is not reported",
+        ));
+    }
+    if !caps.create_delete_volume {
+        return Err(DeleteError::MissingCapability(
+            "CSI driver does not support dynamic provisioning: controller CREATE_DELETE_VOLUME capability is not reported",
+        ));
+    }
+
+    let mut request = DeleteVolumeRequest {
+        volume_id: csi.volume_handle.clone(),
+        ..Default::default()
+    };
+    if let Some(reference) = deletion_secret(pv, classes)? {
+        match secret_data(secrets, &reference).await {
+            Ok(data) => request.secrets = data.into_map(),
+            Err(e) => error!("failed to get credentials for volume {pv_name}: {e}"),
+        }
+    }
+
+    if let Some(attachment) = attachments
+        .into_iter()
+        .flatten()
+        .find(|va| va.spec.source.persistent_volume_name.as_deref() == Some(pv_name.as_str()))
+    {
+        return Err(DeleteError::InUse {
+            pv: pv_name,
+            node: attachment.spec.node_name.clone(),
+        });
+    }
+
+    driver
+        .delete_volume(request, config.timeout)
+        .await
+        .map_err(DeleteError::Csi)
+}
