@@ -7,7 +7,7 @@
 //! - [`params`]: StorageClass parameters and claim fields as CreateVolume sees them (stripped
 //!   `csi.storage.k8s.io/` keys, fsType, volume capabilities, capacity, extra metadata, volume
 //!   names).
-//! - [`provision`]: one claim from PVC to `CreateVolume` to PersistentVolume, the provisioning
+//! - [`mod@provision`]: one claim from PVC to `CreateVolume` to PersistentVolume, the provisioning
 //!   state of each failure and what the controller loop must do with it.
 //! - [`delete`]: the `DeleteVolume` of a released PV, its secret, and the wait for detach.
 //! - [`csi`]: the CSI calls behind a trait, and its implementation on the driver connection.
@@ -17,6 +17,10 @@
 //! data sources (clone, snapshot), VolumeAttributesClass lookups, capacity tracking, node
 //! deployment, `Config` with upstream's flags, the descriptor and the `csi-provisioner`
 //! binary.
+//!
+//! Not supported: CSI migration of in-tree volumes. A claim that names an in-tree provisioner
+//! is not ours ([`ProvisionError::NotOurs`]); an in-tree PV fails [`delete_volume`] as
+//! upstream's does without a CSI source ([`DeleteError::InvalidPv`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -211,8 +211,10 @@ pub struct TopologyInfo {
     pub requisite_terms: Vec<TopologyTerm>,
 }
 
-/// Per-claim topology memory, keyed by PVC UID (upstream's `InMemoryStore`). The caller
-/// forgets a claim ([`TopologyMemo::forget`]) once it is provisioned or has failed finally.
+/// Per-claim topology memory, keyed by PVC UID (upstream's `InMemoryStore`). [`crate::provision()`]
+/// forgets a claim once it is provisioned or `CreateVolume` failed with Finished or Reschedule;
+/// the caller must also forget a claim that is deleted before that (upstream never does, so its
+/// store keeps such entries for the life of the process).
 #[derive(Debug, Clone, Default)]
 pub struct TopologyMemo {
     claims: HashMap<String, TopologyInfo>,
