@@ -19,6 +19,7 @@ use crate::provision::{
     ANN_BETA_STORAGE_CLASS, ANN_DELETION_SECRET_NAME, ANN_DELETION_SECRET_NAMESPACE,
     ProvisionerConfig,
 };
+use crate::topology::volume_is_accessible;
 use csi_proto::csi::v1::DeleteVolumeRequest;
 
 /// Why a volume was not deleted. The messages are upstream's.
@@ -27,6 +28,13 @@ pub enum DeleteError {
     /// The PV has no CSI source.
     #[error("invalid CSI PV")]
     InvalidPv,
+    /// With `--node-deployment`: the volume is not accessible from this node, another
+    /// instance deletes it (upstream's `IgnoredError`: not an error for the PV).
+    #[error("PV was not provisioned on this node")]
+    NotThisNode,
+    /// With `--node-deployment`: the PV's node affinity could not be evaluated.
+    #[error("checking volume affinity failed: {0}")]
+    Affinity(String),
     /// The driver cannot delete volumes.
     #[error("{0}")]
     MissingCapability(&'static str),
@@ -57,6 +65,11 @@ impl DeleteError {
     /// Whether the volume is still attached (upstream's `VolumeInUseError`).
     pub fn is_in_use(&self) -> bool {
         matches!(self, DeleteError::InUse { .. })
+    }
+
+    /// Whether the PV is simply not this instance's to delete: no Event, no retry.
+    pub fn is_ignored(&self) -> bool {
+        matches!(self, DeleteError::NotThisNode)
     }
 }
 
@@ -137,7 +150,8 @@ pub fn deletion_secret(
     })
 }
 
-/// Deletes the volume of `pv` in the driver (upstream's `Delete`). `attachments` are the
+/// Deletes the volume of `pv` in the driver (upstream's `Delete`). With `--node-deployment`
+/// only a volume this node can reach is deleted. `attachments` are the
 /// VolumeAttachments when the driver attaches (`None`: no check). A secret that cannot be read
 /// is logged and the volume deleted without it (it may be gone already).
 pub async fn delete_volume(
@@ -154,6 +168,14 @@ pub async fn delete_volume(
         .and_then(|s| s.csi.as_ref())
         .ok_or(DeleteError::InvalidPv)?;
     let pv_name = pv.metadata.name.clone().unwrap_or_default();
+    if let Some(node) = &config.node_deployment {
+        let affinity = pv.spec.as_ref().and_then(|s| s.node_affinity.as_ref());
+        if !volume_is_accessible(affinity, node.accessible_topology.as_ref())
+            .map_err(DeleteError::Affinity)?
+        {
+            return Err(DeleteError::NotThisNode);
+        }
+    }
     let caps = &config.capabilities;
     if !caps.controller_service {
         return Err(DeleteError::MissingCapability(

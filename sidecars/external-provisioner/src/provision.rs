@@ -158,6 +158,17 @@ pub struct ProvisionerConfig {
     pub volume_attributes_class: bool,
     /// The driver's capabilities.
     pub capabilities: DriverCapabilities,
+    /// `--node-deployment`: this node's name and accessible topology (from `NodeGetInfo`).
+    pub node_deployment: Option<NodeDeployment>,
+}
+
+/// The node a `--node-deployment` provisioner runs on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeDeployment {
+    /// `NODE_NAME`.
+    pub node_name: String,
+    /// The node's accessible topology from `NodeGetInfo`, if it reported one.
+    pub accessible_topology: Option<csi_proto::csi::v1::Topology>,
 }
 
 /// One claim to provision, with what the controller loop read for it.

@@ -601,6 +601,89 @@ pub fn volume_node_affinity(accessible_topology: &[Topology]) -> Option<VolumeNo
     })
 }
 
+/// Whether a node with `node_topology` (its NodeGetInfo accessible topology) may use a volume
+/// with `affinity` (upstream's `VolumeIsAccessible`): without either, yes; else whether the
+/// topology, taken as the node's labels, matches one of the required node selector terms
+/// (component-helpers' `MatchNodeSelectorTerms`). An invalid requirement is an error when no
+/// term matches.
+pub fn volume_is_accessible(
+    affinity: Option<&VolumeNodeAffinity>,
+    node_topology: Option<&Topology>,
+) -> Result<bool, String> {
+    let (Some(node_topology), Some(required)) =
+        (node_topology, affinity.and_then(|a| a.required.as_ref()))
+    else {
+        return Ok(true);
+    };
+    let labels = &node_topology.segments;
+    let mut errors = Vec::new();
+    for term in &required.node_selector_terms {
+        let expressions = term.match_expressions.as_deref().unwrap_or_default();
+        let fields = term.match_fields.as_deref().unwrap_or_default();
+        if expressions.is_empty() && fields.is_empty() {
+            continue;
+        }
+        let mut matches = true;
+        for requirement in expressions {
+            match requirement_matches(requirement, labels.get(&requirement.key)) {
+                Ok(true) => {}
+                Ok(false) => matches = false,
+                Err(e) => {
+                    errors.push(e);
+                    matches = false;
+                }
+            }
+        }
+        // The node here has no name: a field requirement (`metadata.name`) sees "".
+        for requirement in fields {
+            let empty = String::new();
+            match requirement_matches(requirement, Some(&empty)) {
+                Ok(true) => {}
+                Ok(false) => matches = false,
+                Err(e) => {
+                    errors.push(e);
+                    matches = false;
+                }
+            }
+        }
+        if matches {
+            return Ok(true);
+        }
+    }
+    if errors.is_empty() {
+        Ok(false)
+    } else {
+        Err(errors.join(", "))
+    }
+}
+
+fn requirement_matches(
+    requirement: &NodeSelectorRequirement,
+    value: Option<&String>,
+) -> Result<bool, String> {
+    let values = requirement.values.as_deref().unwrap_or_default();
+    match requirement.operator.as_str() {
+        "In" => Ok(value.is_some_and(|v| values.contains(v))),
+        "NotIn" => Ok(!value.is_some_and(|v| values.contains(v))),
+        "Exists" => Ok(value.is_some()),
+        "DoesNotExist" => Ok(value.is_none()),
+        op @ ("Gt" | "Lt") => {
+            let [bound] = values else {
+                return Err(format!(
+                    "for '{op}' operator, exactly one value is required"
+                ));
+            };
+            let bound: i64 = bound
+                .parse()
+                .map_err(|_| format!("for '{op}' operator, the value must be an integer"))?;
+            Ok(value
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| if op == "Gt" { v > bound } else { v < bound }))
+        }
+        op => Err(format!("{op:?} is not a valid label selector operator")),
+    }
+}
+
 /// Go's `hash/fnv` `New32` (FNV-1, 32 bits).
 fn fnv1_32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(2_166_136_261u32, |hash, b| {
@@ -644,6 +727,49 @@ fn parse_go_uint32(s: &str) -> Result<u32, ()> {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    fn affinity(operator: &str, values: &[&str]) -> VolumeNodeAffinity {
+        VolumeNodeAffinity {
+            required: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: "zone".into(),
+                        operator: operator.into(),
+                        values: Some(values.iter().map(|v| v.to_string()).collect()),
+                    }]),
+                    match_fields: None,
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn volume_accessibility() {
+        let node = Topology {
+            segments: [("zone".to_string(), "3".to_string())].into(),
+        };
+        let accessible = |a: &VolumeNodeAffinity| volume_is_accessible(Some(a), Some(&node));
+        assert_eq!(volume_is_accessible(None, Some(&node)), Ok(true));
+        assert_eq!(
+            volume_is_accessible(Some(&affinity("In", &["1"])), None),
+            Ok(true)
+        );
+        assert_eq!(accessible(&affinity("In", &["3"])), Ok(true));
+        assert_eq!(accessible(&affinity("In", &["1", "2"])), Ok(false));
+        assert_eq!(accessible(&affinity("NotIn", &["1"])), Ok(true));
+        assert_eq!(accessible(&affinity("Exists", &[])), Ok(true));
+        assert_eq!(accessible(&affinity("DoesNotExist", &[])), Ok(false));
+        assert_eq!(accessible(&affinity("Gt", &["2"])), Ok(true));
+        assert_eq!(accessible(&affinity("Lt", &["2"])), Ok(false));
+        assert!(accessible(&affinity("Gt", &["x"])).is_err());
+        assert!(accessible(&affinity("Near", &["3"])).is_err());
+        let empty = VolumeNodeAffinity {
+            required: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm::default()],
+            }),
+        };
+        assert_eq!(accessible(&empty), Ok(false));
+    }
 
     #[test]
     fn fnv_matches_go() {

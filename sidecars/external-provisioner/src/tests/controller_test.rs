@@ -138,6 +138,7 @@ fn config(capabilities: DriverCapabilities) -> ProvisionerConfig {
         controller_publish_readonly: false,
         volume_attributes_class: true,
         capabilities,
+        node_deployment: None,
     }
 }
 

@@ -1,6 +1,5 @@
 //! Port of upstream's `TestDelete` (`pkg/controller/controller_test.go`, v6.4.0), with its case
-//! names: 15 of its 18 cases. Not ported: "fail - nil PV" (a PV reference cannot be nil here)
-//! and the two "distributed, …" cases (node deployment is not written yet).
+//! names: 17 of its 18 cases. Not ported: "fail - nil PV" (a PV reference cannot be nil here).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,7 +10,8 @@ use csi_proto::csi::v1::{CreateVolumeRequest, CreateVolumeResponse, DeleteVolume
 use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    CSIPersistentVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeSpec, Secret,
+    CSIPersistentVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectReference, PersistentVolume, PersistentVolumeSpec, Secret, VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::{
     StorageClass, VolumeAttachment, VolumeAttachmentSource, VolumeAttachmentSpec,
@@ -22,8 +22,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use crate::csi::{CsiError, VolumeDriver};
 use crate::delete::delete_volume;
 use crate::provision::{
-    ANN_DELETION_SECRET_NAME, ANN_DELETION_SECRET_NAMESPACE, DriverCapabilities, ProvisionerConfig,
+    ANN_DELETION_SECRET_NAME, ANN_DELETION_SECRET_NAMESPACE, DriverCapabilities, NodeDeployment,
+    ProvisionerConfig,
 };
+
+/// The topology key of upstream's node-deployment cases.
+const DRIVER_TOPOLOGY_KEY: &str = "test-driver-node";
 
 #[derive(Debug, Default)]
 struct FakeDriver {
@@ -88,6 +92,7 @@ fn config() -> ProvisionerConfig {
             create_delete_volume: true,
             ..Default::default()
         },
+        node_deployment: None,
     }
 }
 
@@ -121,6 +126,8 @@ struct Pv {
     claim: Option<(&'static str, &'static str)>,
     class: &'static str,
     csi: bool,
+    /// Node affinity `test-driver-node In [<value>]`.
+    on_node: Option<&'static str>,
 }
 
 impl Pv {
@@ -142,6 +149,18 @@ impl Pv {
                     ..Default::default()
                 }),
                 storage_class_name: (!self.class.is_empty()).then(|| self.class.to_string()),
+                node_affinity: self.on_node.map(|node| VolumeNodeAffinity {
+                    required: Some(NodeSelector {
+                        node_selector_terms: vec![NodeSelectorTerm {
+                            match_expressions: Some(vec![NodeSelectorRequirement {
+                                key: DRIVER_TOPOLOGY_KEY.into(),
+                                operator: "In".into(),
+                                values: Some(vec![node.into()]),
+                            }]),
+                            match_fields: None,
+                        }],
+                    }),
+                }),
                 ..Default::default()
             }),
             status: None,
@@ -195,6 +214,8 @@ struct Case {
     class: Option<StorageClass>,
     secrets: Vec<Secret>,
     attachment: Option<VolumeAttachment>,
+    /// `--node-deployment` on this node.
+    deployment_node: Option<&'static str>,
     expect: Expect,
 }
 
@@ -221,6 +242,7 @@ async fn test_delete() {
             class: None,
             secrets: vec![],
             attachment: None,
+            deployment_node: None,
             expect: Expect::Error,
         },
         Case {
@@ -238,6 +260,7 @@ async fn test_delete() {
             )])),
             secrets: vec![],
             attachment: None,
+            deployment_node: None,
             expect: Expect::Error,
         },
         Case {
@@ -258,6 +281,7 @@ async fn test_delete() {
             ])),
             secrets: vec![],
             attachment: Some(attachment(PV_NAME, Some(true), false)),
+            deployment_node: None,
             expect: Expect::InUse,
         },
         Case {
@@ -278,6 +302,7 @@ async fn test_delete() {
             ])),
             secrets: vec![],
             attachment: Some(attachment(PV_NAME, Some(false), false)),
+            deployment_node: None,
             expect: Expect::InUse,
         },
         Case {
@@ -298,6 +323,7 @@ async fn test_delete() {
             ])),
             secrets: vec![],
             attachment: Some(attachment(PV_NAME, None, true)),
+            deployment_node: None,
             expect: Expect::InUse,
         },
         Case {
@@ -310,6 +336,7 @@ async fn test_delete() {
             class: Some(class(&[TEMPLATED])),
             secrets: vec![],
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(map(&[])),
         },
         Case {
@@ -323,6 +350,7 @@ async fn test_delete() {
             class: Some(class(&[TEMPLATED])),
             secrets: vec![],
             attachment: Some(attachment(PV_NAME, Some(true), false)),
+            deployment_node: None,
             expect: Expect::Deleted(map(&[])),
         },
         Case {
@@ -336,6 +364,7 @@ async fn test_delete() {
             class: Some(class(&[TEMPLATED])),
             secrets: vec![],
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(map(&[])),
         },
         Case {
@@ -352,6 +381,7 @@ async fn test_delete() {
             class: Some(class(&[])),
             secrets: vec![],
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(map(&[])),
         },
         Case {
@@ -368,6 +398,7 @@ async fn test_delete() {
             class: None,
             secrets: vec![],
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(map(&[])),
         },
         Case {
@@ -390,6 +421,7 @@ async fn test_delete() {
             ])),
             secrets: provisioner_secrets(),
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(secret_value()),
         },
         Case {
@@ -406,6 +438,7 @@ async fn test_delete() {
             class: None,
             secrets: provisioner_secrets(),
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(secret_value()),
         },
         Case {
@@ -431,6 +464,7 @@ async fn test_delete() {
             ])),
             secrets: provisioner_secrets(),
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(secret_value()),
         },
         Case {
@@ -447,6 +481,7 @@ async fn test_delete() {
             class: None,
             secrets: provisioner_secrets(),
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(map(&[])),
         },
         Case {
@@ -467,17 +502,55 @@ async fn test_delete() {
             ])),
             secrets: provisioner_secrets(),
             attachment: None,
+            deployment_node: None,
             expect: Expect::Deleted(secret_value()),
         },
+        Case {
+            name: "distributed, ignore PV from other host",
+            pv: Pv {
+                name: "pv",
+                claim: Some(("", "pvc-name")),
+                csi: true,
+                on_node: Some("bar"),
+                ..Default::default()
+            },
+            class: Some(class(&[TEMPLATED])),
+            secrets: vec![],
+            attachment: None,
+            deployment_node: Some("foo"),
+            expect: Expect::Error,
+        },
+        Case {
+            name: "distributed, delete PV from our host",
+            pv: Pv {
+                name: "pv",
+                claim: Some(("", "pvc-name")),
+                csi: true,
+                on_node: Some("foo"),
+                ..Default::default()
+            },
+            class: Some(class(&[TEMPLATED])),
+            secrets: vec![],
+            attachment: None,
+            deployment_node: Some("foo"),
+            expect: Expect::Deleted(map(&[])),
+        },
     ];
-    assert_eq!(cases.len(), 15);
+    assert_eq!(cases.len(), 17);
     for case in cases {
         let name = case.name;
         let driver = FakeDriver::default();
         let classes: Vec<StorageClass> = case.class.into_iter().collect();
         let attachments: Vec<VolumeAttachment> = case.attachment.into_iter().collect();
+        let mut config = config();
+        config.node_deployment = case.deployment_node.map(|node| NodeDeployment {
+            node_name: node.into(),
+            accessible_topology: Some(csi_proto::csi::v1::Topology {
+                segments: [(DRIVER_TOPOLOGY_KEY.to_string(), node.to_string())].into(),
+            }),
+        });
         let result = delete_volume(
-            &config(),
+            &config,
             &case.pv.build(),
             &classes,
             Some(&attachments),
