@@ -9,12 +9,13 @@
 //!   names).
 //! - [`mod@provision`]: one claim from PVC to `CreateVolume` to PersistentVolume, the provisioning
 //!   state of each failure and what the controller loop must do with it.
+//! - [`source`]: the content source of a clone, with upstream's rules on the source PVC and PV.
 //! - [`delete`]: the `DeleteVolume` of a released PV, its secret, and the wait for detach.
 //! - [`csi`]: the CSI calls behind a trait, and its implementation on the driver connection.
 //!
 //! Still to come (they need the controller loop and the shared caches): watching claims and
 //! volumes, the claim and volume queues, saving PVs, when to delete a volume, Events and metrics,
-//! data sources (clone, snapshot), VolumeAttributesClass lookups, capacity tracking, node
+//! the data-source finalizers and snapshot sources, VolumeAttributesClass lookups, capacity tracking, node
 //! deployment, `Config` with upstream's flags, the descriptor and the `csi-provisioner`
 //! binary.
 //!
@@ -29,13 +30,14 @@ pub mod csi;
 pub mod delete;
 pub mod params;
 pub mod provision;
+pub mod source;
 pub mod topology;
 
 pub use csi::{CsiError, CsiVolumeDriver, VolumeDriver};
 pub use delete::{DeleteError, delete_volume};
 pub use provision::{
-    FailureOutcome, ProvisionError, ProvisionOptions, ProvisionerConfig, ProvisioningState,
-    provision,
+    DataSourceObjects, FailureOutcome, ProvisionError, ProvisionOptions, ProvisionerConfig,
+    ProvisioningState, provision,
 };
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 
 use crate::csi::{CsiError, VolumeDriver};
 use crate::params::{self, ParamsError};
+use crate::source::{SourceError, clone_source};
 use crate::topology::{
     AccessibilityRequest, ClusterTopology, TopologyError, TopologyMemo,
     generate_accessibility_requirements, volume_node_affinity,
@@ -182,10 +183,28 @@ pub struct ProvisionOptions<'a> {
     pub selected_node: &'a str,
     /// The claim's VolumeAttributesClass, when it names one and it exists.
     pub volume_attributes_class: Option<&'a VolumeAttributesClass>,
-    /// The content source resolved from the claim's data source (clone or snapshot).
-    pub content_source: Option<&'a VolumeContentSource>,
+    /// The objects the claim's data source refers to, as the controller loop read them.
+    pub data_source: DataSourceObjects<'a>,
     /// The CSINodes and Nodes, for topology.
     pub cluster: ClusterTopology<'a>,
+}
+
+/// The objects behind a claim's data source.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum DataSourceObjects<'a> {
+    /// The claim has no data source (or the caller read nothing).
+    #[default]
+    None,
+    /// A PersistentVolumeClaim data source: the source PVC and the PV it is bound to (`None`
+    /// when not found).
+    Clone {
+        /// The source PVC.
+        pvc: Option<&'a PersistentVolumeClaim>,
+        /// The PV named by the source PVC's `spec.volumeName`.
+        pv: Option<&'a PersistentVolume>,
+    },
+    /// A VolumeSnapshot data source: the content source the caller resolved, if it could.
+    Snapshot(Option<&'a VolumeContentSource>),
 }
 
 /// Why a claim was not provisioned. The messages are upstream's; [`ProvisionError::state`]
@@ -241,6 +260,16 @@ pub enum ProvisionError {
     /// Stripping the parameters failed.
     #[error("failed to strip CSI Parameters of prefixed keys: {0}")]
     StripParameters(ParamsError),
+    /// The data source cannot be used (state NoChange: the source may still become usable).
+    #[error("error getting handle for DataSource Type {kind} by Name {name}: {error}")]
+    ContentSource {
+        /// The data source's kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// What is wrong.
+        error: SourceError,
+    },
     /// The claim's VolumeAttributesClass could not be read.
     #[error("{0}")]
     VolumeAttributesClass(ApiError),
@@ -309,9 +338,11 @@ impl ProvisionError {
             | StripParameters(_)
             | VolumeAttributesClassDriver { .. } => ProvisioningState::Finished,
             TopologyNotFound(_) => ProvisioningState::Reschedule,
-            Topology(_) | SecretReference(_) | Credentials(_) | VolumeAttributesClass(_) => {
-                ProvisioningState::NoChange
-            }
+            Topology(_)
+            | SecretReference(_)
+            | Credentials(_)
+            | VolumeAttributesClass(_)
+            | ContentSource { .. } => ProvisioningState::NoChange,
             CreateVolume { state, .. } => *state,
             CapacityTooSmall { .. } | ContentSourceMissing { .. } => {
                 ProvisioningState::InBackground
@@ -430,7 +461,8 @@ fn data_source(claim: &PersistentVolumeClaim) -> Option<(String, String, Option<
 
 /// Everything before `CreateVolume` that needs no write (upstream's `prepareProvision`), in
 /// upstream's order: data source kind, capabilities, selector, name, fsType, capabilities,
-/// topology, secrets (the provisioner secret is read), stripped parameters,
+/// content source (the clone-protection or snapshot finalizer goes on the source after this,
+/// before topology: the controller loop's), topology, secrets (the provisioner secret is read), stripped parameters,
 /// `--extra-create-metadata`, VolumeAttributesClass.
 pub async fn prepare(
     config: &ProvisionerConfig,
@@ -444,7 +476,8 @@ pub async fn prepare(
     let claim_name = claim.metadata.name.clone().unwrap_or_default();
 
     let (mut needs_snapshot, mut needs_clone) = (false, false);
-    if let Some((kind, name, api_group)) = data_source(claim) {
+    let source = data_source(claim);
+    if let Some((kind, name, api_group)) = source.clone() {
         if name.is_empty() {
             return Err(ProvisionError::DataSourceWithoutName(claim_name));
         }
@@ -520,9 +553,20 @@ pub async fn prepare(
             required_bytes: params::requested_bytes(claim),
             limit_bytes: 0,
         }),
-        volume_content_source: options.content_source.cloned(),
         ..Default::default()
     };
+
+    if let Some((kind, name, _)) = source.filter(|_| needs_clone || needs_snapshot) {
+        let content = match options.data_source {
+            DataSourceObjects::Clone { pvc, pv } if needs_clone => {
+                clone_source(claim, class, &name, pvc, pv)
+            }
+            DataSourceObjects::Snapshot(Some(content)) if needs_snapshot => Ok(content.clone()),
+            _ => Err(SourceError::NotResolved),
+        }
+        .map_err(|error| ProvisionError::ContentSource { kind, name, error })?;
+        request.volume_content_source = Some(content);
+    }
 
     if caps.topology {
         let allowed = class.allowed_topologies.clone().unwrap_or_default();

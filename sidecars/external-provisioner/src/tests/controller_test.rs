@@ -370,7 +370,7 @@ impl Case {
             storage_class: &self.class,
             selected_node: self.selected_node,
             volume_attributes_class: vac,
-            content_source: None,
+            data_source: DataSourceObjects::None,
             cluster: ClusterTopology::default(),
         };
         let result = provision(
@@ -974,7 +974,7 @@ async fn test_fs_type_provision() {
             storage_class: &class,
             selected_node: "",
             volume_attributes_class: None,
-            content_source: None,
+            data_source: DataSourceObjects::None,
             cluster: ClusterTopology::default(),
         };
         let driver = FakeDriver::with_capacity(REQUESTED_BYTES);
@@ -1027,7 +1027,7 @@ async fn test_provision_error_handling() {
                 storage_class: &class,
                 selected_node: selected,
                 volume_attributes_class: None,
-                content_source: None,
+                data_source: DataSourceObjects::None,
                 cluster: ClusterTopology {
                     csi_nodes: &nodes.1,
                     nodes: &nodes.0,
@@ -1123,7 +1123,7 @@ async fn test_create_driver_returns_invalid_capacity_during_provision() {
         storage_class: &class,
         selected_node: "",
         volume_attributes_class: None,
-        content_source: None,
+        data_source: DataSourceObjects::None,
         cluster: ClusterTopology::default(),
     };
     let driver = FakeDriver::with_capacity(REQUESTED_BYTES - 1);
@@ -1168,7 +1168,7 @@ async fn library_completes_the_pv() {
         storage_class: &class,
         selected_node: "",
         volume_attributes_class: None,
-        content_source: None,
+        data_source: DataSourceObjects::None,
         cluster: ClusterTopology {
             csi_nodes: &nodes.1,
             nodes: &nodes.0,
@@ -1262,7 +1262,7 @@ async fn test_provision_with_topology_enabled() {
             storage_class: &class,
             selected_node: "",
             volume_attributes_class: None,
-            content_source: None,
+            data_source: DataSourceObjects::None,
             cluster: ClusterTopology {
                 csi_nodes: if topology { &csi_nodes } else { &[] },
                 nodes: if with_nodes { &nodes } else { &no_nodes },
@@ -1328,7 +1328,7 @@ async fn test_provision_with_topology_disabled() {
         storage_class: &class,
         selected_node: "some-node",
         volume_attributes_class: None,
-        content_source: None,
+        data_source: DataSourceObjects::None,
         cluster: ClusterTopology::default(),
     };
     let driver = topology_response();

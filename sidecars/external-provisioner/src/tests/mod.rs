@@ -3,4 +3,5 @@
 mod controller_test;
 mod delete_test;
 mod params_test;
+mod source_test;
 mod topology_test;
