@@ -434,6 +434,14 @@ pub fn claim_provisioner(claim: &PersistentVolumeClaim) -> &str {
         .unwrap_or_default()
 }
 
+/// Whether this provisioner handles `claim` at all (upstream's `ShouldProvision` without node
+/// deployment): the claim asks for this driver, or was migrated to it
+/// (`pv.kubernetes.io/migrated-to`). A claim that fails this is skipped without an Event.
+pub fn should_provision(config: &ProvisionerConfig, claim: &PersistentVolumeClaim) -> bool {
+    claim_provisioner(claim) == config.driver_name
+        || annotation(claim, ANN_MIGRATED_TO) == Some(config.driver_name.as_str())
+}
+
 /// The claim's class: the beta annotation, else `spec.storageClassName`, else empty
 /// (component-helpers' `GetPersistentVolumeClaimClass`).
 pub fn claim_class(claim: &PersistentVolumeClaim) -> String {
@@ -665,12 +673,9 @@ pub async fn provision(
     memo: &mut TopologyMemo,
 ) -> Result<PersistentVolume, ProvisionError> {
     let claim = options.claim;
-    let provisioner = claim_provisioner(claim);
-    if provisioner != config.driver_name
-        && annotation(claim, ANN_MIGRATED_TO) != Some(config.driver_name.as_str())
-    {
+    if !should_provision(config, claim) {
         return Err(ProvisionError::NotOurs {
-            provisioner: provisioner.to_string(),
+            provisioner: claim_provisioner(claim).to_string(),
             driver: config.driver_name.clone(),
         });
     }

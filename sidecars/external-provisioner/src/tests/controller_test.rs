@@ -2,7 +2,8 @@
 //! their case names: `TestProvision` (the 33 cases of `provisionTestcases` that do not need
 //! node deployment), `TestFSTypeProvision` (4), `TestProvisionErrorHandling` (16 codes × 4
 //! topology/node combinations), `TestCreateDriverReturnsInvalidCapacityDuringProvision`,
-//! `TestProvisionWithTopologyEnabled` (3) and `TestProvisionWithTopologyDisabled`.
+//! `TestProvisionWithTopologyEnabled` (3), `TestProvisionWithTopologyDisabled` and
+//! `TestShouldProvision` (the same 33 cases).
 //! Upstream's checks of the produced PV are kept (name, annotations, reclaim policy, access
 //! modes, volume mode, capacity, mount options, the whole CSI source, VolumeAttributesClass);
 //! the library's additions (claimRef, finalizer, provisioned-by, storageClassName) are checked
@@ -933,6 +934,28 @@ async fn test_provision() {
     for case in cases {
         case.run().await;
     }
+}
+
+/// Every one of the ported cases is for this driver (the node-deployment cases, where
+/// upstream expects a `false`, are not ported).
+#[test]
+fn test_should_provision() {
+    let cases = test_provision_cases();
+    assert_eq!(cases.len(), 33);
+    for case in cases {
+        let config = config(case.capabilities);
+        assert!(should_provision(&config, &case.claim), "{}", case.name);
+    }
+    let mut other = fake_pvc();
+    other.metadata.annotations = Some(map(&[(ANN_STORAGE_PROVISIONER, "other-driver")]));
+    assert!(!should_provision(&config(provision_capabilities()), &other));
+    other
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(ANN_MIGRATED_TO.into(), DRIVER.into());
+    assert!(should_provision(&config(provision_capabilities()), &other));
 }
 
 #[tokio::test]
