@@ -14,10 +14,11 @@
 //! - [`csi`]: the CSI calls behind a trait, and its implementation on the driver connection.
 //!
 //! Still to come (they need the controller loop and the shared caches): watching claims and
-//! volumes, the claim and volume queues, saving PVs, when to delete a volume, Events and metrics,
-//! the data-source finalizers and snapshot sources, VolumeAttributesClass lookups, capacity tracking, node
-//! deployment, `Config` with upstream's flags, the descriptor and the `csi-provisioner`
-//! binary.
+//! volumes, the claim and volume queues, saving PVs, when to delete a volume, Events and
+//! metrics, the data-source finalizers, snapshot and cross-namespace sources,
+//! VolumeAttributesClass lookups, capacity tracking, node deployment (except deleting only
+//! what this node reaches), `Config` with upstream's flags, the descriptor and the
+//! `csi-provisioner` binary.
 //!
 //! Not supported: CSI migration of in-tree volumes. A claim that names an in-tree provisioner
 //! is not ours ([`ProvisionError::NotOurs`]); an in-tree PV fails [`delete_volume`] as

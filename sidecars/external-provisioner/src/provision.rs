@@ -470,8 +470,8 @@ fn data_source(claim: &PersistentVolumeClaim) -> Option<(String, String, Option<
 /// Everything before `CreateVolume` that needs no write (upstream's `prepareProvision`), in
 /// upstream's order: data source kind, capabilities, selector, name, fsType, capabilities,
 /// content source (the clone-protection or snapshot finalizer goes on the source after this,
-/// before topology: the controller loop's), topology, secrets (the provisioner secret is read), stripped parameters,
-/// `--extra-create-metadata`, VolumeAttributesClass.
+/// before topology: the controller loop's), topology, secrets (the provisioner secret is
+/// read), stripped parameters, `--extra-create-metadata`, VolumeAttributesClass.
 pub async fn prepare(
     config: &ProvisionerConfig,
     options: &ProvisionOptions<'_>,
