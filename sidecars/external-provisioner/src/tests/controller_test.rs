@@ -1366,3 +1366,23 @@ async fn test_provision_with_topology_disabled() {
     .unwrap();
     assert_eq!(pv.spec.unwrap().node_affinity, None);
 }
+
+/// An error without a gRPC status (the call may never have reached the driver, or may still
+/// run) keeps the claim in the background, as upstream's `checkError` does.
+#[test]
+fn errors_without_status_are_in_background() {
+    let error = CsiError::Other("connection lost".into());
+    assert_eq!(
+        state_of_create_error(&error, true),
+        ProvisioningState::InBackground
+    );
+    let err = ProvisionError::CreateVolume {
+        error,
+        state: ProvisioningState::InBackground,
+    };
+    assert!(!err.is_infeasible());
+    assert_eq!(
+        err.outcome(true),
+        FailureOutcome::Retry(ProvisioningState::InBackground)
+    );
+}
