@@ -9,6 +9,7 @@
 //! and the binary decides (exit with a termination message, as upstream sidecars do, or carry on
 //! and let the channel reconnect). Nothing here exits the process.
 
+pub mod accessmodes;
 pub mod rpc;
 
 use std::future::Future;

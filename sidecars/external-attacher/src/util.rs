@@ -2,12 +2,10 @@
 //! PersistentVolume spec, and the two status writes shared by both handlers
 //! ([`mark_as_attached`], [`mark_as_detached`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use csi_proto::csi::v1::VolumeCapability;
-use csi_proto::csi::v1::volume_capability::{
-    AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode,
-};
+use csi_proto::csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, PersistentVolume, PersistentVolumeSpec,
 };
@@ -16,6 +14,7 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::kube::{ApiError, KubeClient};
+pub use csi_connection::accessmodes::to_csi_access_mode;
 use csi_controller::patch::create_merge_patch;
 use csi_controller::sanitize_name;
 
@@ -103,49 +102,6 @@ pub fn volume_capabilities(
         access_type: Some(access_type),
         access_mode: Some(AccessMode { mode: mode.into() }),
     })
-}
-
-/// csi-lib-utils' `accessmodes.ToCSIAccessMode`: Kubernetes access modes to a CSI access
-/// mode. With `single_node_multi_writer` (the driver has `SINGLE_NODE_MULTI_WRITER`),
-/// ReadWriteOnce is `SINGLE_NODE_MULTI_WRITER` and ReadWriteOncePod
-/// `SINGLE_NODE_SINGLE_WRITER`; without, both are `SINGLE_NODE_WRITER`. ReadWriteMany wins over
-/// everything but ReadWriteOncePod, which cannot be combined with anything.
-pub fn to_csi_access_mode(
-    modes: &[String],
-    single_node_multi_writer: bool,
-) -> Result<Mode, String> {
-    let set: BTreeSet<&str> = modes.iter().map(String::as_str).collect();
-    if set.contains("ReadWriteOncePod") {
-        if set.len() > 1 {
-            return Err("Kubernetes does not support use of ReadWriteOncePod with other access modes on the same PersistentVolume".into());
-        }
-        return Ok(if single_node_multi_writer {
-            Mode::SingleNodeSingleWriter
-        } else {
-            Mode::SingleNodeWriter
-        });
-    }
-    if set.contains("ReadWriteMany") {
-        return Ok(Mode::MultiNodeMultiWriter);
-    }
-    let rox = set.contains("ReadOnlyMany");
-    let rwo = set.contains("ReadWriteOnce");
-    match (rox, rwo) {
-        (true, true) => Err(
-            "CSI does not support ReadOnlyMany and ReadWriteOnce on the same PersistentVolume"
-                .into(),
-        ),
-        (true, false) => Ok(Mode::MultiNodeReaderOnly),
-        (false, true) => Ok(if single_node_multi_writer {
-            Mode::SingleNodeMultiWriter
-        } else {
-            Mode::SingleNodeWriter
-        }),
-        (false, false) => Err(format!(
-            "unsupported AccessMode combination: [{}]",
-            modes.join(" ")
-        )),
-    }
 }
 
 /// Upstream's `GetVolumeHandle`: the volume handle and the read-only flag.

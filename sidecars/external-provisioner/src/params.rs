@@ -6,13 +6,12 @@
 //! Secret parameters and their templates are the controller toolkit's
 //! ([`csi_controller::secrets`]); this module only knows that they are reserved keys.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
+pub use csi_connection::accessmodes::to_csi_access_mode;
 use csi_controller::secrets::CSI_PARAMETER_PREFIX;
 use csi_proto::csi::v1::VolumeCapability;
-use csi_proto::csi::v1::volume_capability::{
-    AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode,
-};
+use csi_proto::csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tracing::warn;
@@ -145,45 +144,6 @@ pub fn is_block(claim: &PersistentVolumeClaim) -> bool {
         .as_ref()
         .and_then(|s| s.volume_mode.as_deref())
         .is_some_and(|m| m == "Block")
-}
-
-/// csi-lib-utils' `accessmodes.ToCSIAccessMode`. With `single_node_multi_writer` (the driver
-/// has `SINGLE_NODE_MULTI_WRITER`) ReadWriteOnce is `SINGLE_NODE_MULTI_WRITER` and
-/// ReadWriteOncePod `SINGLE_NODE_SINGLE_WRITER`; without, both are `SINGLE_NODE_WRITER`.
-pub fn to_csi_access_mode(
-    modes: &[String],
-    single_node_multi_writer: bool,
-) -> Result<Mode, String> {
-    let set: BTreeSet<&str> = modes.iter().map(String::as_str).collect();
-    if set.contains("ReadWriteOncePod") {
-        if set.len() > 1 {
-            return Err("Kubernetes does not support use of ReadWriteOncePod with other access modes on the same PersistentVolume".into());
-        }
-        return Ok(if single_node_multi_writer {
-            Mode::SingleNodeSingleWriter
-        } else {
-            Mode::SingleNodeWriter
-        });
-    }
-    if set.contains("ReadWriteMany") {
-        return Ok(Mode::MultiNodeMultiWriter);
-    }
-    match (set.contains("ReadOnlyMany"), set.contains("ReadWriteOnce")) {
-        (true, true) => Err(
-            "CSI does not support ReadOnlyMany and ReadWriteOnce on the same PersistentVolume"
-                .into(),
-        ),
-        (true, false) => Ok(Mode::MultiNodeReaderOnly),
-        (false, true) => Ok(if single_node_multi_writer {
-            Mode::SingleNodeMultiWriter
-        } else {
-            Mode::SingleNodeWriter
-        }),
-        (false, false) => Err(format!(
-            "unsupported AccessMode combination: [{}]",
-            modes.join(" ")
-        )),
-    }
 }
 
 /// One volume capability per access mode of the claim: Block, or Mount with `fs_type` and the
