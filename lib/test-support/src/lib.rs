@@ -6,6 +6,7 @@
 //! - [`FakeKubelet`]: the kubelet plugin watcher's side of plugin registration.
 //! - [`fake_api::FakeApi`]: an in-memory Kubernetes API (watch cache and server) for
 //!   controllers' table tests, recording every call.
+//! - [`Secrets`]: an in-memory `SecretGetter` for code that reads Secrets.
 //! - [`wait_for_path`] and [`unix_channel`]: the small helpers both of them need.
 //! - [`ChildProcess`] and [`http_get`]: our binaries as real processes (killed when dropped),
 //!   and a minimal HTTP client for their health and metrics endpoints.
@@ -29,6 +30,7 @@ pub mod fake_api;
 mod fake_kubelet;
 mod mock_driver;
 mod process;
+mod secrets;
 
 pub use fake_kubelet::{FakeKubelet, SUPPORTED_CSI_VERSION};
 pub use mock_driver::{
@@ -36,6 +38,7 @@ pub use mock_driver::{
     plugin_service_capability, volume_expansion_capability,
 };
 pub use process::{ChildProcess, free_port, http_get, run_to_exit, wait_for_http, wait_for_status};
+pub use secrets::Secrets;
 
 /// How often [`wait_for_path`] looks again.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use csi_controller::{ApiError, SecretGetter};
 use csi_proto::csi::v1::{CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest};
+use csi_test_support::Secrets;
 use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
@@ -50,27 +50,6 @@ impl VolumeDriver for FakeDriver {
     ) -> BoxFuture<'_, Result<(), CsiError>> {
         self.deleted.lock().unwrap().push(request);
         Box::pin(async { Ok(()) })
-    }
-}
-
-struct Secrets(Vec<Secret>);
-
-impl SecretGetter for Secrets {
-    fn get_secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Secret, ApiError>> {
-        Box::pin(async move {
-            self.0
-                .iter()
-                .find(|s| {
-                    s.metadata.namespace.as_deref() == Some(namespace)
-                        && s.metadata.name.as_deref() == Some(name)
-                })
-                .cloned()
-                .ok_or_else(|| ApiError::not_found(csi_controller::resources::SECRETS, name))
-        })
     }
 }
 
