@@ -91,10 +91,25 @@ impl ApiError {
         self.code == 404 || self.reason == "NotFound"
     }
 
-    /// Whether this is a 409 (`apierrors.IsConflict`): someone else changed the object, or a
-    /// JSON patch `test` failed on the server.
+    /// Whether this is a 409 `Conflict` (`apierrors.IsConflict`): someone else changed the
+    /// object, or a JSON patch `test` failed on the server. A 409 `AlreadyExists` is not.
     pub fn is_conflict(&self) -> bool {
-        self.code == 409 || self.reason == "Conflict"
+        self.reason == "Conflict" || (self.reason.is_empty() && self.code == 409)
+    }
+
+    /// client-go's `NewAlreadyExists`: `<resource> "<name>" already exists`.
+    pub fn already_exists(qualified_resource: &str, name: &str) -> Self {
+        ApiError {
+            code: 409,
+            reason: "AlreadyExists".into(),
+            message: format!("{qualified_resource} {name:?} already exists"),
+        }
+    }
+
+    /// Whether this is `AlreadyExists` (`apierrors.IsAlreadyExists`): a create of an object
+    /// that exists.
+    pub fn is_already_exists(&self) -> bool {
+        self.reason == "AlreadyExists"
     }
 }
 

@@ -8,7 +8,10 @@
 //!   so two controllers racing cannot add the same finalizer twice;
 //! - [`with_resource_version_test`]: adds a `test` of `metadata.resourceVersion`, for patches
 //!   that must apply only to the version that was read;
-//! - [`add_finalizer`] / [`remove_finalizer`]: build the checked patch and send it.
+//! - [`add_finalizer`] / [`remove_finalizer`]: build the checked patch and send it;
+//! - [`finalizers_strategic_patch`]: the strategic merge patch client-go's
+//!   `CreateTwoWayMergePatch` computes when only the list changes (sig-storage-lib-external-
+//!   provisioner's PersistentVolume finalizer).
 //!
 //! A failed `test` is answered by the API server with an error (422 `Invalid` today); the
 //! caller re-reads the object and tries again.
@@ -78,6 +81,38 @@ pub fn with_resource_version_test(mut patch: Value, resource_version: &str) -> V
         );
     }
     patch
+}
+
+/// The strategic merge patch from the finalizer list `old` to `new`, as client-go's
+/// `CreateTwoWayMergePatch` writes it for a `metadata.finalizers` change (a primitive list
+/// with the `merge` strategy): `{"metadata":{"finalizers":null}}` when `new` is empty, the
+/// whole list when `old` had none, else the added entries, the removed ones under
+/// `$deleteFromPrimitiveList/finalizers` and the new order under
+/// `$setElementOrder/finalizers`. `None` when nothing changes.
+pub fn finalizers_strategic_patch(old: &[String], new: &[String]) -> Option<Value> {
+    if old == new {
+        return None;
+    }
+    if new.is_empty() {
+        return Some(json!({"metadata": {"finalizers": null}}));
+    }
+    if old.is_empty() {
+        return Some(json!({"metadata": {"finalizers": new}}));
+    }
+    let added: Vec<&String> = new.iter().filter(|f| !old.contains(f)).collect();
+    let removed: Vec<&String> = old.iter().filter(|f| !new.contains(f)).collect();
+    let mut metadata = serde_json::Map::new();
+    if !removed.is_empty() {
+        metadata.insert(
+            "$deleteFromPrimitiveList/finalizers".to_string(),
+            json!(removed),
+        );
+    }
+    metadata.insert("$setElementOrder/finalizers".to_string(), json!(new));
+    if !added.is_empty() {
+        metadata.insert("finalizers".to_string(), json!(added));
+    }
+    Some(json!({ "metadata": metadata }))
 }
 
 /// Adds `finalizer` to `object` with [`add_finalizer_patch_checked`]. Returns the patched
@@ -183,6 +218,39 @@ mod tests {
         let mut doc = json!({"metadata": {"finalizers": ["a"]}});
         apply_json_patch(&mut doc, &patch).unwrap();
         assert_eq!(doc, json!({"metadata": {"finalizers": ["a", "f"]}}));
+    }
+
+    #[test]
+    fn strategic_finalizer_patches_as_client_go_writes_them() {
+        let s = |v: Option<Value>| v.map(|v| serde_json::to_string(&v).unwrap());
+        assert_eq!(
+            s(finalizers_strategic_patch(&list(&["a"]), &list(&["a"]))),
+            None
+        );
+        assert_eq!(
+            s(finalizers_strategic_patch(&[], &list(&["f"]))).unwrap(),
+            r#"{"metadata":{"finalizers":["f"]}}"#
+        );
+        assert_eq!(
+            s(finalizers_strategic_patch(&list(&["f"]), &[])).unwrap(),
+            r#"{"metadata":{"finalizers":null}}"#
+        );
+        assert_eq!(
+            s(finalizers_strategic_patch(
+                &list(&["a"]),
+                &list(&["a", "f"])
+            ))
+            .unwrap(),
+            r#"{"metadata":{"$setElementOrder/finalizers":["a","f"],"finalizers":["f"]}}"#
+        );
+        assert_eq!(
+            s(finalizers_strategic_patch(
+                &list(&["a", "f"]),
+                &list(&["a"])
+            ))
+            .unwrap(),
+            r#"{"metadata":{"$deleteFromPrimitiveList/finalizers":["f"],"$setElementOrder/finalizers":["a"]}}"#
+        );
     }
 
     #[test]
