@@ -65,6 +65,9 @@ pub struct Shared {
     pub kube: Option<KubeShared>,
     driver_name: OnceCell<String>,
     workqueue_metrics: std::sync::OnceLock<Option<csi_workqueue::Metrics>>,
+    singletons: std::sync::Mutex<
+        std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>,
+    >,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             kube: parts.kube,
             driver_name: OnceCell::new(),
             workqueue_metrics: std::sync::OnceLock::new(),
+            singletons: std::sync::Mutex::default(),
         }
     }
 
@@ -97,6 +101,26 @@ impl Shared {
                 }
             })
             .as_ref()
+    }
+
+    /// The process's one value of type `T`, made by `init` the first time it succeeds: what a
+    /// component registers once per process although `csi-sidecars` may call its `init` again
+    /// after a failure (its metrics). An `init` error is returned and nothing is kept.
+    pub fn once<T, E>(&self, init: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        let mut singletons = self
+            .singletons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = std::any::TypeId::of::<T>();
+        if let Some(value) = singletons.get(&id).and_then(|v| v.downcast_ref::<T>()) {
+            return Ok(value.clone());
+        }
+        let value = init()?;
+        singletons.insert(id, Box::new(value.clone()));
+        Ok(value)
     }
 
     /// The API-server side; components that declared [`crate::kube::KubeUse`] always have it.
