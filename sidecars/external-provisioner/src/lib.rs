@@ -27,13 +27,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod component;
+pub mod controller;
 pub mod csi;
 pub mod delete;
+pub mod kube;
+pub mod metrics;
 pub mod params;
 pub mod provision;
 pub mod source;
 pub mod topology;
 
+pub use component::DESCRIPTOR;
+pub use controller::{ProvisionController, SyncError};
 pub use csi::{CsiError, CsiVolumeDriver, VolumeDriver};
 pub use delete::{DeleteError, delete_volume};
 pub use provision::{

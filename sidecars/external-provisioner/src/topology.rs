@@ -236,6 +236,21 @@ impl TopologyMemo {
         self.claims.remove(pvc_uid);
     }
 
+    /// Takes what is known about `pvc_uid` out into a memo of its own, so that one attempt
+    /// can run without holding the shared memo; [`TopologyMemo::absorb`] puts it back.
+    pub fn take(&mut self, pvc_uid: &str) -> TopologyMemo {
+        let mut taken = TopologyMemo::new();
+        if let Some(info) = self.claims.remove(pvc_uid) {
+            taken.claims.insert(pvc_uid.to_string(), info);
+        }
+        taken
+    }
+
+    /// Adds everything `other` knows (what an attempt left after [`TopologyMemo::take`]).
+    pub fn absorb(&mut self, other: TopologyMemo) {
+        self.claims.extend(other.claims);
+    }
+
     fn entry(&mut self, pvc_uid: &str) -> &mut TopologyInfo {
         self.claims.entry(pvc_uid.to_string()).or_default()
     }

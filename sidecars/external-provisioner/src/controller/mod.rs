@@ -1,0 +1,254 @@
+//! The provisioning loop: sig-storage-lib-external-provisioner v13.1.0's `ProvisionController`
+//! with external-provisioner's `Provision` and `Delete` plugged in, without the machinery.
+//! The component owns the watches, the queues, the workers and the timers and calls in here:
+//!
+//! | event | call | queue |
+//! |---|---|---|
+//! | PVC added / updated / resynced | [`ProvisionController::claim_key`] | `claims` (PVC UID) |
+//! | PVC deleted | [`ProvisionController::claim_deleted`] | |
+//! | PV added / updated / resynced | PV name | `volumes` |
+//! | PV deleted | forget the PV name | `volumes` |
+//! | `claims` worker | [`ProvisionController::sync_claim`] | |
+//! | `volumes` worker | [`ProvisionController::sync_volume`] | |
+//! | `unsavedpvs` worker | [`ProvisionController::save_unsaved`] | |
+//!
+//! What the library keeps in memory — claims whose `CreateVolume` may still be running in the
+//! driver ("in background") and created volumes whose PV could not be saved yet — it loses
+//! when the process dies; a claim deleted meanwhile then leaks its volume. Here such a claim
+//! also gets the finalizer [`PROVISIONING_FINALIZER`] (only on those rare paths: a normal
+//! provision writes nothing more than upstream), so after a restart the terminating claim is
+//! still seen, provisioned again (`CreateVolume` is idempotent by name) and its PV saved,
+//! after which the finalizer goes and the PV controller releases the PV for deletion.
+
+mod claims;
+mod volumes;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use csi_kube::{EventType, Recorder};
+use csi_workqueue::WorkQueue;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+
+use crate::csi::VolumeDriver;
+use crate::kube::{Listers, ProvisionerApi};
+use crate::metrics::ProvisionMetrics;
+use crate::provision::ProvisionerConfig;
+use crate::topology::TopologyMemo;
+
+pub use claims::{ANN_ALPHA_SELECTED_NODE, SyncError};
+
+/// The name of the claim queue (its `workqueue_*{name}` label), as the library's.
+pub const CLAIM_QUEUE_NAME: &str = "claims";
+/// The name of the PersistentVolume queue.
+pub const VOLUME_QUEUE_NAME: &str = "volumes";
+/// The name of the queue of PVs whose save failed.
+pub const UNSAVED_QUEUE_NAME: &str = "unsavedpvs";
+/// Workers saving PVs (the library's `DefaultThreadiness`).
+pub const UNSAVED_WORKERS: usize = 4;
+/// How often the library re-handles every claim and volume (its `DefaultResyncPeriod`).
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(15 * 60);
+
+/// The finalizer that keeps a claim while a volume may exist for it in the driver without a
+/// saved PV (its `CreateVolume` is running in the background, or its PV is not saved yet).
+pub const PROVISIONING_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/provisioning";
+
+/// Event reasons, as upstream's.
+pub mod reasons {
+    /// Normal, before each provisioning attempt; also for a claim an external populator fills.
+    pub const PROVISIONING: &str = "Provisioning";
+    /// Warning, a provisioning attempt failed.
+    pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
+    /// Normal, the PV was saved.
+    pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
+    /// Normal, the volume is still attached: deletion waits.
+    pub const VOLUME_DELETE: &str = "VolumeDelete";
+    /// Warning, deleting the volume failed.
+    pub const VOLUME_FAILED_DELETE: &str = "VolumeFailedDelete";
+}
+
+/// Where the loop's Events go (a [`Recorder`] in the process, a list in tests).
+pub trait EventReporter: Send + Sync + fmt::Debug {
+    /// An Event on a claim.
+    fn claim_event(
+        &self,
+        claim: &PersistentVolumeClaim,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    );
+    /// An Event on a PersistentVolume.
+    fn volume_event(
+        &self,
+        pv: &PersistentVolume,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    );
+}
+
+impl EventReporter for Recorder {
+    fn claim_event(
+        &self,
+        claim: &PersistentVolumeClaim,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        self.record(claim, event_type, reason, message);
+    }
+
+    fn volume_event(
+        &self,
+        pv: &PersistentVolume,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        self.record(pv, event_type, reason, message);
+    }
+}
+
+/// What the loop tells others after it provisioned or deleted a volume (capacity tracking
+/// refreshes the capacity of the class and topology).
+pub trait ProvisionObserver: Send + Sync + fmt::Debug {
+    /// A volume of `class` was created (`pv` is its PV) or deleted.
+    fn volume_changed(&self, class: &str, pv: &PersistentVolume);
+}
+
+/// Claim checks of `--node-deployment` (upstream's `checkNode`): whether this instance
+/// provisions the claim, claiming Immediate ones for its node when it can.
+pub trait NodeCheck: Send + Sync + fmt::Debug {
+    /// `Ok(true)`: the claim's selected node is this node. `Ok(false)`: another node's, or not
+    /// yet ours (this call may have tried to become its owner). `Err`: the check failed.
+    fn check<'a>(
+        &'a self,
+        claim: &'a PersistentVolumeClaim,
+    ) -> futures::future::BoxFuture<'a, Result<bool, String>>;
+    /// The claim is gone: forget its claim delays.
+    fn forget(&self, claim_uid: &str);
+}
+
+/// A claim that failed as infeasible: when, and the StorageClass UID it failed with.
+#[derive(Debug, Clone)]
+struct SlowEntry {
+    since: Instant,
+    class_uid: String,
+}
+
+/// The loop's state and collaborators. Every method takes `&self`: workers share one.
+pub struct ProvisionController {
+    config: ProvisionerConfig,
+    listers: Arc<dyn Listers>,
+    api: Arc<dyn ProvisionerApi>,
+    driver: Arc<dyn VolumeDriver>,
+    events: Arc<dyn EventReporter>,
+    metrics: Option<ProvisionMetrics>,
+    observer: Option<Arc<dyn ProvisionObserver>>,
+    node_check: Option<Arc<dyn NodeCheck>>,
+    retry_interval_max: Duration,
+    unsaved_queue: WorkQueue<String>,
+    memo: Mutex<TopologyMemo>,
+    in_progress: Mutex<HashMap<String, Arc<PersistentVolumeClaim>>>,
+    slow: Mutex<HashMap<String, SlowEntry>>,
+    unsaved: Mutex<HashMap<String, PersistentVolume>>,
+}
+
+impl fmt::Debug for ProvisionController {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvisionController")
+            .field("driver", &self.config.driver_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Everything [`ProvisionController::new`] needs.
+#[derive(Debug)]
+pub struct Parts {
+    /// The provisioner's settings.
+    pub config: ProvisionerConfig,
+    /// The caches.
+    pub listers: Arc<dyn Listers>,
+    /// The API.
+    pub api: Arc<dyn ProvisionerApi>,
+    /// The driver.
+    pub driver: Arc<dyn VolumeDriver>,
+    /// Events.
+    pub events: Arc<dyn EventReporter>,
+    /// The library's metrics, when served.
+    pub metrics: Option<ProvisionMetrics>,
+    /// Told about every created and deleted volume.
+    pub observer: Option<Arc<dyn ProvisionObserver>>,
+    /// `--node-deployment`'s claim check.
+    pub node_check: Option<Arc<dyn NodeCheck>>,
+    /// `--retry-interval-max`: how long an infeasible claim waits.
+    pub retry_interval_max: Duration,
+    /// The queue of PVs whose save failed ([`UNSAVED_QUEUE_NAME`]).
+    pub unsaved_queue: WorkQueue<String>,
+}
+
+impl ProvisionController {
+    /// The loop.
+    pub fn new(parts: Parts) -> Self {
+        ProvisionController {
+            config: parts.config,
+            listers: parts.listers,
+            api: parts.api,
+            driver: parts.driver,
+            events: parts.events,
+            metrics: parts.metrics,
+            observer: parts.observer,
+            node_check: parts.node_check,
+            retry_interval_max: parts.retry_interval_max,
+            unsaved_queue: parts.unsaved_queue,
+            memo: Mutex::new(TopologyMemo::new()),
+            in_progress: Mutex::new(HashMap::new()),
+            slow: Mutex::new(HashMap::new()),
+            unsaved: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The provisioner's settings.
+    pub fn config(&self) -> &ProvisionerConfig {
+        &self.config
+    }
+
+    /// The claim queue key of a PVC: its UID.
+    pub fn claim_key(&self, claim: &PersistentVolumeClaim) -> Option<String> {
+        claim.metadata.uid.clone()
+    }
+
+    /// A PVC was deleted. A claim still in progress stays (its `CreateVolume` may still be
+    /// running: the retry must run so the volume gets a PV and is then deleted); otherwise its
+    /// topology memory and node-deployment delays are forgotten.
+    pub fn claim_deleted(&self, claim: &PersistentVolumeClaim) {
+        let Some(uid) = claim.metadata.uid.as_deref() else {
+            return;
+        };
+        if let Some(check) = &self.node_check {
+            check.forget(uid);
+        }
+        if !lock(&self.in_progress).contains_key(uid) {
+            lock(&self.memo).forget(uid);
+        }
+    }
+
+    /// Whether a claim is in progress (its `CreateVolume` may be running in the driver).
+    pub fn in_progress(&self, uid: &str) -> bool {
+        lock(&self.in_progress).contains_key(uid)
+    }
+
+    /// How many created volumes wait for their PV to be saved.
+    pub fn unsaved_count(&self) -> usize {
+        lock(&self.unsaved).len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
