@@ -12,6 +12,7 @@ pub const NAME: &str = "csi-sidecars";
 /// Every controller `--controllers` can name, in start-up order.
 pub static TABLE: &[&Descriptor] = &[
     &external_attacher::DESCRIPTOR,
+    &external_provisioner::DESCRIPTOR,
     &livenessprobe::DESCRIPTOR,
     &node_driver_registrar::DESCRIPTOR,
 ];
