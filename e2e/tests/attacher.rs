@@ -20,8 +20,8 @@ use csi_e2e_support::{
     apply_rbac_manifest, create_bound_csi_volume, create_csinode, create_fake_node,
     create_pod_on_node, delete_csi_volume, delete_nodes, describe_events,
     describe_persistent_volume, describe_volume_attachment, describe_volume_attachments,
-    force_delete_pod, service_account_kubeconfig, service_account_username, volume_attachments_of,
-    wait_until,
+    force_delete_pod, has_exited, ignore_not_found, service_account_kubeconfig,
+    service_account_username, tail, volume_attachments_of, wait_until,
 };
 use csi_test_support::{ChildProcess, free_port, http_get};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -96,28 +96,10 @@ fn sidecars_rbac() -> PathBuf {
     repo_path("sidecars/aio/deploy/rbac.yaml")
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 fn has_finalizer(meta: &kube::api::ObjectMeta, finalizer: &str) -> bool {
     meta.finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|x| x == finalizer))
-}
-
-/// Whether the process has exited: a zombie until its handle reaps it (or gone).
-fn has_exited(process: &ChildProcess) -> bool {
-    match std::fs::read_to_string(format!("/proc/{}/stat", process.id())) {
-        // pid (comm) state ...; comm may hold spaces and parentheses.
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                == Some("Z")
-        }
-        Err(_) => true,
-    }
 }
 
 fn is_attached(va: &VolumeAttachment) -> bool {
@@ -455,15 +437,6 @@ impl Fixture {
         delete_nodes(&self.admin, &[&self.node]).await;
         self.rbac.delete().await?;
         self.ns.delete().await
-    }
-}
-
-/// `Ok` for "not found" too: clean-up of what may be gone already.
-fn ignore_not_found<T>(result: Result<T, kube::Error>) -> anyhow::Result<()> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(err) => Err(err.into()),
     }
 }
 

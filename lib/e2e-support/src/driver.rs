@@ -123,6 +123,10 @@ pub struct DriverCall {
     pub method: String,
     /// The error it answered, empty on success.
     pub error: String,
+    /// The request, as the driver logged it (JSON of the protobuf message).
+    pub request: serde_json::Value,
+    /// The response (`null` after an error).
+    pub response: serde_json::Value,
 }
 
 impl DriverCall {
@@ -167,6 +171,37 @@ impl DriverProcess {
         Ok(id)
     }
 
+    /// The IDs of every volume the driver has (`ListVolumes`, all pages), its three built-in
+    /// ones included.
+    pub async fn list_volumes(&self) -> anyhow::Result<Vec<String>> {
+        use csi_proto::csi::v1::ListVolumesRequest;
+        use csi_proto::csi::v1::controller_client::ControllerClient;
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let mut client = ControllerClient::new(channel);
+        let mut ids = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_volumes(ListVolumesRequest {
+                    max_entries: 0,
+                    starting_token: token.clone(),
+                })
+                .await
+                .context("ListVolumes")?
+                .into_inner();
+            ids.extend(
+                page.entries
+                    .into_iter()
+                    .filter_map(|e| e.volume.map(|v| v.volume_id)),
+            );
+            if page.next_token.is_empty() {
+                return Ok(ids);
+            }
+            token = page.next_token;
+        }
+    }
+
     /// The gRPC calls the driver logged so far, oldest first.
     pub fn grpc_calls(&self) -> Vec<DriverCall> {
         self.logs()
@@ -177,6 +212,8 @@ impl DriverProcess {
                 Some(DriverCall {
                     method: value["Method"].as_str()?.to_string(),
                     error: value["Error"].as_str().unwrap_or_default().to_string(),
+                    request: value["Request"].clone(),
+                    response: value["Response"].clone(),
                 })
             })
             .collect()

@@ -33,6 +33,7 @@ pub mod driver;
 pub mod env;
 pub mod namespace;
 pub mod nodes;
+pub mod process;
 pub mod rbac;
 pub mod volumes;
 pub mod wait;
@@ -44,7 +45,11 @@ pub use env::{
     service_account_kubeconfig, service_account_token, service_account_username,
 };
 pub use namespace::{TestNamespace, describe_events};
-pub use nodes::{CONTROLLER_MANAGED_ATTACH_DETACH, create_csinode, create_fake_node, delete_nodes};
+pub use nodes::{
+    CONTROLLER_MANAGED_ATTACH_DETACH, create_csinode, create_csinode_with_topology,
+    create_fake_node, create_fake_node_with_labels, delete_nodes,
+};
+pub use process::{has_exited, ignore_not_found, tail};
 pub use rbac::{
     AppliedManifest, AppliedObject, apply_rbac_manifest, parse_yaml_documents, plan_rbac_manifest,
 };

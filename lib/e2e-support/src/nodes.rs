@@ -16,7 +16,18 @@ pub const CONTROLLER_MANAGED_ATTACH_DETACH: &str =
 /// Creates a Node object that no kubelet runs, annotated so the attach/detach controller
 /// manages its volumes.
 pub async fn create_fake_node(client: &Client, name: &str) -> anyhow::Result<Node> {
+    create_fake_node_with_labels(client, name, &[]).await
+}
+
+/// [`create_fake_node`] with more labels (topology segments).
+pub async fn create_fake_node_with_labels(
+    client: &Client,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<Node> {
     let nodes: Api<Node> = Api::all(client.clone());
+    let mut all = BTreeMap::from([("kubernetes.io/hostname".to_string(), name.to_string())]);
+    all.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let node = Node {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -24,10 +35,7 @@ pub async fn create_fake_node(client: &Client, name: &str) -> anyhow::Result<Nod
                 CONTROLLER_MANAGED_ATTACH_DETACH.to_string(),
                 "true".to_string(),
             )])),
-            labels: Some(BTreeMap::from([(
-                "kubernetes.io/hostname".to_string(),
-                name.to_string(),
-            )])),
+            labels: Some(all),
             ..ObjectMeta::default()
         },
         ..Node::default()
@@ -43,6 +51,17 @@ pub async fn create_csinode(
     driver: &str,
     node_id: &str,
 ) -> anyhow::Result<CSINode> {
+    create_csinode_with_topology(client, node, driver, node_id, &[]).await
+}
+
+/// [`create_csinode`] with the topology keys the driver reported for the node.
+pub async fn create_csinode_with_topology(
+    client: &Client,
+    node: &str,
+    driver: &str,
+    node_id: &str,
+    topology_keys: &[&str],
+) -> anyhow::Result<CSINode> {
     let csinodes: Api<CSINode> = Api::all(client.clone());
     let object = CSINode {
         metadata: ObjectMeta {
@@ -53,7 +72,8 @@ pub async fn create_csinode(
             drivers: vec![CSINodeDriver {
                 name: driver.to_string(),
                 node_id: node_id.to_string(),
-                topology_keys: None,
+                topology_keys: (!topology_keys.is_empty())
+                    .then(|| topology_keys.iter().map(|k| k.to_string()).collect()),
                 allocatable: None,
             }],
         },

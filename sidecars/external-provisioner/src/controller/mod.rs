@@ -7,7 +7,7 @@
 //! | PVC added / updated / resynced | [`ProvisionController::claim_key`] | `claims` (PVC UID) |
 //! | PVC deleted | [`ProvisionController::claim_deleted`] | |
 //! | PV added / updated / resynced | PV name | `volumes` |
-//! | PV deleted | forget the PV name | `volumes` |
+//! | PV deleted | forget the PV name; [`ProvisionController::volume_deleted`] | `volumes` |
 //! | `claims` worker | [`ProvisionController::sync_claim`] | |
 //! | `volumes` worker | [`ProvisionController::sync_volume`] | |
 //! | `unsavedpvs` worker | [`ProvisionController::save_unsaved`] | |
@@ -154,6 +154,7 @@ pub struct ProvisionController {
     in_progress: Mutex<HashMap<String, Arc<PersistentVolumeClaim>>>,
     slow: Mutex<HashMap<String, SlowEntry>>,
     unsaved: Mutex<HashMap<String, PersistentVolume>>,
+    deleted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl fmt::Debug for ProvisionController {
@@ -211,6 +212,7 @@ impl ProvisionController {
             in_progress: Mutex::new(HashMap::new()),
             slow: Mutex::new(HashMap::new()),
             unsaved: Mutex::new(HashMap::new()),
+            deleted: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -236,6 +238,13 @@ impl ProvisionController {
         }
         if !lock(&self.in_progress).contains_key(uid) {
             lock(&self.memo).forget(uid);
+        }
+    }
+
+    /// A PV was deleted: forget that its volume was.
+    pub fn volume_deleted(&self, pv: &PersistentVolume) {
+        if let Some(uid) = pv.metadata.uid.as_deref() {
+            lock(&self.deleted).remove(uid);
         }
     }
 

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 use tracing::{debug, error, info};
 
-use super::{ProvisionController, reasons};
+use super::{ProvisionController, lock, reasons};
 use crate::delete::{DeleteError, delete_volume, pv_class};
 use crate::provision::{ANN_MIGRATED_TO, ANN_PROVISIONED_BY, PV_FINALIZER};
 
@@ -83,6 +83,14 @@ impl ProvisionController {
             return Ok(());
         }
         let pv = self.handle_protection_finalizer(pv).await?;
+        if let Some(uid) = pv.metadata.uid.as_deref()
+            && lock(&self.deleted).contains(uid)
+        {
+            // Its volume is deleted and the PV is going: the update that says so must not
+            // call DeleteVolume again (the library does, when the update overtakes the
+            // finalizer's removal); only the finalizer may still have to go.
+            return self.remove_pv_finalizer(&pv).await;
+        }
         if !self.should_delete(&pv) {
             return Ok(());
         }
@@ -173,6 +181,25 @@ impl ProvisionController {
         true
     }
 
+    /// Takes [`PV_FINALIZER`] off a PV whose volume is deleted (gone already is fine).
+    async fn remove_pv_finalizer(&self, pv: &PersistentVolume) -> Result<(), VolumeSyncError> {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        let current = finalizers(pv).to_vec();
+        let wanted: Vec<String> = current
+            .iter()
+            .filter(|f| *f != PV_FINALIZER)
+            .cloned()
+            .collect();
+        if let Some(patch) = finalizers_strategic_patch(&current, &wanted)
+            && let Err(err) = self.api.patch_volume(&name, &patch).await
+            && !err.is_not_found()
+        {
+            info!(PV = name, %err, "Failed to remove finalizer for persistentvolume");
+            return Err(VolumeSyncError::DeletePv(err));
+        }
+        Ok(())
+    }
+
     /// The library's `deleteVolumeOperation`: `DeleteVolume`, then the PV, then its finalizer.
     async fn delete_volume_operation(&self, pv: &PersistentVolume) -> Result<(), VolumeSyncError> {
         let name = pv.metadata.name.clone().unwrap_or_default();
@@ -225,6 +252,9 @@ impl ProvisionController {
             return Err(err.into());
         }
         debug!(PV = name, "Volume deleted");
+        if let Some(uid) = pv.metadata.uid.clone() {
+            lock(&self.deleted).insert(uid);
+        }
         if let Some(observer) = &self.observer {
             observer.volume_changed(&pv_class(pv), pv);
         }
@@ -235,19 +265,7 @@ impl ProvisionController {
         if !finalizers(pv).is_empty()
             && let Some(cached) = self.listers.volume(&name)
         {
-            let current = finalizers(&cached).to_vec();
-            let wanted: Vec<String> = current
-                .iter()
-                .filter(|f| *f != PV_FINALIZER)
-                .cloned()
-                .collect();
-            if let Some(patch) = finalizers_strategic_patch(&current, &wanted)
-                && let Err(err) = self.api.patch_volume(&name, &patch).await
-                && !err.is_not_found()
-            {
-                info!(PV = name, %err, "Failed to remove finalizer for persistentvolume");
-                return Err(VolumeSyncError::DeletePv(err));
-            }
+            self.remove_pv_finalizer(&cached).await?;
         }
         debug!(PV = name, "PersistentVolume deleted succeeded");
         Ok(())

@@ -1,0 +1,981 @@
+//! external-provisioner on the real control plane: `csi-provisioner` (or `csi-sidecars
+//! --controllers=attacher,provisioner`) provisions claims through a real CSI driver process
+//! (Kubernetes' e2e mock driver), under the RBAC we ship, as a ServiceAccount;
+//! kube-controller-manager's PV controller binds the claims and releases the volumes.
+//!
+//! Every test has its own namespace, driver name (a provisioner acts on the claims whose
+//! StorageClass names its driver), StorageClasses named after the namespace, nodes, and renamed
+//! copies of the cluster-scoped RBAC objects, so the tests run in parallel without seeing each
+//! other's objects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use csi_e2e_support::{
+    AppliedManifest, DriverOptions, DriverProcess, E2eEnv, TestNamespace, apply_rbac_manifest,
+    create_csinode_with_topology, create_fake_node_with_labels, delete_nodes, describe_events,
+    has_exited, ignore_not_found, service_account_kubeconfig, service_account_username, tail,
+    wait_until,
+};
+use csi_test_support::ChildProcess;
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+/// `assert_eq!` as an error, so the test still cleans up.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr $(,)?) => {
+        ensure_eq!($left, $right, "")
+    };
+    ($left:expr, $right:expr, $($message:tt)+) => {
+        match (&$left, &$right) {
+            (left, right) => anyhow::ensure!(
+                left == right,
+                "{} != {}: {left:?} != {right:?}\n{}",
+                stringify!($left),
+                stringify!($right),
+                format!($($message)+)
+            ),
+        }
+    };
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+/// For the 200-claim test.
+const WAIT_MANY: Duration = Duration::from_secs(240);
+const LOG_TAIL: usize = 60;
+
+/// The finalizer the provisioner puts on the PVs it makes (HonorPVReclaimPolicy).
+const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";
+/// The mock driver's topology key and the one value it reports (`--enable-topology`).
+const MOCK_TOPOLOGY_KEY: &str = "io.kubernetes.storage.mock/node";
+const MOCK_TOPOLOGY_VALUE: &str = "some-mock-node";
+/// The mock driver's own volumes, there from its start.
+const BUILT_IN_VOLUMES: [&str; 3] = ["1", "2", "3"];
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+fn provisioner_rbac() -> PathBuf {
+    repo_path("sidecars/external-provisioner/deploy/rbac.yaml")
+}
+
+fn sidecars_rbac() -> PathBuf {
+    repo_path("sidecars/aio/deploy/rbac.yaml")
+}
+
+fn annotations(pv: &PersistentVolume) -> BTreeMap<String, String> {
+    pv.metadata.annotations.clone().unwrap_or_default()
+}
+
+fn phase(pvc: &PersistentVolumeClaim) -> &str {
+    pvc.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+/// A test's namespace, RBAC, ServiceAccount kubeconfig, driver process and nodes.
+struct Fixture {
+    env: E2eEnv,
+    admin: Client,
+    ns: TestNamespace,
+    rbac: AppliedManifest,
+    account: String,
+    kubeconfig: PathBuf,
+    driver: DriverProcess,
+    nodes: Vec<String>,
+    classes: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new(prefix: &str, rbac: &Path, driver_args: &[&str]) -> anyhow::Result<Fixture> {
+        let env = E2eEnv::from_env()?;
+        let admin = env.admin().await?;
+        let ns = TestNamespace::create(&admin, prefix).await?;
+        let rbac = match apply_rbac_manifest(&admin, rbac, &ns.name).await {
+            Ok(rbac) => rbac,
+            Err(err) => {
+                let _ = ns.delete().await;
+                return Err(err);
+            }
+        };
+        let driver_name = format!("{}.csi.e2e.k8s.io", ns.name);
+        let rest = async {
+            let account = rbac.service_account()?.to_string();
+            let dir = tempfile::tempdir()?;
+            let kubeconfig =
+                service_account_kubeconfig(&env, &ns.name, &account, dir.path()).await?;
+            let driver = DriverProcess::start(
+                &env,
+                DriverOptions {
+                    driver_name,
+                    attach: true,
+                    extra_args: driver_args.iter().map(|a| a.to_string()).collect(),
+                },
+            )
+            .await?;
+            anyhow::Ok((account, dir, kubeconfig, driver))
+        }
+        .await;
+        match rest {
+            Ok((account, dir, kubeconfig, driver)) => Ok(Fixture {
+                env,
+                admin,
+                ns,
+                rbac,
+                account,
+                kubeconfig,
+                driver,
+                nodes: Vec::new(),
+                classes: Vec::new(),
+                _dir: dir,
+            }),
+            Err(err) => {
+                let _ = rbac.delete().await;
+                let _ = ns.delete().await;
+                Err(err)
+            }
+        }
+    }
+
+    fn driver_name(&self) -> &str {
+        self.driver.driver_name()
+    }
+
+    fn username(&self) -> String {
+        service_account_username(&self.ns.name, &self.account)
+    }
+
+    /// The flags every provisioner process here gets.
+    fn common_args(&self) -> Vec<String> {
+        vec![
+            format!("--csi-address={}", self.driver.endpoint()),
+            format!("--kubeconfig={}", self.kubeconfig.display()),
+            "--leader-election".to_string(),
+            format!("--leader-election-namespace={}", self.ns.name),
+        ]
+    }
+
+    /// A node that the driver registered with the mock driver's topology.
+    async fn topology_node(&mut self, suffix: &str) -> anyhow::Result<String> {
+        let name = format!("{}-{suffix}", self.ns.name);
+        self.nodes.push(name.clone());
+        create_fake_node_with_labels(
+            &self.admin,
+            &name,
+            &[(MOCK_TOPOLOGY_KEY, MOCK_TOPOLOGY_VALUE)],
+        )
+        .await?;
+        create_csinode_with_topology(
+            &self.admin,
+            &name,
+            self.driver_name(),
+            self.driver_name(),
+            &[MOCK_TOPOLOGY_KEY],
+        )
+        .await?;
+        Ok(name)
+    }
+
+    /// A StorageClass of this test's driver, `<namespace>-<suffix>`, with `extra` merged in.
+    async fn storage_class(&mut self, suffix: &str, extra: Value) -> anyhow::Result<String> {
+        let name = format!("{}-{suffix}", self.ns.name);
+        let mut class = json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": name},
+            "provisioner": self.driver_name(),
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        });
+        merge(&mut class, extra);
+        let class: StorageClass = serde_json::from_value(class)?;
+        Api::<StorageClass>::all(self.admin.clone())
+            .create(&PostParams::default(), &class)
+            .await
+            .with_context(|| format!("creating StorageClass {name}"))?;
+        self.classes.push(name.clone());
+        Ok(name)
+    }
+
+    /// A 1 GiB ReadWriteOnce claim of `class`, with `extra` merged in.
+    async fn claim(&self, name: &str, class: &str, extra: Value) -> anyhow::Result<()> {
+        let mut claim = json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": self.ns.name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": class,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        });
+        merge(&mut claim, extra);
+        let claim: PersistentVolumeClaim = serde_json::from_value(claim)?;
+        self.claims()
+            .create(&PostParams::default(), &claim)
+            .await
+            .with_context(|| format!("creating claim {name}"))?;
+        Ok(())
+    }
+
+    fn claims(&self) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.admin.clone(), &self.ns.name)
+    }
+
+    fn pvs(&self) -> Api<PersistentVolume> {
+        Api::all(self.admin.clone())
+    }
+
+    /// Waits until every claim in `names` is Bound; returns their PVs by claim name.
+    async fn wait_bound(
+        &self,
+        names: &[String],
+        timeout: Duration,
+        processes: &[(&str, &ChildProcess)],
+    ) -> anyhow::Result<BTreeMap<String, PersistentVolume>> {
+        let what = format!("{} claims to be Bound", names.len());
+        let bound = wait_until(
+            &what,
+            timeout,
+            || async {
+                if processes.iter().any(|(_, p)| has_exited(p)) {
+                    return Some(None);
+                }
+                let claims = self.claims().list(&ListParams::default()).await.ok()?;
+                let bound: BTreeMap<String, String> = claims
+                    .items
+                    .iter()
+                    .filter(|c| phase(c) == "Bound")
+                    .filter_map(|c| {
+                        Some((
+                            c.metadata.name.clone()?,
+                            c.spec.as_ref()?.volume_name.clone()?,
+                        ))
+                    })
+                    .collect();
+                names
+                    .iter()
+                    .all(|n| bound.contains_key(n))
+                    .then_some(Some(bound))
+            },
+            || self.diagnostics(processes),
+        )
+        .await?;
+        let Some(bound) = bound else {
+            anyhow::bail!(
+                "a process exited while waiting for {what}\n{}",
+                self.diagnostics(processes).await
+            );
+        };
+        let mut pvs = BTreeMap::new();
+        for name in names {
+            pvs.insert(name.clone(), self.pvs().get(&bound[name]).await?);
+        }
+        Ok(pvs)
+    }
+
+    /// The Events of the namespace's object `name`, as `type reason: message`.
+    async fn events_of(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let events: Api<Event> = Api::namespaced(self.admin.clone(), &self.ns.name);
+        let mut list: Vec<Event> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .collect();
+        list.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
+        Ok(list
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e.type_.as_deref().unwrap_or_default(),
+                    e.reason.as_deref().unwrap_or_default(),
+                    e.message.as_deref().unwrap_or_default()
+                )
+            })
+            .collect())
+    }
+
+    /// Events, claims, the driver's and the processes' logs.
+    async fn diagnostics(&self, processes: &[(&str, &ChildProcess)]) -> String {
+        let claims = match self.claims().list(&ListParams::default()).await {
+            Ok(list) => list
+                .items
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {} {}",
+                        c.metadata.name.as_deref().unwrap_or_default(),
+                        phase(c),
+                        c.spec
+                            .as_ref()
+                            .and_then(|s| s.volume_name.as_deref())
+                            .unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(err) => format!("listing claims failed: {err}"),
+        };
+        let mut out = format!(
+            "--- events in {} ---\n{}\n--- claims ---\n{claims}\n--- driver log (tail) ---\n{}",
+            self.ns.name,
+            describe_events(&self.admin, &self.ns.name).await,
+            tail(&self.driver.logs(), LOG_TAIL),
+        );
+        for (name, process) in processes {
+            let state = if has_exited(process) {
+                "exited"
+            } else {
+                "running"
+            };
+            out.push_str(&format!(
+                "\n--- {name} ({state}) log (tail) ---\n{}",
+                tail(&process.logs(), LOG_TAIL)
+            ));
+        }
+        out
+    }
+
+    /// Deletes the claim and waits until its PV is gone (reclaim Delete).
+    async fn delete_and_wait_for_pv(
+        &self,
+        claim: &str,
+        pv: &str,
+        processes: &[(&str, &ChildProcess)],
+    ) -> anyhow::Result<()> {
+        self.claims()
+            .delete(claim, &DeleteParams::default())
+            .await?;
+        wait_until(
+            &format!("PersistentVolume {pv} of the deleted claim {claim} to be deleted"),
+            WAIT,
+            || async { matches!(self.pvs().get_opt(pv).await, Ok(None)).then_some(()) },
+            || self.diagnostics(processes),
+        )
+        .await
+    }
+
+    /// Fails if the API server refused the ServiceAccount anything.
+    fn assert_nothing_forbidden(&self) -> anyhow::Result<()> {
+        let forbidden = self.env.audit_log()?.forbidden(&self.username())?;
+        ensure!(
+            forbidden.is_empty(),
+            "the API server refused {} these requests under the shipped RBAC:\n{}",
+            self.username(),
+            forbidden
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        Ok(())
+    }
+
+    /// Removes everything the test made, whatever its `outcome`, and returns that outcome.
+    async fn finish(self, outcome: anyhow::Result<()>) -> anyhow::Result<()> {
+        let cleanup = self.remove_everything().await;
+        match (outcome, cleanup) {
+            (Ok(()), cleanup) => cleanup,
+            (Err(err), Ok(())) => Err(err),
+            (Err(err), Err(cleanup)) => {
+                Err(err.context(format!("cleaning up failed too: {cleanup:#}")))
+            }
+        }
+    }
+
+    async fn remove_everything(self) -> anyhow::Result<()> {
+        let no_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+        for claim in self.claims().list(&ListParams::default()).await?.items {
+            let name = claim.metadata.name.unwrap_or_default();
+            ignore_not_found(self.claims().delete(&name, &DeleteParams::default()).await)?;
+            ignore_not_found(
+                self.claims()
+                    .patch(&name, &PatchParams::default(), &no_finalizers)
+                    .await,
+            )?;
+        }
+        for pv in self.pvs().list(&ListParams::default()).await?.items {
+            let ours = pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .is_some_and(|csi| csi.driver == self.driver_name());
+            if !ours {
+                continue;
+            }
+            let name = pv.metadata.name.clone().unwrap_or_default();
+            ignore_not_found(self.pvs().delete(&name, &DeleteParams::default()).await)?;
+            ignore_not_found(
+                self.pvs()
+                    .patch(&name, &PatchParams::default(), &no_finalizers)
+                    .await,
+            )?;
+        }
+        let classes: Api<StorageClass> = Api::all(self.admin.clone());
+        for class in &self.classes {
+            ignore_not_found(classes.delete(class, &DeleteParams::default()).await)?;
+        }
+        let nodes: Vec<&str> = self.nodes.iter().map(String::as_str).collect();
+        delete_nodes(&self.admin, &nodes).await;
+        self.rbac.delete().await?;
+        self.ns.delete().await
+    }
+}
+
+/// RFC 7386 merge of `patch` into `target`.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+/// The provisioner as a process: `csi-provisioner` or `csi-sidecars` with `controllers`.
+fn spawn(fixture: &Fixture, binary: &str, extra: &[String]) -> anyhow::Result<ChildProcess> {
+    let mut args = fixture.common_args();
+    args.extend(extra.iter().cloned());
+    ChildProcess::spawn(fixture.env.binary(binary)?, &args)
+}
+
+/// What the provisioner writes into a PV of a claim of `class`, checked field by field
+/// against upstream's output for the same input.
+fn check_pv(
+    fixture: &Fixture,
+    pv: &PersistentVolume,
+    class: &str,
+    reclaim: &str,
+) -> anyhow::Result<()> {
+    let name = pv.metadata.name.clone().unwrap_or_default();
+    let annotations = annotations(pv);
+    ensure_eq!(
+        annotations
+            .get("pv.kubernetes.io/provisioned-by")
+            .map(String::as_str),
+        Some(fixture.driver_name()),
+        "{name}"
+    );
+    ensure_eq!(
+        annotations
+            .get("volume.kubernetes.io/provisioner-deletion-secret-name")
+            .map(String::as_str),
+        Some(""),
+        "{name}"
+    );
+    let spec = pv.spec.clone().unwrap_or_default();
+    ensure_eq!(spec.storage_class_name.as_deref(), Some(class), "{name}");
+    ensure_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some(reclaim),
+        "{name}"
+    );
+    let csi = spec.csi.clone().context("a CSI PV")?;
+    ensure_eq!(csi.driver.as_str(), fixture.driver_name());
+    ensure!(!csi.volume_handle.is_empty(), "{name} has a volume handle");
+    let identity = csi
+        .volume_attributes
+        .clone()
+        .unwrap_or_default()
+        .get("storage.kubernetes.io/csiProvisionerIdentity")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        identity.ends_with(&format!("-{}", fixture.driver_name())),
+        "{name}: the provisioner identity {identity:?} is <ms>-<random>-<driver>"
+    );
+    let finalizers = pv.metadata.finalizers.clone().unwrap_or_default();
+    ensure_eq!(
+        finalizers.contains(&PV_FINALIZER.to_string()),
+        reclaim == "Delete",
+        "{name}: finalizers {finalizers:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisions_and_deletes_as_csi_provisioner_under_shipped_rbac() -> anyhow::Result<()> {
+    let mut fixture = Fixture::new("provisioner", &provisioner_rbac(), &[]).await?;
+    let outcome = provision_and_delete(&mut fixture, "csi-provisioner", &[]).await;
+    fixture.finish(outcome).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisions_and_deletes_as_csi_sidecars_with_the_attacher() -> anyhow::Result<()> {
+    let mut fixture = Fixture::new("sidecars-provisioner", &sidecars_rbac(), &[]).await?;
+    let start = fixture.env.audit_log()?.offset();
+    let outcome = async {
+        provision_and_delete(
+            &mut fixture,
+            "csi-sidecars",
+            &["--controllers=attacher,provisioner".to_string()],
+        )
+        .await?;
+        // One watch per resource type for both controllers.
+        let audit = fixture.env.audit_log()?;
+        let username = fixture.username();
+        let watches = audit
+            .requests_since(start, |e| e.verb == "watch" && e.username == username)?
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let by_agent = audit.watches_per_resource("csi-sidecars/", Some(&username))?;
+        let expected = BTreeMap::from([
+            ("csinodes".to_string(), 1),
+            ("persistentvolumeclaims".to_string(), 1),
+            ("persistentvolumes".to_string(), 1),
+            ("storageclasses".to_string(), 1),
+            ("volumeattachments".to_string(), 1),
+        ]);
+        ensure_eq!(by_agent, expected, "watches of csi-sidecars:\n{watches}");
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+/// Immediate claims (filesystem with fsType and mount options, Block, Retain) are provisioned
+/// with upstream's PV contents and Events; deleting the claims deletes the volumes of the
+/// Delete class (gone from the driver) and keeps the Retain one.
+async fn provision_and_delete(
+    fixture: &mut Fixture,
+    binary: &str,
+    extra: &[String],
+) -> anyhow::Result<()> {
+    let fs = fixture
+        .storage_class(
+            "fs",
+            json!({"parameters": {"csi.storage.k8s.io/fstype": "ext4", "foo": "bar"},
+                   "mountOptions": ["noatime"]}),
+        )
+        .await?;
+    let retain = fixture
+        .storage_class("retain", json!({"reclaimPolicy": "Retain"}))
+        .await?;
+    let process = spawn(fixture, binary, extra)?;
+    let processes = [(binary, &process)];
+    fixture.claim("fs", &fs, json!({})).await?;
+    fixture
+        .claim("block", &fs, json!({"spec": {"volumeMode": "Block"}}))
+        .await?;
+    fixture.claim("retained", &retain, json!({})).await?;
+    let names: Vec<String> = ["fs", "block", "retained"].map(String::from).to_vec();
+    let pvs = fixture.wait_bound(&names, WAIT, &processes).await?;
+
+    check_pv(fixture, &pvs["fs"], &fs, "Delete")?;
+    check_pv(fixture, &pvs["block"], &fs, "Delete")?;
+    check_pv(fixture, &pvs["retained"], &retain, "Retain")?;
+    let fs_csi = pvs["fs"]
+        .spec
+        .clone()
+        .unwrap_or_default()
+        .csi
+        .unwrap_or_default();
+    ensure_eq!(fs_csi.fs_type.as_deref(), Some("ext4"));
+    ensure_eq!(
+        pvs["fs"].spec.clone().unwrap_or_default().mount_options,
+        Some(vec!["noatime".to_string()])
+    );
+    let block = pvs["block"].spec.clone().unwrap_or_default();
+    ensure_eq!(block.volume_mode.as_deref(), Some("Block"));
+    ensure_eq!(
+        block.csi.unwrap_or_default().fs_type,
+        None,
+        "no fsType for Block"
+    );
+
+    // The driver got the parameters without the csi.storage.k8s.io/ keys, the name pvc-<uid>.
+    let creates: Vec<Value> = fixture
+        .driver
+        .grpc_calls()
+        .into_iter()
+        .filter(|c| c.short_method() == "CreateVolume")
+        .map(|c| c.request)
+        .collect();
+    let fs_pv = pvs["fs"].metadata.name.clone().unwrap_or_default();
+    let fs_request = creates
+        .iter()
+        .find(|r| r["name"] == fs_pv.as_str())
+        .context("the CreateVolume of the fs claim")?;
+    ensure_eq!(fs_request["parameters"], json!({"foo": "bar"}));
+
+    let events = fixture.events_of("fs").await?;
+    let expected = [
+        "Normal Provisioning: External provisioner is provisioning volume for claim",
+        "Normal ProvisioningSucceeded: Successfully provisioned volume",
+    ];
+    for prefix in expected {
+        ensure!(
+            events.iter().any(|e| e.starts_with(prefix)),
+            "an Event {prefix:?} on claim fs; its Events: {events:#?}"
+        );
+    }
+
+    // Delete: the PV goes and the volume leaves the driver; Retain keeps both.
+    let fs_handle = fs_csi.volume_handle.clone();
+    fixture
+        .delete_and_wait_for_pv("fs", &fs_pv, &processes)
+        .await?;
+    let block_pv = pvs["block"].metadata.name.clone().unwrap_or_default();
+    fixture
+        .delete_and_wait_for_pv("block", &block_pv, &processes)
+        .await?;
+    fixture
+        .claims()
+        .delete("retained", &DeleteParams::default())
+        .await?;
+    let retained_pv = pvs["retained"].metadata.name.clone().unwrap_or_default();
+    wait_until(
+        "the retained PV to be Released",
+        WAIT,
+        || async {
+            let pv = fixture.pvs().get(&retained_pv).await.ok()?;
+            (pv.status?.phase.as_deref() == Some("Released")).then_some(())
+        },
+        || fixture.diagnostics(&processes),
+    )
+    .await?;
+    let volumes = fixture.driver.list_volumes().await?;
+    ensure!(
+        !volumes.contains(&fs_handle),
+        "volume {fs_handle} of the deleted claim is gone from the driver: {volumes:?}"
+    );
+    let retained_handle = pvs["retained"]
+        .spec
+        .clone()
+        .unwrap_or_default()
+        .csi
+        .unwrap_or_default()
+        .volume_handle;
+    ensure!(
+        volumes.contains(&retained_handle),
+        "the retained volume stays in the driver"
+    );
+    ensure_eq!(fixture.driver.calls_to("DeleteVolume"), 2);
+    fixture.assert_nothing_forbidden()?;
+    drop(process);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topology_for_wait_for_first_consumer_and_immediate() -> anyhow::Result<()> {
+    let mut fixture = Fixture::new(
+        "provisioner-topology",
+        &provisioner_rbac(),
+        &["--enable-topology"],
+    )
+    .await?;
+    let outcome = async {
+        let node = fixture.topology_node("node").await?;
+        let late = fixture
+            .storage_class("late", json!({"volumeBindingMode": "WaitForFirstConsumer"}))
+            .await?;
+        let now = fixture.storage_class("now", json!({})).await?;
+        let process = spawn(&fixture, "csi-provisioner", &[])?;
+        let processes = [("csi-provisioner", &process)];
+        // There is no scheduler: the test selects the node, as the scheduler would.
+        fixture
+            .claim(
+                "late",
+                &late,
+                json!({"metadata": {"annotations": {"volume.kubernetes.io/selected-node": node}}}),
+            )
+            .await?;
+        fixture.claim("now", &now, json!({})).await?;
+        let names = vec!["late".to_string(), "now".to_string()];
+        let pvs = fixture.wait_bound(&names, WAIT, &processes).await?;
+        let affinity = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": MOCK_TOPOLOGY_KEY, "operator": "In", "values": [MOCK_TOPOLOGY_VALUE]}
+        ]}]}});
+        for name in &names {
+            let spec = pvs[name].spec.clone().unwrap_or_default();
+            ensure_eq!(
+                serde_json::to_value(&spec.node_affinity)?,
+                affinity,
+                "{name}"
+            );
+        }
+        let requirement = |pv: &PersistentVolume| -> anyhow::Result<Value> {
+            let pv_name = pv.metadata.name.clone().unwrap_or_default();
+            fixture
+                .driver
+                .grpc_calls()
+                .into_iter()
+                .find(|c| {
+                    c.short_method() == "CreateVolume" && c.request["name"] == pv_name.as_str()
+                })
+                .map(|c| c.request["accessibility_requirements"].clone())
+                .context("CreateVolume of the claim")
+        };
+        let segment = json!([{"segments": {MOCK_TOPOLOGY_KEY: MOCK_TOPOLOGY_VALUE}}]);
+        for name in &names {
+            let requirement = requirement(&pvs[name])?;
+            ensure_eq!(requirement["requisite"], segment, "{name}");
+            ensure_eq!(requirement["preferred"], segment, "{name}");
+        }
+        fixture.assert_nothing_forbidden()?;
+        drop(process);
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_from_templates_and_a_missing_secret() -> anyhow::Result<()> {
+    let mut fixture = Fixture::new("provisioner-secrets", &provisioner_rbac(), &[]).await?;
+    let outcome = async {
+        // Secrets are optional in the shipped RBAC: grant them in the namespace.
+        let account = fixture.account.clone();
+        let ns = fixture.ns.name.clone();
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": "secrets", "namespace": ns},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+        }))?;
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "secrets", "namespace": ns},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secrets"},
+        }))?;
+        Api::<Role>::namespaced(fixture.admin.clone(), &ns)
+            .create(&PostParams::default(), &role)
+            .await?;
+        Api::<RoleBinding>::namespaced(fixture.admin.clone(), &ns)
+            .create(&PostParams::default(), &binding)
+            .await?;
+        let class = fixture
+            .storage_class(
+                "secrets",
+                json!({"parameters": {
+                    "csi.storage.k8s.io/provisioner-secret-name": "${pvc.name}-secret",
+                    "csi.storage.k8s.io/provisioner-secret-namespace": "${pvc.namespace}",
+                    "csi.storage.k8s.io/node-stage-secret-name": "stage-${pv.name}",
+                    "csi.storage.k8s.io/node-stage-secret-namespace": "${pvc.namespace}",
+                }}),
+            )
+            .await?;
+        let process = spawn(&fixture, "csi-provisioner", &[])?;
+        let processes = [("csi-provisioner", &process)];
+        fixture.claim("data", &class, json!({})).await?;
+        // The provisioner secret is missing: a Warning with upstream's reason, no volume.
+        let warning = wait_until(
+            "a ProvisioningFailed Event on claim data",
+            WAIT,
+            || async {
+                let events = fixture.events_of("data").await.ok()?;
+                events
+                    .into_iter()
+                    .find(|e| e.starts_with("Warning ProvisioningFailed"))
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
+        ensure!(
+            warning.contains("data-secret") && warning.contains("not found"),
+            "the Event names the missing secret: {warning}"
+        );
+        ensure_eq!(fixture.driver.calls_to("CreateVolume"), 0);
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "data-secret", "namespace": ns},
+            "stringData": {"password": "hunter2"},
+        }))?;
+        Api::<Secret>::namespaced(fixture.admin.clone(), &ns)
+            .create(&PostParams::default(), &secret)
+            .await?;
+        let pvs = fixture
+            .wait_bound(&["data".to_string()], WAIT, &processes)
+            .await?;
+        let pv = &pvs["data"];
+        let pv_name = pv.metadata.name.clone().unwrap_or_default();
+        let annotations = annotations(pv);
+        ensure_eq!(
+            annotations
+                .get("volume.kubernetes.io/provisioner-deletion-secret-name")
+                .map(String::as_str),
+            Some("data-secret")
+        );
+        ensure_eq!(
+            annotations
+                .get("volume.kubernetes.io/provisioner-deletion-secret-namespace")
+                .map(String::as_str),
+            Some(ns.as_str())
+        );
+        let stage = pv
+            .spec
+            .clone()
+            .unwrap_or_default()
+            .csi
+            .unwrap_or_default()
+            .node_stage_secret_ref
+            .context("nodeStageSecretRef")?;
+        ensure_eq!(stage.name, Some(format!("stage-{pv_name}")));
+        // The secret reached the driver, and no log line shows it.
+        let create = fixture
+            .driver
+            .grpc_calls()
+            .into_iter()
+            .find(|c| c.short_method() == "CreateVolume" && c.error.is_empty())
+            .context("a CreateVolume")?;
+        ensure!(
+            create.request["secrets"].is_object(),
+            "CreateVolume carried the secrets"
+        );
+        ensure!(
+            !process.logs().contains("hunter2"),
+            "the secret value reached the provisioner's log"
+        );
+        fixture.assert_nothing_forbidden()?;
+        drop(process);
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clones_a_claim() -> anyhow::Result<()> {
+    let mut fixture = Fixture::new("provisioner-clone", &provisioner_rbac(), &[]).await?;
+    let outcome = async {
+        let class = fixture.storage_class("clone", json!({})).await?;
+        let process = spawn(&fixture, "csi-provisioner", &[])?;
+        let processes = [("csi-provisioner", &process)];
+        fixture.claim("source", &class, json!({})).await?;
+        let source = fixture
+            .wait_bound(&["source".to_string()], WAIT, &processes)
+            .await?;
+        let source_handle = source["source"]
+            .spec
+            .clone()
+            .unwrap_or_default()
+            .csi
+            .unwrap_or_default()
+            .volume_handle;
+        fixture
+            .claim(
+                "copy",
+                &class,
+                json!({"spec": {"dataSource": {"kind": "PersistentVolumeClaim", "name": "source"}}}),
+            )
+            .await?;
+        let copy = fixture
+            .wait_bound(&["copy".to_string()], WAIT, &processes)
+            .await?;
+        let copy_pv = copy["copy"].metadata.name.clone().unwrap_or_default();
+        let create = fixture
+            .driver
+            .grpc_calls()
+            .into_iter()
+            .find(|c| c.short_method() == "CreateVolume" && c.request["name"] == copy_pv.as_str())
+            .context("the clone's CreateVolume")?;
+        ensure_eq!(
+            create.request["volume_content_source"]["Type"]["Volume"]["volume_id"],
+            json!(source_handle),
+            "the clone's content source: {}",
+            create.request
+        );
+        fixture.assert_nothing_forbidden()?;
+        drop(process);
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+/// SIGKILL in the middle of 200 claims, then a new process: every claim is Bound, every
+/// volume in the driver has a PV, and no volume was created twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn survives_sigkill_in_the_middle_of_200_claims() -> anyhow::Result<()> {
+    const CLAIMS: usize = 200;
+    let mut fixture = Fixture::new("provisioner-kill", &provisioner_rbac(), &[]).await?;
+    let outcome = async {
+        let class = fixture.storage_class("kill", json!({})).await?;
+        // Without leader election: the restarted process must not wait for the dead one's
+        // lease to expire.
+        let args = |fixture: &Fixture| {
+            vec![
+                format!("--csi-address={}", fixture.driver.endpoint()),
+                format!("--kubeconfig={}", fixture.kubeconfig.display()),
+                "--worker-threads=20".to_string(),
+            ]
+        };
+        let binary = fixture.env.binary("csi-provisioner")?;
+        let mut first = ChildProcess::spawn(&binary, args(&fixture))?;
+        let names: Vec<String> = (0..CLAIMS).map(|i| format!("claim-{i:03}")).collect();
+        for name in &names {
+            fixture.claim(name, &class, json!({})).await?;
+        }
+        // Kill it once some volumes exist, before all do.
+        let first_processes = [("first csi-provisioner", &first)];
+        wait_until(
+            "a quarter of the volumes to be created",
+            WAIT,
+            || async { (fixture.driver.calls_to("CreateVolume") >= CLAIMS / 4).then_some(()) },
+            || fixture.diagnostics(&first_processes),
+        )
+        .await?;
+        first.signal("KILL")?;
+        first.wait(Duration::from_secs(10)).await?;
+        let second = ChildProcess::spawn(&binary, args(&fixture))?;
+        let processes = [("second csi-provisioner", &second)];
+        let pvs = fixture.wait_bound(&names, WAIT_MANY, &processes).await?;
+
+        let handles: BTreeSet<String> = pvs
+            .values()
+            .map(|pv| {
+                pv.spec
+                    .clone()
+                    .unwrap_or_default()
+                    .csi
+                    .unwrap_or_default()
+                    .volume_handle
+            })
+            .collect();
+        ensure_eq!(handles.len(), CLAIMS, "one volume per claim");
+        let in_driver: BTreeSet<String> = fixture
+            .driver
+            .list_volumes()
+            .await?
+            .into_iter()
+            .filter(|id| !BUILT_IN_VOLUMES.contains(&id.as_str()))
+            .collect();
+        ensure_eq!(
+            in_driver,
+            handles,
+            "every volume in the driver has a PV and no volume was created twice"
+        );
+        let all_pvs = fixture.pvs().list(&ListParams::default()).await?;
+        let ours = all_pvs
+            .items
+            .iter()
+            .filter(|pv| {
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.csi.as_ref())
+                    .is_some_and(|c| c.driver == fixture.driver_name())
+            })
+            .count();
+        ensure_eq!(ours, CLAIMS, "no PV without a claim");
+        fixture.assert_nothing_forbidden()?;
+        drop(second);
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
