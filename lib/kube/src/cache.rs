@@ -100,6 +100,9 @@ pub struct Selector {
     pub labels: String,
     /// A field selector, or empty for all.
     pub fields: String,
+    /// The one namespace to watch (client-go's `informers.WithNamespace`), or empty for every
+    /// namespace. A watch of one namespace needs only a namespaced Role.
+    pub namespace: String,
 }
 
 impl Selector {
@@ -112,8 +115,15 @@ impl Selector {
     pub fn labels(labels: impl Into<String>) -> Self {
         Selector {
             labels: labels.into(),
-            fields: String::new(),
+            ..Selector::default()
         }
+    }
+
+    /// The same selector, restricted to the objects of one namespace.
+    #[must_use]
+    pub fn in_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
     }
 }
 
@@ -288,7 +298,8 @@ impl<K> Debug for Wire<K> {
 
 impl<K: Cacheable> Resource for Wire<K> {
     type DynamicType = ();
-    type Scope = K::Scope;
+    // Dynamic, so that one generic watch can be built for every namespace or for one.
+    type Scope = kube::core::DynamicResourceScope;
 
     fn kind(dt: &()) -> Cow<'_, str> {
         K::kind(dt)
@@ -771,8 +782,8 @@ impl<K: Cacheable> StartWatch for Watch<K> {
         let wait = self
             .wait_for_definition
             .load(std::sync::atomic::Ordering::SeqCst);
-        let api: Api<K> = Api::all(client.clone());
-        let wire: Api<Wire<K>> = Api::all(client);
+        let wire = wire_api::<K>(client, &self.selector);
+        let api = wire.clone();
         Box::pin(async move {
             let what = shared.what.clone();
             if wait {
@@ -809,11 +820,20 @@ impl<K: Cacheable> StartWatch for Watch<K> {
     }
 }
 
+/// Where a watch lists and watches: every namespace, or the selector's one.
+fn wire_api<K: Cacheable>(client: Client, selector: &Selector) -> Api<Wire<K>> {
+    if selector.namespace.is_empty() {
+        Api::all(client)
+    } else {
+        Api::namespaced_with(client, &selector.namespace, &())
+    }
+}
+
 /// Waits until the API server serves `api`'s resource, as upstream's snapshot-controller waits
 /// for the snapshot CRDs before it starts its informers (upstream gives up and exits after a
 /// while; here one missing definition must not end a process that runs other controllers, so
 /// the wait goes on, logged).
-async fn wait_until_served<K: Cacheable>(api: &Api<K>, what: &str) {
+async fn wait_until_served<K: Cacheable>(api: &Api<Wire<K>>, what: &str) {
     let mut delay = DEFINITION_BACKOFF.0;
     let mut logged = false;
     loop {
@@ -849,6 +869,9 @@ fn describe<K: Resource<DynamicType = ()>>(selector: &Selector) -> String {
     }
     if !selector.fields.is_empty() {
         text.push_str(&format!(" fields={:?}", selector.fields));
+    }
+    if !selector.namespace.is_empty() {
+        text.push_str(&format!(" namespace={:?}", selector.namespace));
     }
     text
 }
@@ -1083,6 +1106,42 @@ mod tests {
                 "persistentvolumes".to_string(),
                 "persistentvolumes labels=\"app=x\"".to_string(),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_namespace_is_part_of_the_selector() {
+        use k8s_openapi::api::storage::v1::CSIStorageCapacity;
+        let caches = registry();
+        let labels = "csi.storage.k8s.io/drivername=d,csi.storage.k8s.io/managed-by=m";
+        let in_ns = Selector::labels(labels).in_namespace("kube-system");
+        // Two controllers asking for the same namespace and labels share one watch; the same
+        // labels in every namespace, or in another one, are other watches.
+        let _first = caches.subscribe::<CSIStorageCapacity>(&in_ns).unwrap();
+        let _second = caches.store::<CSIStorageCapacity>(&in_ns).unwrap();
+        assert_eq!(caches.watch_count(), 1);
+        let _everywhere = caches
+            .store::<CSIStorageCapacity>(&Selector::labels(labels))
+            .unwrap();
+        let _other = caches
+            .store::<CSIStorageCapacity>(&Selector::labels(labels).in_namespace("other"))
+            .unwrap();
+        assert_eq!(caches.watch_count(), 3);
+        assert_eq!(
+            caches.describe()[0],
+            format!(
+                "csistoragecapacities.storage.k8s.io labels={labels:?} namespace=\"kube-system\""
+            )
+        );
+        // The watch of one namespace lists and watches under that namespace only.
+        let client = caches.client.clone();
+        assert_eq!(
+            wire_api::<CSIStorageCapacity>(client.clone(), &in_ns).resource_url(),
+            "/apis/storage.k8s.io/v1/namespaces/kube-system/csistoragecapacities"
+        );
+        assert_eq!(
+            wire_api::<CSIStorageCapacity>(client, &Selector::labels(labels)).resource_url(),
+            "/apis/storage.k8s.io/v1/csistoragecapacities"
         );
     }
 
