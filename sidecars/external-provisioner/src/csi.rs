@@ -1,13 +1,16 @@
-//! The CSI calls of provisioning, behind a trait ([`VolumeDriver`]) so that the logic can be
-//! tested with a fake driver and the controller loop can hand in the process's connection
-//! ([`CsiVolumeDriver`]).
+//! The CSI calls of provisioning, behind traits ([`VolumeDriver`], and [`CapacityDriver`] for
+//! capacity tracking) so that the logic can be tested with a fake driver and the controller
+//! loop can hand in the process's connection ([`CsiVolumeDriver`]).
 
 use std::fmt;
 use std::time::Duration;
 
 use csi_connection::Connection;
 use csi_proto::csi::v1::controller_client::ControllerClient;
-use csi_proto::csi::v1::{CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest};
+use csi_proto::csi::v1::{
+    CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, GetCapacityRequest,
+    GetCapacityResponse,
+};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
 
@@ -17,6 +20,8 @@ pub mod methods {
     pub const CREATE_VOLUME: &str = "/csi.v1.Controller/CreateVolume";
     /// `Controller.DeleteVolume`.
     pub const DELETE_VOLUME: &str = "/csi.v1.Controller/DeleteVolume";
+    /// `Controller.GetCapacity`.
+    pub const GET_CAPACITY: &str = "/csi.v1.Controller/GetCapacity";
 }
 
 /// A failed CSI call.
@@ -107,6 +112,37 @@ impl VolumeDriver for CsiVolumeDriver {
                 .await
                 .map_err(CsiError::Status)?;
             Ok(())
+        })
+    }
+}
+
+/// Asking the CSI driver how much storage is left: what capacity tracking needs of the driver
+/// (upstream's `CSICapacityClient`).
+pub trait CapacityDriver: Send + Sync + fmt::Debug {
+    /// `GetCapacity` with `timeout`.
+    fn get_capacity(
+        &self,
+        request: GetCapacityRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<GetCapacityResponse, CsiError>>;
+}
+
+impl CapacityDriver for CsiVolumeDriver {
+    fn get_capacity(
+        &self,
+        request: GetCapacityRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<GetCapacityResponse, CsiError>> {
+        Box::pin(async move {
+            self.connection
+                .unary(
+                    methods::GET_CAPACITY,
+                    Some(timeout),
+                    request,
+                    |ch, req| async move { ControllerClient::new(ch).get_capacity(req).await },
+                )
+                .await
+                .map_err(CsiError::Status)
         })
     }
 }
