@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod capacity;
 pub mod component;
 pub mod controller;
 pub mod csi;
@@ -40,7 +41,7 @@ pub mod topology;
 
 pub use component::DESCRIPTOR;
 pub use controller::{ProvisionController, SyncError};
-pub use csi::{CsiError, CsiVolumeDriver, VolumeDriver};
+pub use csi::{CapacityDriver, CsiError, CsiVolumeDriver, VolumeDriver};
 pub use delete::{DeleteError, delete_volume};
 pub use provision::{
     DataSourceObjects, FailureOutcome, ProvisionError, ProvisionOptions, ProvisionerConfig,
