@@ -10,13 +10,17 @@
 //! - [`mod@provision`]: one claim from PVC to `CreateVolume` to PersistentVolume, the provisioning
 //!   state of each failure and what the controller loop must do with it.
 //! - [`source`]: the content source of a clone, with upstream's rules on the source PVC and PV.
+//! - [`data_source`]: data sources read from Kubernetes — snapshot restores, clones,
+//!   cross-namespace sources with ReferenceGrants, the source finalizers
+//!   ([`DataSourceObjects::Api`]).
+//! - [`clone_protection`], [`snapshot_protection`]: the controllers that remove the clone and
+//!   snapshot source finalizers once no provisioning needs them.
 //! - [`delete`]: the `DeleteVolume` of a released PV, its secret, and the wait for detach.
 //! - [`csi`]: the CSI calls behind a trait, and its implementation on the driver connection.
 //!
 //! Still to come (they need the controller loop and the shared caches): watching claims and
 //! volumes, the claim and volume queues, saving PVs, when to delete a volume, Events and
-//! metrics, the data-source finalizers, snapshot and cross-namespace sources,
-//! VolumeAttributesClass lookups, capacity tracking, node deployment (except deleting only
+//! metrics, VolumeAttributesClass lookups, capacity tracking, node deployment (except deleting only
 //! what this node reaches), `Config` with upstream's flags, the descriptor and the
 //! `csi-provisioner` binary.
 //!
@@ -28,14 +32,17 @@
 #![deny(missing_docs)]
 
 pub mod capacity;
+pub mod clone_protection;
 pub mod component;
 pub mod controller;
 pub mod csi;
+pub mod data_source;
 pub mod delete;
 pub mod kube;
 pub mod metrics;
 pub mod params;
 pub mod provision;
+pub mod snapshot_protection;
 pub mod source;
 pub mod topology;
 

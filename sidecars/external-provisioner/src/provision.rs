@@ -30,6 +30,7 @@ use tonic::Code;
 use tracing::{debug, warn};
 
 use crate::csi::{CsiError, VolumeDriver};
+use crate::data_source::{DataSourceRef, DataSources, ReferenceError};
 use crate::params::{self, ParamsError};
 use crate::source::{SourceError, clone_source};
 use crate::topology::{
@@ -205,6 +206,9 @@ pub enum DataSourceObjects<'a> {
     },
     /// A VolumeSnapshot data source: the content source the caller resolved, if it could.
     Snapshot(Option<&'a VolumeContentSource>),
+    /// Read every data source from Kubernetes, with cross-namespace sources and the source
+    /// finalizers, each step where upstream does it (what the controller loop passes).
+    Api(&'a DataSources),
 }
 
 /// Why a claim was not provisioned. The messages are upstream's; [`ProvisionError::state`]
@@ -224,6 +228,10 @@ pub enum ProvisionError {
     /// The data source names no object.
     #[error("the PVC source not found for PVC {0}")]
     DataSourceWithoutName(String),
+    /// The data source may not be used: a cross-namespace `dataSourceRef` without the
+    /// `CrossNamespaceVolumeDataSource` gate or without a ReferenceGrant that allows it.
+    #[error(transparent)]
+    DataSourceReference(ReferenceError),
     /// A VolumeSnapshot data source from another API group.
     #[error(
         "the PVC source does not belong to the right APIGroup. Expected snapshot.storage.k8s.io, Got {0}"
@@ -270,6 +278,9 @@ pub enum ProvisionError {
         /// What is wrong.
         error: SourceError,
     },
+    /// The finalizer that protects the source could not be added (state NoChange).
+    #[error("{0}")]
+    SourceFinalizer(ApiError),
     /// The claim's VolumeAttributesClass could not be read.
     #[error("{0}")]
     VolumeAttributesClass(ApiError),
@@ -330,6 +341,7 @@ impl ProvisionError {
         match self {
             NotOurs { .. }
             | DataSourceWithoutName(_)
+            | DataSourceReference(_)
             | DataSourceApiGroup(_)
             | ExternalPopulator(_)
             | MissingCapability(_)
@@ -342,6 +354,7 @@ impl ProvisionError {
             | SecretReference(_)
             | Credentials(_)
             | VolumeAttributesClass(_)
+            | SourceFinalizer(_)
             | ContentSource { .. } => ProvisioningState::NoChange,
             CreateVolume { state, .. } => *state,
             CapacityTooSmall { .. } | ContentSourceMissing { .. } => {
@@ -456,22 +469,30 @@ pub fn claim_class(claim: &PersistentVolumeClaim) -> String {
         .unwrap_or_default()
 }
 
-/// The claim's data source, `dataSourceRef` first (as the API server mirrors them).
-fn data_source(claim: &PersistentVolumeClaim) -> Option<(String, String, Option<String>)> {
+/// The claim's data source, `dataSourceRef` first (as the API server mirrors them), in the
+/// claim's namespace (cross-namespace sources need [`DataSourceObjects::Api`]).
+fn data_source(claim: &PersistentVolumeClaim) -> Option<DataSourceRef> {
     let spec = claim.spec.as_ref()?;
-    if let Some(r) = &spec.data_source_ref {
-        return Some((r.kind.clone(), r.name.clone(), r.api_group.clone()));
-    }
-    spec.data_source
-        .as_ref()
-        .map(|r| (r.kind.clone(), r.name.clone(), r.api_group.clone()))
+    let (kind, name, api_group) = if let Some(r) = &spec.data_source_ref {
+        (r.kind.clone(), r.name.clone(), r.api_group.clone())
+    } else {
+        let r = spec.data_source.as_ref()?;
+        (r.kind.clone(), r.name.clone(), r.api_group.clone())
+    };
+    Some(DataSourceRef {
+        kind,
+        name,
+        api_group: api_group.unwrap_or_default(),
+        namespace: claim.metadata.namespace.clone().unwrap_or_default(),
+    })
 }
 
-/// Everything before `CreateVolume` that needs no write (upstream's `prepareProvision`), in
-/// upstream's order: data source kind, capabilities, selector, name, fsType, capabilities,
-/// content source (the clone-protection or snapshot finalizer goes on the source after this,
-/// before topology: the controller loop's), topology, secrets (the provisioner secret is
-/// read), stripped parameters, `--extra-create-metadata`, VolumeAttributesClass.
+/// Everything before `CreateVolume` (upstream's `prepareProvision`), in upstream's order:
+/// data source (with [`DataSourceObjects::Api`]: cross-namespace checks), its kind,
+/// capabilities, selector, name, fsType, capabilities, content source, the source's
+/// finalizer (with [`DataSourceObjects::Api`]: the only write), topology, secrets (the
+/// provisioner secret is read), stripped parameters, `--extra-create-metadata`,
+/// VolumeAttributesClass.
 pub async fn prepare(
     config: &ProvisionerConfig,
     options: &ProvisionOptions<'_>,
@@ -484,14 +505,21 @@ pub async fn prepare(
     let claim_name = claim.metadata.name.clone().unwrap_or_default();
 
     let (mut needs_snapshot, mut needs_clone) = (false, false);
-    let source = data_source(claim);
-    if let Some((kind, name, api_group)) = source.clone() {
+    let reference = match options.data_source {
+        DataSourceObjects::Api(sources) => sources
+            .reference(claim)
+            .map_err(ProvisionError::DataSourceReference)?,
+        _ => data_source(claim),
+    };
+    let source = reference
+        .as_ref()
+        .map(|r| (r.kind.clone(), r.name.clone(), r.api_group.clone()));
+    if let Some((kind, name, group)) = source.clone() {
         if name.is_empty() {
             return Err(ProvisionError::DataSourceWithoutName(claim_name));
         }
         match kind.as_str() {
             "VolumeSnapshot" => {
-                let group = api_group.unwrap_or_default();
                 if group != SNAPSHOT_API_GROUP {
                     return Err(ProvisionError::DataSourceApiGroup(group));
                 }
@@ -570,10 +598,24 @@ pub async fn prepare(
                 clone_source(claim, class, &name, pvc, pv)
             }
             DataSourceObjects::Snapshot(Some(content)) if needs_snapshot => Ok(content.clone()),
+            DataSourceObjects::Api(sources) => match &reference {
+                Some(reference) => sources
+                    .content_source(claim, class, reference)
+                    .await
+                    .and_then(|c| c.ok_or(SourceError::NotResolved)),
+                None => Err(SourceError::NotResolved),
+            },
             _ => Err(SourceError::NotResolved),
         }
         .map_err(|error| ProvisionError::ContentSource { kind, name, error })?;
         request.volume_content_source = Some(content);
+        if let (DataSourceObjects::Api(sources), Some(reference)) = (options.data_source, &reference)
+        {
+            sources
+                .add_finalizer(reference)
+                .await
+                .map_err(ProvisionError::SourceFinalizer)?;
+        }
     }
 
     if caps.topology {
@@ -740,6 +782,17 @@ pub async fn provision(
     let pv = build_pv(config, options, prepared, &response, capacity);
     if config.capabilities.topology {
         memo.forget(&uid);
+    }
+    if let DataSourceObjects::Api(sources) = options.data_source
+        && let Err(error) = sources.remove_snapshot_finalizer(claim).await
+    {
+        // The sweep controller removes it later.
+        let source = claim.spec.as_ref().and_then(|s| s.data_source.as_ref());
+        warn!(
+            "Failed to remove snapshot finalizer from {}/{}: {error}",
+            claim.metadata.namespace.as_deref().unwrap_or_default(),
+            source.map(|s| s.name.as_str()).unwrap_or_default()
+        );
     }
     Ok(pv)
 }

@@ -1,9 +1,11 @@
 //! Data sources: the content source of a volume cloned from a PVC (upstream's `getPVCSource`),
-//! from the source PVC and its PV that the caller read.
+//! from the source PVC and its PV that the caller read, and every reason a data source cannot
+//! be used ([`SourceError`], clone and snapshot alike).
 //!
-//! The clone-protection finalizer on the source PVC, reading the objects, snapshots and
-//! cross-namespace sources (ReferenceGrant) are the controller loop's.
+//! Reading the objects, snapshot restores, cross-namespace sources (ReferenceGrants) and the
+//! source finalizers are [`crate::data_source`]'s.
 
+use csi_controller::ApiError;
 use csi_proto::csi::v1::VolumeContentSource;
 use csi_proto::csi::v1::volume_content_source::{Type, VolumeSource};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -72,6 +74,109 @@ pub enum SourceError {
     /// The caller resolved no content source for a data source that needs one.
     #[error("data source not resolved")]
     NotResolved,
+    /// The VolumeSnapshot could not be read.
+    #[error("error getting snapshot {name} from api server: {error}")]
+    SnapshotGet {
+        /// The snapshot's name.
+        name: String,
+        /// The API error.
+        error: ApiError,
+    },
+    /// The VolumeSnapshot is being deleted and no provisioning from it was under way (it
+    /// lacks the snapshot source-protection finalizer).
+    #[error("snapshot {0} is being deleted")]
+    SnapshotDeleting(String),
+    /// The VolumeSnapshot has no status or no bound VolumeSnapshotContent.
+    #[error("snapshot {0} not bound")]
+    SnapshotNotBound(String),
+    /// The bound VolumeSnapshotContent could not be read (the cause is logged).
+    #[error("error getting snapshotcontent {content} for snapshot {snapshot}")]
+    ContentGet {
+        /// The content's name.
+        content: String,
+        /// The snapshot's name.
+        snapshot: String,
+    },
+    /// The VolumeSnapshotContent's `volumeSnapshotRef` names another snapshot (UID,
+    /// namespace or name).
+    #[error("snapshotcontent {content} for snapshot {snapshot} is bound to a different snapshot")]
+    ContentBoundElsewhere {
+        /// The content's name.
+        content: String,
+        /// The snapshot's name.
+        snapshot: String,
+    },
+    /// The VolumeSnapshotContent is another driver's than the StorageClass's provisioner.
+    #[error(
+        "snapshotcontent {content} for snapshot {snapshot} is not handled by CSI driver of StorageClass {class}"
+    )]
+    ContentDriver {
+        /// The content's name.
+        content: String,
+        /// The snapshot's name.
+        snapshot: String,
+        /// The StorageClass's name.
+        class: String,
+    },
+    /// The VolumeSnapshot is not `readyToUse`.
+    #[error("snapshot {0} is not Ready")]
+    SnapshotNotReady(String),
+    /// The VolumeSnapshotContent has no `status.snapshotHandle`.
+    #[error("snapshot handle {0} is not available")]
+    SnapshotHandleMissing(String),
+    /// The snapshot has a restore size but the claim requests no storage.
+    #[error("error getting capacity for PVC {claim} when creating snapshot {snapshot}")]
+    NoRequest {
+        /// The claim's name.
+        claim: String,
+        /// The snapshot's name.
+        snapshot: String,
+    },
+    /// The claim requests less than the snapshot's restore size.
+    #[error(
+        "requested volume size {requested} is less than the size {restore_size} for the source snapshot {snapshot}"
+    )]
+    SmallerThanSnapshot {
+        /// The claim's request in bytes.
+        requested: i64,
+        /// The snapshot's restore size in bytes.
+        restore_size: i64,
+        /// The snapshot's name.
+        snapshot: String,
+    },
+    /// With `--prevent-volume-mode-conversion`: the claim's volume mode differs from the
+    /// snapshot's source volume mode and the VolumeSnapshotContent does not allow it.
+    #[error(
+        "requested volume {namespace}/{claim} modifies the mode of the source volume but does not have permission to do so. {reason}"
+    )]
+    VolumeModeConversion {
+        /// The claim's namespace.
+        namespace: String,
+        /// The claim's name.
+        claim: String,
+        /// Why the content does not allow it.
+        reason: ModeConversionDenied,
+    },
+}
+
+/// Why a VolumeSnapshotContent does not allow a restore to another volume mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeConversionDenied {
+    /// No `snapshot.storage.kubernetes.io/allow-volume-mode-change` annotation.
+    #[error(
+        "snapshot.storage.kubernetes.io/allow-volume-mode-change annotation is not present on snapshotcontent {0}"
+    )]
+    NotAnnotated(String),
+    /// The annotation is not a boolean (Go's `strconv.ParseBool` message).
+    #[error(
+        "failed to convert snapshot.storage.kubernetes.io/allow-volume-mode-change annotation value to boolean with error: strconv.ParseBool: parsing {0:?}: invalid syntax"
+    )]
+    NotBoolean(String),
+    /// The annotation is false.
+    #[error(
+        "snapshot.storage.kubernetes.io/allow-volume-mode-change is set to false on snapshotcontent {0}"
+    )]
+    Disallowed(String),
 }
 
 /// The content source for cloning `source_pvc` (with its PV `source_pv`) into `claim` of
