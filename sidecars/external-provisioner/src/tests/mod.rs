@@ -12,5 +12,6 @@
 mod controller_test;
 mod delete_test;
 mod params_test;
+mod snapshot_test;
 mod source_test;
 mod topology_test;
