@@ -113,13 +113,13 @@ pub mod v1 {
     }
 
     api_resource!(VolumeSnapshotClass, group: "snapshot.storage.k8s.io", version: "v1",
-        kind: "VolumeSnapshotClass", plural: "volumesnapshotclasses",
-        scope: k8s_openapi::ClusterResourceScope,
-        fields {
-            driver => "driver",
-            parameters => "parameters" if Option::is_none,
-            deletion_policy => "deletionPolicy",
-        });
+    kind: "VolumeSnapshotClass", plural: "volumesnapshotclasses",
+    scope: k8s_openapi::ClusterResourceScope,
+    fields {
+        driver => "driver",
+        parameters => "parameters" if Option::is_none,
+        deletion_policy => "deletionPolicy",
+    });
 
     /// A snapshot in the storage system (`kind: VolumeSnapshotContent`, cluster-scoped).
     #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

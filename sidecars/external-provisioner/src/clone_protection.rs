@@ -196,8 +196,7 @@ impl CloningProtection {
         let events = caches
             .subscribe::<PersistentVolumeClaim>(&all)?
             .with_resync(RESYNC_PERIOD);
-        match caches.index::<PersistentVolumeClaim, _>(&all, CLONE_SOURCE_INDEX, clone_source_key)
-        {
+        match caches.index::<PersistentVolumeClaim, _>(&all, CLONE_SOURCE_INDEX, clone_source_key) {
             // Declared by an earlier instance of this controller: the same function.
             Ok(()) | Err(csi_kube::cache::Error::IndexConflict { .. }) => {}
             Err(error) => return Err(error),

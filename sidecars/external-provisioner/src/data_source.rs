@@ -245,7 +245,10 @@ pub async fn snapshot_source(
             error,
         })?;
     if snapshot.metadata.deletion_timestamp.is_some() {
-        if !has_finalizer(snapshot.metadata.finalizers.as_deref(), SNAPSHOT_SOURCE_FINALIZER) {
+        if !has_finalizer(
+            snapshot.metadata.finalizers.as_deref(),
+            SNAPSHOT_SOURCE_FINALIZER,
+        ) {
             return Err(SourceError::SnapshotDeleting(name.clone()));
         }
         debug!(
@@ -647,8 +650,10 @@ impl DataSources {
                     match self.client.persistent_volume(&volume_name).await {
                         Ok(pv) => Some(pv),
                         Err(error) => {
-                            warn!("error getting volume {volume_name} for PVC {}/{}: {error}",
-                                reference.namespace, reference.name);
+                            warn!(
+                                "error getting volume {volume_name} for PVC {}/{}: {error}",
+                                reference.namespace, reference.name
+                            );
                             None
                         }
                     }
@@ -681,7 +686,8 @@ impl DataSources {
             SNAPSHOT_KIND => {
                 let snapshot = self.client.volume_snapshot(namespace, name).await?;
                 let finalizers = snapshot.metadata.finalizers.as_deref();
-                let Some(patch) = add_finalizer_patch_checked(finalizers, SNAPSHOT_SOURCE_FINALIZER)
+                let Some(patch) =
+                    add_finalizer_patch_checked(finalizers, SNAPSHOT_SOURCE_FINALIZER)
                 else {
                     return Ok(());
                 };
@@ -746,14 +752,17 @@ async fn remove_snapshot_finalizer(
         Err(error) if error.is_not_found() => return Ok(()),
         Err(error) => return Err(error),
     };
-    let Some(patch) =
-        remove_finalizer_patch(snapshot.metadata.finalizers.as_deref(), SNAPSHOT_SOURCE_FINALIZER)
-    else {
+    let Some(patch) = remove_finalizer_patch(
+        snapshot.metadata.finalizers.as_deref(),
+        SNAPSHOT_SOURCE_FINALIZER,
+    ) else {
         return Ok(());
     };
     match client.patch_volume_snapshot(namespace, name, &patch).await {
         Ok(_) => {
-            debug!("Removed finalizer {SNAPSHOT_SOURCE_FINALIZER} from snapshot {namespace}/{name}");
+            debug!(
+                "Removed finalizer {SNAPSHOT_SOURCE_FINALIZER} from snapshot {namespace}/{name}"
+            );
             Ok(())
         }
         Err(error) if error.is_not_found() => Ok(()),
@@ -779,7 +788,8 @@ pub fn is_snapshot_source_claim(claim: &PersistentVolumeClaim) -> bool {
 /// `spec.dataSourceRef` (in its namespace when set).
 pub fn snapshot_of_claim(claim: &PersistentVolumeClaim) -> Option<(String, String)> {
     let spec = claim.spec.as_ref()?;
-    let group_ok = |group: &Option<String>| group.as_deref().is_none_or(|g| g == SNAPSHOT_API_GROUP);
+    let group_ok =
+        |group: &Option<String>| group.as_deref().is_none_or(|g| g == SNAPSHOT_API_GROUP);
     let claim_namespace = claim.metadata.namespace.clone().unwrap_or_default();
     if let Some(source) = &spec.data_source
         && source.kind == SNAPSHOT_KIND

@@ -275,8 +275,8 @@ pub enum ProvisionError {
         kind: String,
         /// Its name.
         name: String,
-        /// What is wrong.
-        error: SourceError,
+        /// What is wrong (boxed: snapshot errors are large).
+        error: Box<SourceError>,
     },
     /// The finalizer that protects the source could not be added (state NoChange).
     #[error("{0}")]
@@ -607,9 +607,14 @@ pub async fn prepare(
             },
             _ => Err(SourceError::NotResolved),
         }
-        .map_err(|error| ProvisionError::ContentSource { kind, name, error })?;
+        .map_err(|error| ProvisionError::ContentSource {
+            kind,
+            name,
+            error: Box::new(error),
+        })?;
         request.volume_content_source = Some(content);
-        if let (DataSourceObjects::Api(sources), Some(reference)) = (options.data_source, &reference)
+        if let (DataSourceObjects::Api(sources), Some(reference)) =
+            (options.data_source, &reference)
         {
             sources
                 .add_finalizer(reference)

@@ -65,9 +65,10 @@ impl DataSourceClient for SnapshotApi {
         _namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<VolumeSnapshot, ApiError>> {
-        let answer = self.snapshot.clone().ok_or_else(|| {
-            ApiError::not_found("volumesnapshots.snapshot.storage.k8s.io", name)
-        });
+        let answer = self
+            .snapshot
+            .clone()
+            .ok_or_else(|| ApiError::not_found("volumesnapshots.snapshot.storage.k8s.io", name));
         Box::pin(async move { answer })
     }
 
@@ -718,7 +719,11 @@ async fn test_provision_from_snapshot() {
         )
         .await;
         let created = driver.created.lock().unwrap().clone();
-        assert_eq!(!created.is_empty(), case.expect_csi_call, "{name}: CSI call");
+        assert_eq!(
+            !created.is_empty(),
+            case.expect_csi_call,
+            "{name}: CSI call"
+        );
         if case.not_populated {
             assert_eq!(driver.deleted.lock().unwrap().len(), 1, "{name}: cleanup");
         }
@@ -728,7 +733,10 @@ async fn test_provision_from_snapshot() {
             Ok(pv) if case.expect_err => panic!("{name}: expected an error, got {pv:?}"),
             Err(e) => {
                 if !case.expect_csi_call {
-                    assert!(patches.is_empty(), "{name}: finalizer set before failing: {e}");
+                    assert!(
+                        patches.is_empty(),
+                        "{name}: finalizer set before failing: {e}"
+                    );
                 }
             }
             Ok(pv) => {
@@ -819,8 +827,13 @@ async fn snapshot_source_messages_are_upstreams() {
     );
 
     let mut api = api(&case("x"));
-    api.snapshot.as_mut().unwrap().status.as_mut().unwrap().restore_size =
-        Some(Quantity("2k".into()));
+    api.snapshot
+        .as_mut()
+        .unwrap()
+        .status
+        .as_mut()
+        .unwrap()
+        .restore_size = Some(Quantity("2k".into()));
     assert_eq!(
         run(api, claim.clone(), class.clone()).await,
         "requested volume size 1000 is less than the size 2000 for the source snapshot test-snapshot"
@@ -969,7 +982,10 @@ async fn a_failed_finalizer_leaves_the_claim_unchanged() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(error, ProvisionError::SourceFinalizer(_)), "{error}");
+    assert!(
+        matches!(error, ProvisionError::SourceFinalizer(_)),
+        "{error}"
+    );
     assert_eq!(error.state(), ProvisioningState::NoChange);
     assert!(driver.created.lock().unwrap().is_empty());
 }
