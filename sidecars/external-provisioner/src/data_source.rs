@@ -35,15 +35,19 @@
 //! its clients, and finalizer patches) and [`DataSourceListers`] (claims and ReferenceGrants
 //! from the shared caches), so that tests use fakes.
 //!
-//! Finalizers are added and removed with JSON patches whose `test` operations make a
-//! concurrent change fail the patch (upstream sends an Update of the object it read, which
-//! fails the same way with a conflict).
+//! Finalizers are changed by JSON patches whose `test` operations make a concurrent change fail
+//! the change. [`KubeDataSourceClient`] applies them as upstream writes: it reads the object,
+//! applies the patch to its JSON and sends an Update (PUT, with the resource version it read,
+//! so a concurrent write is a conflict), because upstream's RBAC grants `update`, not `patch`,
+//! on PersistentVolumeClaims and VolumeSnapshots. The JSON is kept whole, so fields this
+//! build's API types do not know survive.
 
 use std::fmt;
 use std::sync::Arc;
 
 use csi_controller::finalizer::{add_finalizer_patch_checked, remove_finalizer_patch};
-use csi_controller::{ApiError, PatchBody, Patcher, resources};
+use csi_controller::patch::apply_json_patch;
+use csi_controller::{ApiError, resources};
 use csi_crd_types::{ReferenceGrant, VolumeSnapshot, VolumeSnapshotContent};
 use csi_kube::Store;
 use csi_proto::csi::v1::VolumeContentSource;
@@ -417,7 +421,8 @@ pub trait DataSourceClient: Send + Sync + fmt::Debug {
         name: &'a str,
     ) -> BoxFuture<'a, Result<PersistentVolume, ApiError>>;
 
-    /// `PATCH persistentvolumeclaims/<name>` in `namespace` with a JSON patch.
+    /// Changes the claim `namespace/name` by a JSON patch (RFC 6902); a failed `test` is an
+    /// error.
     fn patch_claim<'a>(
         &'a self,
         namespace: &'a str,
@@ -425,7 +430,8 @@ pub trait DataSourceClient: Send + Sync + fmt::Debug {
         json_patch: &'a Value,
     ) -> BoxFuture<'a, Result<PersistentVolumeClaim, ApiError>>;
 
-    /// `PATCH volumesnapshots/<name>` in `namespace` with a JSON patch.
+    /// Changes the VolumeSnapshot `namespace/name` by a JSON patch (RFC 6902); a failed
+    /// `test` is an error.
     fn patch_volume_snapshot<'a>(
         &'a self,
         namespace: &'a str,
@@ -442,28 +448,61 @@ pub trait DataSourceListers: Send + Sync + fmt::Debug {
     fn reference_grants(&self, namespace: &str) -> Result<Vec<Arc<ReferenceGrant>>, ApiError>;
 }
 
-/// [`DataSourceClient`] over a kube client.
+/// [`DataSourceClient`] over a kube client. Patches are sent as Updates (GET, patch applied
+/// to the JSON, PUT): see the [module documentation](self).
 #[derive(Clone)]
 pub struct KubeDataSourceClient {
     client: kube::Client,
-    patcher: Patcher,
+    field_manager: String,
 }
 
 impl fmt::Debug for KubeDataSourceClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KubeDataSourceClient")
-            .field("patcher", &self.patcher)
+            .field("field_manager", &self.field_manager)
             .finish_non_exhaustive()
     }
 }
 
 impl KubeDataSourceClient {
-    /// A client whose patches carry `field_manager`.
+    /// A client whose Updates carry `field_manager`.
     pub fn new(client: kube::Client, field_manager: &str) -> Self {
         KubeDataSourceClient {
-            patcher: Patcher::new(client.clone()).with_field_manager(field_manager),
             client,
+            field_manager: field_manager.to_string(),
         }
+    }
+
+    /// Reads `namespace/name` as JSON, applies `json_patch` to it and updates it.
+    async fn update_by_patch<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        json_patch: &Value,
+    ) -> Result<K, ApiError>
+    where
+        K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+    {
+        let resource = kube::api::ApiResource::erase::<K>(&());
+        let api = kube::Api::<kube::api::DynamicObject>::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &resource,
+        );
+        let mut object = serde_json::to_value(api.get(name).await?)
+            .map_err(|err| ApiError::other(err.to_string()))?;
+        apply_json_patch(&mut object, json_patch)
+            .map_err(|err| ApiError::invalid(err.to_string()))?;
+        let object: kube::api::DynamicObject =
+            serde_json::from_value(object).map_err(|err| ApiError::other(err.to_string()))?;
+        let params = kube::api::PostParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..Default::default()
+        };
+        let updated = api.replace(name, &params, &object).await?;
+        serde_json::to_value(updated)
+            .and_then(serde_json::from_value)
+            .map_err(|err| ApiError::other(err.to_string()))
     }
 }
 
@@ -505,10 +544,7 @@ impl DataSourceClient for KubeDataSourceClient {
         name: &'a str,
         json_patch: &'a Value,
     ) -> BoxFuture<'a, Result<PersistentVolumeClaim, ApiError>> {
-        Box::pin(
-            self.patcher
-                .patch(Some(namespace), name, PatchBody::Json(json_patch)),
-        )
+        Box::pin(self.update_by_patch(namespace, name, json_patch))
     }
 
     fn patch_volume_snapshot<'a>(
@@ -517,10 +553,7 @@ impl DataSourceClient for KubeDataSourceClient {
         name: &'a str,
         json_patch: &'a Value,
     ) -> BoxFuture<'a, Result<VolumeSnapshot, ApiError>> {
-        Box::pin(
-            self.patcher
-                .patch(Some(namespace), name, PatchBody::Json(json_patch)),
-        )
+        Box::pin(self.update_by_patch(namespace, name, json_patch))
     }
 }
 
