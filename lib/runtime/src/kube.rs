@@ -196,6 +196,23 @@ impl KubeShared {
         )?)
     }
 
+    /// A client with a budget of its own (`qps`, `burst`), whatever the flags say: for work
+    /// upstream gives a separate client (the provisioner's capacity objects).
+    pub fn client_with_budget(
+        &self,
+        qps: f64,
+        burst: u32,
+        user_agent: &str,
+    ) -> Result<kube::Client, Error> {
+        let options = ClientOptions {
+            kubeconfig: None,
+            qps,
+            burst,
+            user_agent: format!("{user_agent}/{}", self.user_agent_version),
+        };
+        Ok(csi_kube::client(self.config.clone(), &options)?)
+    }
+
     /// An Event recorder for `component`.
     pub fn recorder(&self, client: kube::Client, component: impl Into<String>) -> Recorder {
         Recorder::new(client, component, self.host.clone())

@@ -34,14 +34,25 @@ use k8s_openapi::api::storage::v1::{CSINode, StorageClass, VolumeAttachment};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::capacity::{
+    Capacity, CapacityMetrics, CapacityOptions, KubeCapacityApi, KubeObjectReader, lookup_owner,
+    managed_by_id,
+};
+use crate::clone_protection::{CloningProtection, CloningProtectionConfig};
 use crate::controller::{
     CLAIM_QUEUE_NAME, Parts, ProvisionController, RESYNC_PERIOD, UNSAVED_QUEUE_NAME,
     UNSAVED_WORKERS, VOLUME_QUEUE_NAME,
 };
 use crate::csi::CsiVolumeDriver;
+use crate::data_source::{
+    DataSourceClient, DataSourceConfig, DataSources, KubeDataSourceClient, StoreDataSourceListers,
+};
 use crate::kube::{ApiClient, StoreListers, UID_INDEX, uid_index};
 use crate::metrics::ProvisionMetrics;
+use crate::node_deployment::{NodeDeploymentConfig, NodeOwner};
 use crate::provision::{DriverCapabilities, NodeDeployment, ProvisionerConfig};
+use crate::snapshot_protection::SnapshotFinalizerSweep;
+use csi_crd_types::gateway::v1beta1::ReferenceGrant;
 
 /// external-provisioner v6.4.0's own flags (the common ones are in
 /// [`csi_sidecar_runtime::kube::FLAGS`]), in upstream's order.
@@ -496,16 +507,86 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             default_controller_rate_limiter::<String>(),
             queue_config(UNSAVED_QUEUE_NAME),
         );
-        let node_check: Option<Arc<dyn crate::controller::NodeCheck>> = None;
+        let source_client: Arc<dyn DataSourceClient> =
+            Arc::new(KubeDataSourceClient::new(client.clone(), "csi-provisioner"));
+        let cross_namespace = ctx.features.enabled("CrossNamespaceVolumeDataSource");
+        let grants = if cross_namespace {
+            kube.caches
+                .wait_for_definition::<ReferenceGrant>(&all)
+                .map_err(anyhow::Error::from)?;
+            Some(
+                kube.caches
+                    .store::<ReferenceGrant>(&all)
+                    .map_err(anyhow::Error::from)?,
+            )
+        } else {
+            None
+        };
+        let data_sources = Arc::new(DataSources::new(
+            DataSourceConfig {
+                cross_namespace,
+                prevent_volume_mode_conversion: flags.bool("prevent-volume-mode-conversion"),
+            },
+            source_client.clone(),
+            Arc::new(StoreDataSourceListers::new(claim_events.store(), grants)),
+        ));
+        let cloning_protection = CloningProtection::declare(
+            &kube.caches,
+            capabilities.clone_volume,
+            CloningProtectionConfig {
+                threads: usize::try_from(flags.int("cloning-protection-threads")).unwrap_or(1),
+                retry_interval_start: flags.duration("retry-interval-start"),
+                retry_interval_max: flags.duration("retry-interval-max"),
+            },
+            source_client.clone(),
+            shared.workqueue_metrics(),
+        )
+        .map_err(anyhow::Error::from)?;
+        let snapshot_sweep = SnapshotFinalizerSweep::declare(
+            &kube.caches,
+            &client,
+            capabilities.create_delete_snapshot,
+            flags.duration("snapshot-orphan-sweep-interval"),
+            source_client,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let capacity = if flags.bool("enable-capacity") {
+            Some(
+                capacity_tracking(&ctx, &client, &driver, node_deployment.as_ref(), timeout)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let observer = capacity
+            .as_ref()
+            .map(|c| Arc::new(c.refresh_handle()) as Arc<dyn crate::controller::ProvisionObserver>);
+        let api: Arc<dyn crate::kube::ProvisionerApi> = Arc::new(ApiClient::new(client.clone()));
+        let node_check = node_deployment.as_ref().map(|node| {
+            Arc::new(NodeOwner::new(
+                NodeDeploymentConfig {
+                    node_name: node.node_name.clone(),
+                    immediate_binding: flags.bool("node-deployment-immediate-binding"),
+                    base_delay: flags.duration("node-deployment-base-delay"),
+                    max_delay: flags.duration("node-deployment-max-delay"),
+                },
+                config.clone(),
+                listers.clone(),
+                api.clone(),
+                Arc::new(CsiVolumeDriver::new(shared.csi.clone())),
+            )) as Arc<dyn crate::controller::NodeCheck>
+        });
         let controller = Arc::new(ProvisionController::new(Parts {
             config,
             listers,
-            api: Arc::new(ApiClient::new(client.clone())),
+            api,
             driver: Arc::new(CsiVolumeDriver::new(shared.csi.clone())),
             events: Arc::new(kube.recorder(client, "external-provisioner")),
             metrics: Some(metrics),
-            observer: None,
+            observer,
             node_check,
+            data_sources: Some(data_sources),
             retry_interval_max: flags.duration("retry-interval-max"),
             unsaved_queue: unsaved_queue.clone(),
         }));
@@ -518,6 +599,9 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             volume_queue: WorkQueue::with_config(backoff(), queue_config(VOLUME_QUEUE_NAME)),
             unsaved_queue,
             workers,
+            cloning_protection,
+            snapshot_sweep,
+            capacity,
             shutdown: shared.shutdown.clone(),
         };
         Ok(Controller::new(run.run(claim_events, volume_events)))
@@ -531,18 +615,35 @@ struct Run {
     volume_queue: WorkQueue<String>,
     unsaved_queue: WorkQueue<String>,
     workers: usize,
+    cloning_protection: Option<CloningProtection>,
+    snapshot_sweep: Option<SnapshotFinalizerSweep>,
+    capacity: Option<Capacity>,
     shutdown: CancellationToken,
 }
 
 impl Run {
     async fn run(
-        self,
+        mut self,
         claim_events: Subscription<PersistentVolumeClaim>,
         volume_events: Subscription<PersistentVolume>,
     ) -> anyhow::Result<()> {
         info!("Starting provisioner controller");
-        let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(cloning_protection) = self.cloning_protection.take() {
+            tasks.spawn(cloning_protection.run(self.shutdown.clone()));
+        }
+        if let Some(sweep) = self.snapshot_sweep.take() {
+            tasks.spawn(sweep.run(self.shutdown.clone()));
+        }
+        if let Some(capacity) = self.capacity.take() {
+            let shutdown = self.shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(err) = capacity.run(shutdown).await {
+                    tracing::error!(%err, "Capacity tracking stopped");
+                }
+            });
+        }
+        let this = Arc::new(self);
         tasks.spawn(this.clone().feed_claims(claim_events));
         tasks.spawn(this.clone().feed_volumes(volume_events));
         for (queue, workers) in [
@@ -631,4 +732,85 @@ impl Run {
             }
         }
     }
+}
+
+/// `--enable-capacity`: the capacity tracker, as upstream's `main` sets it up (`NAMESPACE`,
+/// `POD_NAME` and the owner walk, a client with `--kube-api-capacity-qps/-burst`, the
+/// node-specific managed-by value and topology in node deployment).
+async fn capacity_tracking(
+    ctx: &InitContext,
+    client: &kube::Client,
+    driver: &str,
+    node: Option<&NodeDeployment>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Capacity> {
+    let shared = &ctx.shared;
+    let flags = &ctx.flags;
+    let namespace = std::env::var("NAMESPACE").unwrap_or_default();
+    anyhow::ensure!(
+        !namespace.is_empty(),
+        "need NAMESPACE env variable for CSIStorageCapacity objects"
+    );
+    let level = flags.int("capacity-ownerref-level");
+    let owner = if level >= 0 {
+        let pod = std::env::var("POD_NAME").unwrap_or_default();
+        anyhow::ensure!(
+            !pod.is_empty(),
+            "need POD_NAME env variable to determine CSIStorageCapacity owner"
+        );
+        lookup_owner(
+            &KubeObjectReader::new(client.clone()),
+            &namespace,
+            &pod,
+            level,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("look up owner(s) of pod: {e}"))?
+    } else {
+        None
+    };
+    let node_name = node.map(|n| n.node_name.as_str());
+    let options = CapacityOptions {
+        owner,
+        managed_by: managed_by_id(node_name),
+        poll_interval: flags.duration("capacity-poll-interval"),
+        immediate_binding: flags.bool("capacity-for-immediate-binding"),
+        workers: usize::try_from(flags.int("capacity-threads")).unwrap_or(1),
+        timeout,
+        retry_interval_start: flags.duration("retry-interval-start"),
+        retry_interval_max: flags.duration("retry-interval-max"),
+        node_topology: node.map(|n| {
+            n.accessible_topology
+                .as_ref()
+                .map(|t| t.segments.clone().into_iter().collect())
+                .unwrap_or_default()
+        }),
+        ..CapacityOptions::new(driver, namespace)
+    };
+    let kube = shared.kube();
+    let watches = crate::capacity::declare(&kube.caches, &options)?;
+    let capacity_client = kube.client_with_budget(
+        flags.float("kube-api-capacity-qps"),
+        u32::try_from(flags.int("kube-api-capacity-burst")).unwrap_or(0),
+        "csi-provisioner",
+    )?;
+    let capacity = Capacity::new(
+        options,
+        watches,
+        Arc::new(CsiVolumeDriver::new(shared.csi.clone())),
+        Arc::new(KubeCapacityApi::new(capacity_client)),
+        shared.workqueue_metrics(),
+    );
+    let metrics = shared
+        .once(|| {
+            let metrics = CapacityMetrics::default();
+            shared
+                .metrics
+                .register(metrics.clone())
+                .map(|()| metrics)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| anyhow::anyhow!("registering the capacity metrics: {e}"))?;
+    capacity.report_to(&metrics);
+    Ok(capacity)
 }

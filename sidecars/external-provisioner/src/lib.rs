@@ -1,8 +1,8 @@
-//! external-provisioner's provisioning logic (kubernetes-csi/external-provisioner v6.4.0,
-//! `pkg/controller`, with what sig-storage-lib-external-provisioner v13.1.0 adds to a PV).
+//! external-provisioner (kubernetes-csi/external-provisioner v6.4.0, with what
+//! sig-storage-lib-external-provisioner v13.1.0 does for it), in Rust: `csi-provisioner` and
+//! `csi-sidecars --controllers=provisioner`.
 //!
-//! What exists: the pure parts of provisioning one claim, taking Kubernetes objects as
-//! arguments and calling no API.
+//! The pure parts of provisioning one claim, taking Kubernetes objects as arguments:
 //! - [`topology`]: the CreateVolume accessibility requirements and the PV's node affinity.
 //! - [`params`]: StorageClass parameters and claim fields as CreateVolume sees them (stripped
 //!   `csi.storage.k8s.io/` keys, fsType, volume capabilities, capacity, extra metadata, volume
@@ -10,19 +10,19 @@
 //! - [`mod@provision`]: one claim from PVC to `CreateVolume` to PersistentVolume, the provisioning
 //!   state of each failure and what the controller loop must do with it.
 //! - [`source`]: the content source of a clone, with upstream's rules on the source PVC and PV.
+//! - [`delete`]: the `DeleteVolume` of a released PV, its secret, and the wait for detach.
+//!
+//! What talks to Kubernetes and the driver:
+//! - [`controller`]: the provisioning loop — claims, volumes, saving PVs, Events, the
+//!   HonorPVReclaimPolicy finalizer, deletion; [`metrics`]: its metrics.
 //! - [`data_source`]: data sources read from Kubernetes — snapshot restores, clones,
 //!   cross-namespace sources with ReferenceGrants, the source finalizers
-//!   ([`DataSourceObjects::Api`]).
-//! - [`clone_protection`], [`snapshot_protection`]: the controllers that remove the clone and
-//!   snapshot source finalizers once no provisioning needs them.
-//! - [`delete`]: the `DeleteVolume` of a released PV, its secret, and the wait for detach.
-//! - [`csi`]: the CSI calls behind a trait, and its implementation on the driver connection.
-//!
-//! Still to come (they need the controller loop and the shared caches): watching claims and
-//! volumes, the claim and volume queues, saving PVs, when to delete a volume, Events and
-//! metrics, VolumeAttributesClass lookups, capacity tracking, node deployment (except deleting only
-//! what this node reaches), `Config` with upstream's flags, the descriptor and the
-//! `csi-provisioner` binary.
+//!   ([`DataSourceObjects::Api`]); [`clone_protection`], [`snapshot_protection`]: the
+//!   controllers that remove those finalizers once no provisioning needs them.
+//! - [`capacity`]: CSIStorageCapacity objects (`--enable-capacity`).
+//! - [`node_deployment`]: one provisioner per node (`--node-deployment`).
+//! - [`kube`]: the cache reads and API calls, behind traits; [`csi`]: the CSI calls.
+//! - [`component`]: upstream's flags, the start-up checks, the watches and workers.
 //!
 //! Not supported: CSI migration of in-tree volumes. A claim that names an in-tree provisioner
 //! is not ours ([`ProvisionError::NotOurs`]); an in-tree PV fails [`delete_volume`] as
@@ -40,6 +40,7 @@ pub mod data_source;
 pub mod delete;
 pub mod kube;
 pub mod metrics;
+pub mod node_deployment;
 pub mod params;
 pub mod provision;
 pub mod snapshot_protection;

@@ -277,21 +277,34 @@ impl ProvisionController {
         );
 
         let result = self.provision_volume(claim, &class, &selected_node).await;
+        let spec_class = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref());
         let mut pv = match result {
             Ok(pv) => pv,
-            Err(SyncError::Provision(err)) => {
-                return self.provision_failed(claim, &class, err).await;
+            Err(err) => {
+                let state = match &err {
+                    SyncError::Provision(err) => err.state(),
+                    _ => ProvisioningState::NoChange,
+                };
+                if let Some(observer) = &self.observer {
+                    observer.provision_failed(spec_class, state);
+                }
+                return match err {
+                    SyncError::Provision(err) => self.provision_failed(claim, &class, err).await,
+                    err => (ProvisioningState::NoChange, Attempt::Failed(err)),
+                };
             }
-            Err(err) => return (ProvisioningState::NoChange, Attempt::Failed(err)),
         };
         debug!(PVC = claim_name(claim), PV = ?pv.metadata.name, "Volume is provisioned");
         if let Some(spec) = pv.spec.as_mut() {
             spec.storage_class_name = (!class_name.is_empty()).then_some(class_name.clone());
         }
-        self.store_volume(pv.clone()).await;
         if let Some(observer) = &self.observer {
-            observer.volume_changed(&class_name, &pv);
+            observer.provisioned(spec_class, &pv);
         }
+        self.store_volume(pv).await;
         (ProvisioningState::Finished, Attempt::Provisioned)
     }
 
@@ -353,13 +366,18 @@ impl ProvisionController {
             }
             _ => (None, None),
         };
-        let data_source = match &source_ref {
-            Some((kind, _)) if kind == "PersistentVolumeClaim" => DataSourceObjects::Clone {
-                pvc: source_pvc.as_deref(),
-                pv: source_pv.as_deref(),
-            },
-            Some((kind, _)) if kind == "VolumeSnapshot" => DataSourceObjects::Snapshot(None),
-            _ => DataSourceObjects::None,
+        let data_source = match (&self.data_sources, &source_ref) {
+            (Some(sources), _) => DataSourceObjects::Api(sources),
+            (None, Some((kind, _))) if kind == "PersistentVolumeClaim" => {
+                DataSourceObjects::Clone {
+                    pvc: source_pvc.as_deref(),
+                    pv: source_pv.as_deref(),
+                }
+            }
+            (None, Some((kind, _))) if kind == "VolumeSnapshot" => {
+                DataSourceObjects::Snapshot(None)
+            }
+            (None, _) => DataSourceObjects::None,
         };
 
         let (csi_nodes, nodes): (Vec<CSINode>, Vec<Node>) = if self.config.capabilities.topology {

@@ -111,11 +111,29 @@ impl EventReporter for Recorder {
     }
 }
 
-/// What the loop tells others after it provisioned or deleted a volume (capacity tracking
-/// refreshes the capacity of the class and topology).
+/// What the loop tells others about provisioning and deletion (capacity tracking refreshes
+/// the capacity that probably changed; upstream wraps its provisioner for this).
 pub trait ProvisionObserver: Send + Sync + fmt::Debug {
-    /// A volume of `class` was created (`pv` is its PV) or deleted.
-    fn volume_changed(&self, class: &str, pv: &PersistentVolume);
+    /// A claim of `class` got its volume, `pv`.
+    fn provisioned(&self, class: Option<&str>, pv: &PersistentVolume);
+    /// Provisioning a claim of `class` failed, leaving `state`.
+    fn provision_failed(&self, class: Option<&str>, state: crate::ProvisioningState);
+    /// The volume of `pv` was deleted.
+    fn deleted(&self, pv: &PersistentVolume);
+}
+
+impl ProvisionObserver for crate::capacity::CapacityRefresh {
+    fn provisioned(&self, class: Option<&str>, pv: &PersistentVolume) {
+        crate::capacity::CapacityRefresh::provisioned(self, class, pv);
+    }
+
+    fn provision_failed(&self, class: Option<&str>, state: crate::ProvisioningState) {
+        crate::capacity::CapacityRefresh::provision_failed(self, class, state);
+    }
+
+    fn deleted(&self, pv: &PersistentVolume) {
+        crate::capacity::CapacityRefresh::deleted(self, pv);
+    }
 }
 
 /// Claim checks of `--node-deployment` (upstream's `checkNode`): whether this instance
@@ -148,6 +166,7 @@ pub struct ProvisionController {
     metrics: Option<ProvisionMetrics>,
     observer: Option<Arc<dyn ProvisionObserver>>,
     node_check: Option<Arc<dyn NodeCheck>>,
+    data_sources: Option<Arc<crate::data_source::DataSources>>,
     retry_interval_max: Duration,
     unsaved_queue: WorkQueue<String>,
     memo: Mutex<TopologyMemo>,
@@ -188,6 +207,9 @@ pub struct Parts {
     pub observer: Option<Arc<dyn ProvisionObserver>>,
     /// `--node-deployment`'s claim check.
     pub node_check: Option<Arc<dyn NodeCheck>>,
+    /// Data sources read from Kubernetes (snapshots, clones, cross-namespace sources, the
+    /// source finalizers); without, clone sources come from the caches and snapshots fail.
+    pub data_sources: Option<Arc<crate::data_source::DataSources>>,
     /// `--retry-interval-max`: how long an infeasible claim waits.
     pub retry_interval_max: Duration,
     /// The queue of PVs whose save failed ([`UNSAVED_QUEUE_NAME`]).
@@ -206,6 +228,7 @@ impl ProvisionController {
             metrics: parts.metrics,
             observer: parts.observer,
             node_check: parts.node_check,
+            data_sources: parts.data_sources,
             retry_interval_max: parts.retry_interval_max,
             unsaved_queue: parts.unsaved_queue,
             memo: Mutex::new(TopologyMemo::new()),

@@ -13,7 +13,7 @@ use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 use tracing::{debug, error, info};
 
 use super::{ProvisionController, lock, reasons};
-use crate::delete::{DeleteError, delete_volume, pv_class};
+use crate::delete::{DeleteError, delete_volume};
 use crate::provision::{ANN_MIGRATED_TO, ANN_PROVISIONED_BY, PV_FINALIZER};
 
 fn annotation<'a>(pv: &'a PersistentVolume, key: &str) -> Option<&'a str> {
@@ -256,7 +256,7 @@ impl ProvisionController {
             lock(&self.deleted).insert(uid);
         }
         if let Some(observer) = &self.observer {
-            observer.volume_changed(&pv_class(pv), pv);
+            observer.deleted(pv);
         }
         if let Err(err) = self.api.delete_volume(&name).await {
             info!(PV = name, %err, "Failed to delete persistentvolume");
