@@ -293,7 +293,17 @@ impl ProvisionController {
                 }
                 return match err {
                     SyncError::Provision(err) => self.provision_failed(claim, &class, err).await,
-                    err => (ProvisioningState::NoChange, Attempt::Failed(err)),
+                    err => {
+                        // A failed node check is an error of `Provision`: the library
+                        // reports it.
+                        self.events.claim_event(
+                            claim,
+                            EventType::Warning,
+                            reasons::PROVISIONING_FAILED,
+                            &err.to_string(),
+                        );
+                        (ProvisioningState::NoChange, Attempt::Failed(err))
+                    }
                 };
             }
         };

@@ -908,7 +908,8 @@ async fn should_provision() {
 }
 
 /// A node check that fails does not stop provisioning in `ShouldProvision`; the check in
-/// `Provision` then fails the attempt (state NoChange: no Event, retried).
+/// `Provision` then fails the attempt: state NoChange, a `ProvisioningFailed` Event (the
+/// library records one for every error `Provision` returns), retried.
 #[tokio::test]
 async fn should_provision_node_check_error_tries_provisioning() {
     let h = Setup {
@@ -926,7 +927,13 @@ async fn should_provision_node_check_error_tries_provisioning() {
 
     assert_eq!(h.driver.create_calls(), 0);
     assert!(!h.ctrl.in_progress("uid-1-1"));
-    assert_eq!(h.events.reasons(), vec!["Provisioning"]);
+    assert_eq!(
+        h.events.lines(),
+        vec![
+            "Normal Provisioning External provisioner is provisioning volume for claim \"default/claim-1\"",
+            "Warning ProvisioningFailed node check failed: boom",
+        ]
+    );
     assert_eq!(h.metrics().provisioned, counts(&[("class-1", 0, 1)]));
 }
 
