@@ -97,8 +97,12 @@ impl ProvisionController {
         match self.sync_claim_object(&claim).await {
             Ok(()) => {
                 lock(&self.in_progress).remove(uid);
-                self.release_claim(&claim).await;
-                Outcome::Forget
+                // A claim left with the finalizer would wait for the next resync: retry.
+                if self.release_claim(&claim).await {
+                    Outcome::Forget
+                } else {
+                    Outcome::Requeue
+                }
             }
             Err(err) => {
                 info!(key = uid, %err, "Retrying syncing claim");
@@ -625,12 +629,12 @@ impl ProvisionController {
 
     /// Removes [`super::PROVISIONING_FINALIZER`] once nothing for the claim waits (no claim in
     /// progress, no unsaved PV). Reads the cached claim first: nothing is sent when it has no
-    /// such finalizer.
-    async fn release_claim(&self, claim: &PersistentVolumeClaim) {
+    /// such finalizer. False when the finalizer should go but removing it failed.
+    async fn release_claim(&self, claim: &PersistentVolumeClaim) -> bool {
         let uid = claim.metadata.uid.clone().unwrap_or_default();
         let cached = self.listers.claim_by_uid(&uid);
         if !cached.as_deref().is_some_and(has_finalizer) && !has_finalizer(claim) {
-            return;
+            return true;
         }
         if lock(&self.in_progress).contains_key(&uid)
             || lock(&self.unsaved).values().any(|pv| {
@@ -640,7 +644,7 @@ impl ProvisionController {
                     == Some(uid.clone())
             })
         {
-            return;
+            return true;
         }
         let result = self
             .edit_claim(claim, |fresh| {
@@ -653,9 +657,12 @@ impl ProvisionController {
             })
             .await;
         match result {
-            Ok(()) => {}
-            Err(err) if err.is_not_found() => {}
-            Err(err) => warn!(PVC = claim_name(claim), %err, "Failed to release the claim"),
+            Ok(()) => true,
+            Err(err) if err.is_not_found() => true,
+            Err(err) => {
+                warn!(PVC = claim_name(claim), %err, "Failed to release the claim");
+                false
+            }
         }
     }
 

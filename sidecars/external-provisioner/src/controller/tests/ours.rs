@@ -130,6 +130,30 @@ async fn protected_claim_is_released_after_a_final_error() {
     assert!(!protected(&h.cluster));
 }
 
+/// Releasing the claim fails (its update fails): the key is retried, and the retry, which
+/// finds the PV, releases it.
+#[tokio::test]
+async fn failed_release_is_retried() {
+    let h = Harness::new();
+    h.cluster.add_class(new_storage_class("class-1", DRIVER));
+    h.cluster.add_claim(claim1());
+    h.driver.create_fails(grpc(Code::DeadlineExceeded, "slow"));
+    assert_eq!(h.ctrl.sync_claim("uid-1-1").await, Outcome::Requeue);
+    h.cluster.sync_cache();
+    assert!(protected(&h.cluster));
+
+    h.cluster
+        .fail(Verb::UpdateClaim, Some(1), ApiError::other("fake error"));
+    assert_eq!(h.ctrl.sync_claim("uid-1-1").await, Outcome::Requeue);
+    assert!(protected(&h.cluster));
+    assert!(h.cluster.volume_on_server("pvc-uid-1-1").is_some());
+
+    h.cluster.sync_cache();
+    assert_eq!(h.ctrl.sync_claim("uid-1-1").await, Outcome::Forget);
+    assert!(!protected(&h.cluster));
+    assert_eq!(h.driver.create_calls(), 2);
+}
+
 /// Protecting is best effort and never retried forever: a claim whose update conflicts keeps
 /// being read fresh and updated; a plain failure leaves it to the in-memory record.
 #[tokio::test]
