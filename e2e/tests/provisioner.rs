@@ -543,6 +543,8 @@ async fn provisions_and_deletes_as_csi_sidecars_with_the_attacher() -> anyhow::R
             ("persistentvolumes".to_string(), 1),
             ("storageclasses".to_string(), 1),
             ("volumeattachments".to_string(), 1),
+            // The snapshot-source finalizer sweep (the driver can snapshot).
+            ("volumesnapshots".to_string(), 1),
         ]);
         ensure_eq!(by_agent, expected, "watches of csi-sidecars:\n{watches}");
         anyhow::Ok(())
@@ -616,17 +618,23 @@ async fn provision_and_delete(
         .context("the CreateVolume of the fs claim")?;
     ensure_eq!(fs_request["parameters"], json!({"foo": "bar"}));
 
-    let events = fixture.events_of("fs").await?;
     let expected = [
         "Normal Provisioning: External provisioner is provisioning volume for claim",
         "Normal ProvisioningSucceeded: Successfully provisioned volume",
     ];
-    for prefix in expected {
-        ensure!(
-            events.iter().any(|e| e.starts_with(prefix)),
-            "an Event {prefix:?} on claim fs; its Events: {events:#?}"
-        );
-    }
+    wait_until(
+        "the Events Provisioning and ProvisioningSucceeded on claim fs",
+        WAIT,
+        || async {
+            let events = fixture.events_of("fs").await.ok()?;
+            expected
+                .iter()
+                .all(|prefix| events.iter().any(|e| e.starts_with(prefix)))
+                .then_some(())
+        },
+        || fixture.diagnostics(&processes),
+    )
+    .await?;
 
     // Delete: the PV goes and the volume leaves the driver; Retain keeps both.
     let fs_handle = fs_csi.volume_handle.clone();
@@ -668,7 +676,19 @@ async fn provision_and_delete(
         volumes.contains(&retained_handle),
         "the retained volume stays in the driver"
     );
-    ensure_eq!(fixture.driver.calls_to("DeleteVolume"), 2);
+    let deletes: Vec<String> = fixture
+        .driver
+        .grpc_calls()
+        .into_iter()
+        .filter(|c| c.short_method() == "DeleteVolume")
+        .map(|c| format!("{} {}", c.request, c.error))
+        .collect();
+    ensure_eq!(
+        deletes.len(),
+        2,
+        "DeleteVolume calls: {deletes:#?}\n{}",
+        fixture.diagnostics(&processes).await
+    );
     fixture.assert_nothing_forbidden()?;
     drop(process);
     Ok(())
@@ -890,6 +910,40 @@ async fn clones_a_claim() -> anyhow::Result<()> {
             "the clone's content source: {}",
             create.request
         );
+        // The source keeps the cloning-protection finalizer; once it is deleted, the
+        // cloning-protection controller lets it go (no clone of it is Pending).
+        const PROTECTION: &str = "provisioner.storage.kubernetes.io/cloning-protection";
+        let protected = fixture.claims().get("source").await?;
+        ensure!(
+            protected
+                .metadata
+                .finalizers
+                .unwrap_or_default()
+                .iter()
+                .any(|f| f == PROTECTION),
+            "the source claim carries {PROTECTION}"
+        );
+        fixture
+            .claims()
+            .delete("source", &DeleteParams::default())
+            .await?;
+        wait_until(
+            "the deleted source claim to lose its cloning-protection finalizer",
+            WAIT,
+            || async {
+                let source = fixture.claims().get_opt("source").await.ok()?;
+                (!source.is_some_and(|s| {
+                    s.metadata
+                        .finalizers
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|f| f == PROTECTION)
+                }))
+                .then_some(())
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
         fixture.assert_nothing_forbidden()?;
         drop(process);
         anyhow::Ok(())
@@ -973,6 +1027,338 @@ async fn survives_sigkill_in_the_middle_of_200_claims() -> anyhow::Result<()> {
             .count();
         ensure_eq!(ours, CLAIMS, "no PV without a claim");
         fixture.assert_nothing_forbidden()?;
+        drop(second);
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+/// A claim restored from a VolumeSnapshot: the driver gets the snapshot as content source,
+/// and the snapshot carries the source-protection finalizer only while the provisioner uses
+/// it. The snapshot objects are written here as the snapshot controller would.
+#[tokio::test(flavor = "multi_thread")]
+async fn restores_a_snapshot() -> anyhow::Result<()> {
+    use csi_crd_types::snapshot::v1::{VolumeSnapshot, VolumeSnapshotContent};
+    const PROTECTION: &str =
+        "provisioner.storage.kubernetes.io/volumesnapshot-as-source-protection";
+    let mut fixture = Fixture::new("provisioner-restore", &provisioner_rbac(), &[]).await?;
+    let outcome = async {
+        let class = fixture.storage_class("restore", json!({})).await?;
+        let process = spawn(&fixture, "csi-provisioner", &[])?;
+        let processes = [("csi-provisioner", &process)];
+        fixture.claim("source", &class, json!({})).await?;
+        let source = fixture
+            .wait_bound(&["source".to_string()], WAIT, &processes)
+            .await?;
+        let source_handle = source["source"]
+            .spec
+            .clone()
+            .unwrap_or_default()
+            .csi
+            .unwrap_or_default()
+            .volume_handle;
+        let (snapshot_id, size) = fixture
+            .driver
+            .create_snapshot(&format!("{}-snap", fixture.ns.name), &source_handle)
+            .await?;
+        let ns = fixture.ns.name.clone();
+        let content_name = format!("{ns}-content");
+        let snapshots: Api<VolumeSnapshot> = Api::namespaced(fixture.admin.clone(), &ns);
+        let snapshot: VolumeSnapshot = serde_json::from_value(json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": "snap", "namespace": ns},
+            "spec": {"source": {"volumeSnapshotContentName": content_name}},
+        }))?;
+        let snapshot = snapshots.create(&PostParams::default(), &snapshot).await?;
+        // The content refers to the snapshot by UID, as the snapshot controller binds them.
+        let contents: Api<VolumeSnapshotContent> = Api::all(fixture.admin.clone());
+        let content: VolumeSnapshotContent = serde_json::from_value(json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotContent",
+            "metadata": {"name": content_name},
+            "spec": {
+                "deletionPolicy": "Delete",
+                "driver": fixture.driver_name(),
+                "source": {"snapshotHandle": snapshot_id},
+                "volumeSnapshotRef": {
+                    "name": "snap", "namespace": ns, "uid": snapshot.metadata.uid,
+                },
+            },
+        }))?;
+        contents.create(&PostParams::default(), &content).await?;
+        let ready = |extra: Value| {
+            let mut status = json!({"readyToUse": true, "restoreSize": size});
+            merge(&mut status, extra);
+            Patch::Merge(json!({"status": status}))
+        };
+        contents
+            .patch_status(
+                &content_name,
+                &PatchParams::default(),
+                &ready(json!({"snapshotHandle": snapshot_id})),
+            )
+            .await?;
+        snapshots
+            .patch_status(
+                "snap",
+                &PatchParams::default(),
+                &ready(
+                    json!({"boundVolumeSnapshotContentName": content_name, "restoreSize": "1Gi"}),
+                ),
+            )
+            .await?;
+        let start = fixture.env.audit_log()?.offset();
+        fixture
+            .claim(
+                "restored",
+                &class,
+                json!({"spec": {"dataSource": {
+                    "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "snap"
+                }}}),
+            )
+            .await?;
+        let restored = fixture
+            .wait_bound(&["restored".to_string()], WAIT, &processes)
+            .await?;
+        let pv_name = restored["restored"]
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_default();
+        let create = fixture
+            .driver
+            .grpc_calls()
+            .into_iter()
+            .find(|c| c.short_method() == "CreateVolume" && c.request["name"] == pv_name.as_str())
+            .context("the restore's CreateVolume")?;
+        ensure_eq!(
+            create.request["volume_content_source"]["Type"]["Snapshot"]["snapshot_id"],
+            json!(snapshot_id),
+            "the restore's content source: {}",
+            create.request
+        );
+        // The finalizer went on before CreateVolume and came off after it.
+        wait_until(
+            "the snapshot to lose its source-protection finalizer",
+            WAIT,
+            || async {
+                let snapshot = snapshots.get("snap").await.ok()?;
+                (!snapshot
+                    .metadata
+                    .finalizers
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|f| f == PROTECTION))
+                .then_some(())
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
+        let username = fixture.username();
+        let updates = fixture.env.audit_log()?.requests_since(start, |e| {
+            e.verb == "update"
+                && e.username == username
+                && e.resource_path().starts_with("volumesnapshots")
+        })?;
+        ensure!(
+            updates.len() >= 2,
+            "the finalizer was added and removed by updates: {updates:?}"
+        );
+        ignore_not_found(snapshots.delete("snap", &DeleteParams::default()).await)?;
+        ignore_not_found(
+            contents
+                .delete(&content_name, &DeleteParams::default())
+                .await,
+        )?;
+        fixture.assert_nothing_forbidden()?;
+        drop(process);
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+/// `--enable-capacity`: one CSIStorageCapacity per topology segment and WaitForFirstConsumer
+/// class, in the provisioner's namespace, with the driver's GetCapacity answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn publishes_capacity_for_wait_for_first_consumer_classes() -> anyhow::Result<()> {
+    use k8s_openapi::api::storage::v1::CSIStorageCapacity;
+    let mut fixture = Fixture::new(
+        "provisioner-capacity",
+        &provisioner_rbac(),
+        &["--enable-topology"],
+    )
+    .await?;
+    let outcome = async {
+        fixture.topology_node("node").await?;
+        let late = fixture
+            .storage_class("late", json!({"volumeBindingMode": "WaitForFirstConsumer"}))
+            .await?;
+        fixture.storage_class("now", json!({})).await?;
+        let mut args = fixture.common_args();
+        args.extend([
+            "--enable-capacity".to_string(),
+            "--capacity-ownerref-level=-1".to_string(),
+            "--capacity-poll-interval=5s".to_string(),
+        ]);
+        let process = ChildProcess::spawn_with_env(
+            fixture.env.binary("csi-provisioner")?,
+            &args,
+            [("NAMESPACE", fixture.ns.name.as_str())],
+        )?;
+        let processes = [("csi-provisioner", &process)];
+        let capacities: Api<CSIStorageCapacity> =
+            Api::namespaced(fixture.admin.clone(), &fixture.ns.name);
+        let objects = wait_until(
+            "a CSIStorageCapacity object",
+            WAIT,
+            || async {
+                let list = capacities.list(&ListParams::default()).await.ok()?;
+                (!list.items.is_empty()).then_some(list.items)
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
+        let summary: Vec<String> = objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {} {} {:?}",
+                    o.metadata.name.as_deref().unwrap_or_default(),
+                    o.storage_class_name,
+                    serde_json::to_string(&o.node_topology).unwrap_or_default(),
+                    o.capacity
+                )
+            })
+            .collect();
+        ensure_eq!(
+            objects.len(),
+            1,
+            "only the WaitForFirstConsumer class: {summary:#?}\n{}",
+            fixture.diagnostics(&processes).await
+        );
+        let object = &objects[0];
+        ensure_eq!(object.storage_class_name, late);
+        ensure!(
+            object
+                .metadata
+                .generate_name
+                .as_deref()
+                .is_some_and(|g| g == "csisc-"),
+            "generateName csisc-"
+        );
+        let labels = object.metadata.labels.clone().unwrap_or_default();
+        ensure_eq!(
+            labels
+                .get("csi.storage.k8s.io/drivername")
+                .map(String::as_str),
+            Some(fixture.driver_name())
+        );
+        ensure_eq!(
+            labels
+                .get("csi.storage.k8s.io/managed-by")
+                .map(String::as_str),
+            Some("external-provisioner")
+        );
+        ensure_eq!(
+            serde_json::to_value(&object.node_topology)?,
+            json!({"matchLabels": {MOCK_TOPOLOGY_KEY: MOCK_TOPOLOGY_VALUE}})
+        );
+        ensure_eq!(
+            object.capacity.as_ref().map(|q| q.0.clone()),
+            Some("1Ti".to_string())
+        );
+        ensure!(
+            object.metadata.owner_references.is_none(),
+            "no owner with --capacity-ownerref-level=-1"
+        );
+        fixture.assert_nothing_forbidden()?;
+        drop(process);
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+/// `--node-deployment` with two nodes: each instance provisions only the claims of its node;
+/// an Immediate claim is taken by one of them, which selects its node.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_deployment_with_two_nodes() -> anyhow::Result<()> {
+    let mut fixture = Fixture::new(
+        "provisioner-nodes",
+        &provisioner_rbac(),
+        &["--enable-topology"],
+    )
+    .await?;
+    let outcome = async {
+        let one = fixture.topology_node("one").await?;
+        let two = fixture.topology_node("two").await?;
+        let late = fixture
+            .storage_class("late", json!({"volumeBindingMode": "WaitForFirstConsumer"}))
+            .await?;
+        let now = fixture.storage_class("now", json!({})).await?;
+        let binary = fixture.env.binary("csi-provisioner")?;
+        let args = |_node: &str| {
+            vec![
+                format!("--csi-address={}", fixture.driver.endpoint()),
+                format!("--kubeconfig={}", fixture.kubeconfig.display()),
+                "--node-deployment".to_string(),
+                "--node-deployment-base-delay=1s".to_string(),
+                "--node-deployment-max-delay=4s".to_string(),
+            ]
+        };
+        let first = ChildProcess::spawn_with_env(&binary, args(&one), [("NODE_NAME", one.as_str())])?;
+        let second =
+            ChildProcess::spawn_with_env(&binary, args(&two), [("NODE_NAME", two.as_str())])?;
+        let processes = [("provisioner one", &first), ("provisioner two", &second)];
+        for (claim, node) in [("on-one", &one), ("on-two", &two)] {
+            fixture
+                .claim(
+                    claim,
+                    &late,
+                    json!({"metadata": {"annotations": {"volume.kubernetes.io/selected-node": node}}}),
+                )
+                .await?;
+        }
+        fixture.claim("anywhere", &now, json!({})).await?;
+        let names: Vec<String> = ["on-one", "on-two", "anywhere"].map(String::from).to_vec();
+        let pvs = fixture.wait_bound(&names, WAIT, &processes).await?;
+        let identity = |pv: &PersistentVolume| {
+            pv.spec
+                .clone()
+                .unwrap_or_default()
+                .csi
+                .unwrap_or_default()
+                .volume_attributes
+                .unwrap_or_default()
+                .get("storage.kubernetes.io/csiProvisionerIdentity")
+                .cloned()
+                .unwrap_or_default()
+        };
+        ensure!(identity(&pvs["on-one"]).ends_with(&format!("-{one}")), "{}", identity(&pvs["on-one"]));
+        ensure!(identity(&pvs["on-two"]).ends_with(&format!("-{two}")), "{}", identity(&pvs["on-two"]));
+        let owner = fixture.claims().get("anywhere").await?;
+        let selected = owner
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("volume.kubernetes.io/selected-node")
+            .cloned()
+            .unwrap_or_default();
+        ensure!(
+            selected == one || selected == two,
+            "the Immediate claim was taken by a node: {selected:?}"
+        );
+        ensure!(
+            identity(&pvs["anywhere"]).ends_with(&format!("-{selected}")),
+            "the node that took it provisioned it: {}",
+            identity(&pvs["anywhere"])
+        );
+        ensure_eq!(fixture.driver.calls_to("CreateVolume"), 3, "each claim provisioned once");
+        fixture.assert_nothing_forbidden()?;
+        drop(first);
         drop(second);
         anyhow::Ok(())
     }

@@ -24,6 +24,7 @@ pub mod error;
 pub mod finalizer;
 pub mod names;
 pub mod patch;
+pub mod random;
 pub mod secrets;
 pub mod semantic;
 

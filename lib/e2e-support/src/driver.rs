@@ -171,6 +171,31 @@ impl DriverProcess {
         Ok(id)
     }
 
+    /// Creates a snapshot named `name` of the volume `source_volume_id` (CreateSnapshot) and
+    /// returns its ID and size in bytes.
+    pub async fn create_snapshot(
+        &self,
+        name: &str,
+        source_volume_id: &str,
+    ) -> anyhow::Result<(String, i64)> {
+        use csi_proto::csi::v1::CreateSnapshotRequest;
+        use csi_proto::csi::v1::controller_client::ControllerClient;
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let snapshot = ControllerClient::new(channel)
+            .create_snapshot(CreateSnapshotRequest {
+                name: name.to_string(),
+                source_volume_id: source_volume_id.to_string(),
+                ..CreateSnapshotRequest::default()
+            })
+            .await
+            .with_context(|| format!("CreateSnapshot {name:?}"))?
+            .into_inner()
+            .snapshot
+            .with_context(|| format!("CreateSnapshot {name:?} returned no snapshot"))?;
+        Ok((snapshot.snapshot_id, snapshot.size_bytes))
+    }
+
     /// The IDs of every volume the driver has (`ListVolumes`, all pages), its three built-in
     /// ones included.
     pub async fn list_volumes(&self) -> anyhow::Result<Vec<String>> {

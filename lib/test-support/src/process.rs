@@ -125,11 +125,28 @@ impl ChildProcess {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Self::spawn_with_env(program, args, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// [`ChildProcess::spawn`] with more environment variables (`NODE_NAME`, `NAMESPACE`).
+    pub fn spawn_with_env<I, S, E, K, V>(
+        program: impl AsRef<Path>,
+        args: I,
+        env: E,
+    ) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+        E: IntoIterator<Item = (K, V)>,
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         let log_dir = tempfile::tempdir()?;
         let log = log_dir.path().join("output.log");
         let file = std::fs::File::create(&log)?;
         let child = Command::new(program.as_ref())
             .args(args)
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -40,8 +40,8 @@ use crate::capacity::{
 };
 use crate::clone_protection::{CloningProtection, CloningProtectionConfig};
 use crate::controller::{
-    CLAIM_QUEUE_NAME, Parts, ProvisionController, RESYNC_PERIOD, UNSAVED_QUEUE_NAME,
-    UNSAVED_WORKERS, VOLUME_QUEUE_NAME,
+    CLAIM_QUEUE_NAME, PROVISIONING_FINALIZER, Parts, ProvisionController, RESYNC_PERIOD,
+    UNSAVED_QUEUE_NAME, UNSAVED_WORKERS, VOLUME_QUEUE_NAME,
 };
 use crate::csi::CsiVolumeDriver;
 use crate::data_source::{
@@ -320,19 +320,11 @@ fn identity(driver: &str, node: Option<&str>) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    let random = u64::from(rand_u16()) % 10000;
+    let random = csi_controller::random::random_u64() % 10000;
     match node {
         Some(node) => format!("{millis}-{random}-{driver}-{node}"),
         None => format!("{millis}-{random}-{driver}"),
     }
-}
-
-fn rand_u16() -> u16 {
-    // A random number without a dependency: the std hasher is seeded randomly per process.
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    (hasher.finish() & 0xffff) as u16
 }
 
 fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
@@ -582,7 +574,21 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             listers,
             api,
             driver: Arc::new(CsiVolumeDriver::new(shared.csi.clone())),
-            events: Arc::new(kube.recorder(client, "external-provisioner")),
+            // The library's recorder: component `<driver>_<host>_<uuid>`, no host.
+            events: Arc::new(csi_kube::Recorder::new(
+                client.clone(),
+                format!(
+                    "{driver}_{}_{}",
+                    csi_leader_election::default_identity().unwrap_or_default(),
+                    csi_controller::random::random_uuid()
+                ),
+                "",
+            )),
+            populator_events: Some(Arc::new(csi_kube::Recorder::new(
+                client.clone(),
+                "external-provisioner",
+                "",
+            ))),
             metrics: Some(metrics),
             observer,
             node_check,
@@ -702,8 +708,16 @@ impl Run {
                 _ = self.shutdown.cancelled() => return,
                 change = events.next() => match change {
                     None => return,
-                    Some(Change::Added(claim)) | Some(Change::Updated { new: claim, .. }) => {
+                    Some(Change::Added(claim)) => {
                         if let Some(key) = self.controller.claim_key(&claim) {
+                            self.claim_queue.add(key);
+                        }
+                    }
+                    Some(Change::Updated { old, new }) => {
+                        if only_our_finalizer_changed(&old, &new) {
+                            continue;
+                        }
+                        if let Some(key) = self.controller.claim_key(&new) {
                             self.claim_queue.add(key);
                         }
                     }
@@ -813,4 +827,84 @@ async fn capacity_tracking(
         .map_err(|e| anyhow::anyhow!("registering the capacity metrics: {e}"))?;
     capacity.report_to(&metrics);
     Ok(capacity)
+}
+
+/// Whether two versions of a claim differ only by [`PROVISIONING_FINALIZER`] (and the
+/// version): the loop's own write, which must not start another attempt at once (the
+/// attempt that wrote it is retried with backoff).
+fn only_our_finalizer_changed(old: &PersistentVolumeClaim, new: &PersistentVolumeClaim) -> bool {
+    let without = |claim: &PersistentVolumeClaim| {
+        let mut claim = claim.clone();
+        claim.metadata.resource_version = None;
+        claim.metadata.managed_fields = None;
+        if let Some(finalizers) = claim.metadata.finalizers.as_mut() {
+            finalizers.retain(|f| f != PROVISIONING_FINALIZER);
+        }
+        if claim
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(Vec::is_empty)
+        {
+            claim.metadata.finalizers = None;
+        }
+        claim
+    };
+    old.metadata.resource_version != new.metadata.resource_version
+        && old.metadata.finalizers != new.metadata.finalizers
+        && csi_controller::semantic_eq(&without(old), &without(new))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn claim(version: &str, finalizers: &[&str], node: Option<&str>) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("c".into()),
+                resource_version: Some(version.into()),
+                finalizers: (!finalizers.is_empty())
+                    .then(|| finalizers.iter().map(|f| f.to_string()).collect()),
+                annotations: node.map(|n| {
+                    [(
+                        crate::provision::ANN_SELECTED_NODE.to_string(),
+                        n.to_string(),
+                    )]
+                    .into()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_loops_own_finalizer_write_is_not_a_reason_to_provision_again() {
+        let ours = PROVISIONING_FINALIZER;
+        let protection = "kubernetes.io/pvc-protection";
+        assert!(only_our_finalizer_changed(
+            &claim("1", &[protection], None),
+            &claim("2", &[protection, ours], None)
+        ));
+        assert!(only_our_finalizer_changed(
+            &claim("2", &[ours], None),
+            &claim("3", &[], None)
+        ));
+        // A resync (same version), another finalizer, another change: handled as usual.
+        assert!(!only_our_finalizer_changed(
+            &claim("1", &[ours], None),
+            &claim("1", &[ours], None)
+        ));
+        assert!(!only_our_finalizer_changed(
+            &claim("1", &[], None),
+            &claim("2", &[protection], None)
+        ));
+        assert!(!only_our_finalizer_changed(
+            &claim("1", &[], None),
+            &claim("2", &[ours], Some("node"))
+        ));
+    }
 }

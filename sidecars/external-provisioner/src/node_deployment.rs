@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use csi_controller::random::random_fraction;
 use csi_proto::csi::v1::GetCapacityRequest;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
@@ -79,14 +80,6 @@ impl JitteredDelays {
             .copied()
             .unwrap_or(0)
     }
-}
-
-/// A number in `[0, 1)`, from the standard library's randomly seeded hasher.
-fn random_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The [`NodeCheck`] of a node-deployed provisioner.

@@ -574,7 +574,14 @@ impl Controller {
                     item: item.clone(),
                     source,
                 })?;
-            // Not stored: the watch delivers it (see the module doc).
+            // Remembered at once (upstream waits for the watch to deliver it): a second sync
+            // of the item before that would otherwise create a duplicate, which is then found
+            // obsolete and deleted — two writes for nothing. The watch's copy replaces this one.
+            if let Some(slot) = self.lock().get_mut(item)
+                && slot.is_none()
+            {
+                *slot = Some(Arc::new(created.clone()));
+            }
             debug!(
                 "Capacity Controller: created {} with resource version {} for {item} with capacity {}",
                 created.metadata.name.as_deref().unwrap_or_default(),

@@ -440,12 +440,15 @@ impl ProvisionController {
     ) -> (ProvisioningState, Attempt) {
         if err.is_ignored() {
             if matches!(err, ProvisionError::ExternalPopulator(_)) {
-                self.events.claim_event(
-                    claim,
-                    EventType::Normal,
-                    reasons::PROVISIONING,
-                    "Assuming an external populator will provision the volume",
-                );
+                self.populator_events
+                    .as_ref()
+                    .unwrap_or(&self.events)
+                    .claim_event(
+                        claim,
+                        EventType::Normal,
+                        reasons::PROVISIONING,
+                        "Assuming an external populator will provision the volume",
+                    );
             }
             debug!(PVC = claim_name(claim), reason = %err, "Volume provision ignored");
             return (ProvisioningState::Finished, Attempt::Stop);

@@ -163,6 +163,7 @@ pub struct ProvisionController {
     api: Arc<dyn ProvisionerApi>,
     driver: Arc<dyn VolumeDriver>,
     events: Arc<dyn EventReporter>,
+    populator_events: Option<Arc<dyn EventReporter>>,
     metrics: Option<ProvisionMetrics>,
     observer: Option<Arc<dyn ProvisionObserver>>,
     node_check: Option<Arc<dyn NodeCheck>>,
@@ -199,8 +200,11 @@ pub struct Parts {
     pub api: Arc<dyn ProvisionerApi>,
     /// The driver.
     pub driver: Arc<dyn VolumeDriver>,
-    /// Events.
+    /// Events (the library's recorder: component `<driver>_<host>_<uuid>`).
     pub events: Arc<dyn EventReporter>,
+    /// external-provisioner's own recorder (component `external-provisioner`), for the one
+    /// Event it records itself (a claim an external populator fills); `None`: `events`.
+    pub populator_events: Option<Arc<dyn EventReporter>>,
     /// The library's metrics, when served.
     pub metrics: Option<ProvisionMetrics>,
     /// Told about every created and deleted volume.
@@ -225,6 +229,7 @@ impl ProvisionController {
             api: parts.api,
             driver: parts.driver,
             events: parts.events,
+            populator_events: parts.populator_events,
             metrics: parts.metrics,
             observer: parts.observer,
             node_check: parts.node_check,

@@ -1050,6 +1050,7 @@ impl Setup {
             api: self.cluster.clone(),
             driver: driver.clone(),
             events: events.clone(),
+            populator_events: None,
             metrics: Some(metrics),
             observer: None,
             node_check: self.node_check,
