@@ -1168,6 +1168,7 @@ exclude github.com/bad/mod v0.1.0
             "csi-mock-driver",
             "kubectl",
             "hostpathplugin",
+            "csi-provisioner",
         ] {
             assert!(
                 matches!(tools.resolve(binary), Ok(Target::Binary { .. })),
