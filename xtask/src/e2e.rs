@@ -21,13 +21,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let driver = tools::ensure("csi-mock-driver")?;
     let go_clients = tools::ensure("foreign-clients")?;
     let python = tools::python::ensure()?;
+    let go_provisioner = tools::ensure("csi-provisioner")?;
     println!("==> e2e: building our binaries");
     cmd!(sh, "cargo build --locked --bins").run()?;
 
     println!("==> e2e: local control plane");
     let info = cluster::up()?;
-    let foreign = ForeignClients { go_clients, python };
-    let result = run_tests(&sh, &info, &driver, &foreign, args);
+    let test_tools = TestTools {
+        go_clients,
+        python,
+        go_provisioner,
+    };
+    let result = run_tests(&sh, &info, &driver, &test_tools, args);
     if info.started {
         println!("==> e2e: stopping the control plane this run started");
         cluster::down()?;
@@ -37,24 +42,28 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Other programs' clients of what we serve, which the tests call our servers with.
-struct ForeignClients {
+/// Third-party programs the tests run besides the driver: other programs' clients of what we
+/// serve, and upstream's sidecars to compare ours with.
+struct TestTools {
     /// `foreign-clients`: the kubelet's plugin manager and prober, Prometheus' decoder.
     go_clients: PathBuf,
     /// A Python interpreter with grpcio.
     python: PathBuf,
+    /// Upstream's Go `csi-provisioner`, which ours is compared with object for object.
+    go_provisioner: PathBuf,
 }
 
 fn run_tests(
     sh: &Shell,
     info: &cluster::ClusterInfo,
     driver: &Path,
-    foreign: &ForeignClients,
+    test_tools: &TestTools,
     args: &[String],
 ) -> anyhow::Result<()> {
     let _kubeconfig = sh.push_env("CSI_E2E_KUBECONFIG", &info.kubeconfig);
-    let _kubelet = sh.push_env("CSI_E2E_FOREIGN_CLIENTS", &foreign.go_clients);
-    let _python = sh.push_env("CSI_E2E_PYTHON", &foreign.python);
+    let _kubelet = sh.push_env("CSI_E2E_FOREIGN_CLIENTS", &test_tools.go_clients);
+    let _python = sh.push_env("CSI_E2E_PYTHON", &test_tools.python);
+    let _provisioner = sh.push_env("CSI_E2E_GO_PROVISIONER", &test_tools.go_provisioner);
     let _driver = sh.push_env("CSI_E2E_DRIVER", driver);
     let _state = sh.push_env("CSI_E2E_STATE_DIR", &info.state_dir);
     cmd!(sh, "cargo test --locked -p csi-e2e {args...}")

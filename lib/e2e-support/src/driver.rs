@@ -227,6 +227,42 @@ impl DriverProcess {
         }
     }
 
+    /// The volumes the driver holds (ListVolumes), as `(volume ID, the name CreateVolume was
+    /// given)`; the mock driver's three built-in volumes are named `Mock Volume 1` to `3`.
+    pub async fn list_volume_names(&self) -> anyhow::Result<Vec<(String, String)>> {
+        use csi_proto::csi::v1::ListVolumesRequest;
+        use csi_proto::csi::v1::controller_client::ControllerClient;
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let mut client = ControllerClient::new(channel);
+        let mut volumes = Vec::new();
+        let mut token = String::new();
+        loop {
+            let response = client
+                .list_volumes(ListVolumesRequest {
+                    max_entries: 0,
+                    starting_token: token,
+                })
+                .await
+                .context("ListVolumes")?
+                .into_inner();
+            for entry in response.entries {
+                if let Some(volume) = entry.volume {
+                    let name = volume
+                        .volume_context
+                        .get("name")
+                        .cloned()
+                        .unwrap_or_default();
+                    volumes.push((volume.volume_id, name));
+                }
+            }
+            if response.next_token.is_empty() {
+                return Ok(volumes);
+            }
+            token = response.next_token;
+        }
+    }
+
     /// The gRPC calls the driver logged so far, oldest first.
     pub fn grpc_calls(&self) -> Vec<DriverCall> {
         self.logs()
