@@ -23,7 +23,7 @@ pub const NODE: &str = "csi-bench-node";
 const LABEL: &str = "csi-bench";
 const SELECTOR: &str = "csi-bench=true";
 /// Requests in flight when creating or deleting "at once".
-const CONCURRENCY: usize = 32;
+pub(super) const CONCURRENCY: usize = 32;
 /// The mock driver's own volumes are "1".."3"; CreateVolume numbers the next ones from 4.
 const FIRST_CREATED_ID: usize = 4;
 
@@ -172,7 +172,7 @@ pub async fn cleanup(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn delete_all<K>(api: Api<K>, lp: &ListParams) -> anyhow::Result<()>
+pub(super) async fn delete_all<K>(api: Api<K>, lp: &ListParams) -> anyhow::Result<()>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -230,7 +230,7 @@ const SCALE_NAMESPACE: &str = "csi-bench-scale";
 /// local API server, and our client none of its own, so this alone bounds the pace.
 const SCALE_CONCURRENCY: usize = 64;
 /// The finalizers kube-controller-manager's protection controllers would add, one write per
-/// object at its 20 QPS: set at creation, they leave it nothing to write.
+/// object at its QPS: set at creation, they leave it nothing to write.
 const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 
@@ -244,7 +244,7 @@ fn scale_pvc_name(i: usize) -> String {
 
 /// Creates the scale objects `from..to`: that many CSI PVs of the bench driver and as many
 /// PVCs, labelled [`SCALE_LABEL`], in parallel. Nothing is bound and kube-controller-manager
-/// (at its own 20 QPS) has nothing to write: the PVs are created with the protection finalizer
+/// (at its own QPS) has nothing to write: the PVs are created with the protection finalizer
 /// and made `Available` by us; each PVC names a volume that does not exist, so the binder
 /// leaves it `Pending` without a write or an Event, and carries its protection finalizer.
 pub async fn create_scale_objects(client: &Client, from: usize, to: usize) -> anyhow::Result<()> {
@@ -427,7 +427,7 @@ pub async fn attach_detach(client: &Client, n: usize) -> anyhow::Result<(Phase, 
     let limit = Duration::from_secs(120) + Duration::from_millis(300 * n as u64);
 
     let start = Instant::now();
-    let sent = send_all(n, |i| {
+    let sent = send_all(n, va_name, |i| {
         let vas = vas.clone();
         async move {
             let va: VolumeAttachment = serde_json::from_value(serde_json::json!({
@@ -445,15 +445,22 @@ pub async fn attach_detach(client: &Client, n: usize) -> anyhow::Result<(Phase, 
     })
     .await
     .context("creating VolumeAttachments")?;
-    let attach = collect(&mut rx, &sent, start, limit, |s| match s {
-        Seen::Attached(name) => Some(name),
-        Seen::Gone(_) => None,
-    })
+    let attach = collect(
+        &mut rx,
+        &sent,
+        start,
+        limit,
+        "VolumeAttachments",
+        |s| match s {
+            Seen::Attached(name) => Some(name),
+            Seen::Gone(_) => None,
+        },
+    )
     .await
     .context("attaching")?;
 
     let start = Instant::now();
-    let sent = send_all(n, |i| {
+    let sent = send_all(n, va_name, |i| {
         let vas = vas.clone();
         async move {
             vas.delete(&va_name(i), &DeleteParams::default()).await?;
@@ -462,18 +469,30 @@ pub async fn attach_detach(client: &Client, n: usize) -> anyhow::Result<(Phase, 
     })
     .await
     .context("deleting VolumeAttachments")?;
-    let detach = collect(&mut rx, &sent, start, limit, |s| match s {
-        Seen::Gone(name) => Some(name),
-        Seen::Attached(_) => None,
-    })
+    let detach = collect(
+        &mut rx,
+        &sent,
+        start,
+        limit,
+        "VolumeAttachments",
+        |s| match s {
+            Seen::Gone(name) => Some(name),
+            Seen::Attached(_) => None,
+        },
+    )
     .await
     .context("detaching")?;
     watch.abort();
     Ok((attach, detach))
 }
 
-/// Runs `request(i)` for 0..n, [`CONCURRENCY`] at a time; returns when each was sent.
-async fn send_all<F, Fut>(n: usize, request: F) -> anyhow::Result<HashMap<String, Instant>>
+/// Runs `request(i)` for 0..n, [`CONCURRENCY`] at a time; returns when each was sent, by
+/// `name(i)`.
+pub(super) async fn send_all<F, Fut>(
+    n: usize,
+    name: fn(usize) -> String,
+    request: F,
+) -> anyhow::Result<HashMap<String, Instant>>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -484,7 +503,7 @@ where
             let request = request(i);
             async move {
                 request.await?;
-                anyhow::Ok((va_name(i), sent))
+                anyhow::Ok((name(i), sent))
             }
         })
         .buffer_unordered(CONCURRENCY)
@@ -492,12 +511,15 @@ where
         .await
 }
 
-async fn collect(
-    rx: &mut mpsc::UnboundedReceiver<(Seen, Instant)>,
+/// Waits until `done` has named every object of `sent` (`what` they are, for the error), and
+/// times them.
+pub(super) async fn collect<T>(
+    rx: &mut mpsc::UnboundedReceiver<(T, Instant)>,
     sent: &HashMap<String, Instant>,
     start: Instant,
     limit: Duration,
-    done: impl Fn(Seen) -> Option<String>,
+    what: &str,
+    done: impl Fn(T) -> Option<String>,
 ) -> anyhow::Result<Phase> {
     let mut latencies: HashMap<String, f64> = HashMap::new();
     let deadline = tokio::time::Instant::now() + limit;
@@ -505,12 +527,12 @@ async fn collect(
     while latencies.len() < sent.len() {
         let Ok(next) = tokio::time::timeout_at(deadline, rx.recv()).await else {
             bail!(
-                "only {} of {} VolumeAttachments done after {limit:?}",
+                "only {} of {} {what} done after {limit:?}",
                 latencies.len(),
                 sent.len()
             );
         };
-        let (seen, at) = next.context("the VolumeAttachment watch ended")?;
+        let (seen, at) = next.with_context(|| format!("the watch of {what} ended"))?;
         if let Some(name) = done(seen)
             && let Some(sent_at) = sent.get(&name)
             && !latencies.contains_key(&name)
