@@ -12,9 +12,14 @@
 //! 2. `ours-split`: our binary of every row, one process each.
 //! 3. `ours-aio`: `csi-sidecars --controllers=<every row>`.
 //!
+//! A row whose binary of ours is not built (a sidecar still being written) is left out of
+//! `ours-split` and `ours-aio`, and named in the report's "not run".
+//!
 //! Per run and configuration: idle RSS once the watches are open (from the audit log), peak RSS
 //! and CPU seconds over the workloads, API requests from the audit log by user agent, and the
-//! workloads' timings (attach/detach of N VolumeAttachments). Then the scale measurement: idle
+//! workloads' timings: attach/detach of N VolumeAttachments, and, when a provisioner runs, N
+//! claims provisioned (created → Bound, p50/p99, all Bound) and deleted (until their volumes
+//! are gone), with the requests per claim and the CPU seconds of that workload alone. Then the scale measurement: idle
 //! RSS of each configuration with 0, 5 000 and 20 000 PVs and as many PVCs in the cluster, and
 //! from it the KiB of RSS per cached object (the slope of RSS against the number of objects the
 //! process caches). The report is the median of the runs, with min and max; a full run also
@@ -23,6 +28,7 @@
 mod audit;
 mod charts;
 mod procfs;
+mod provision;
 mod report;
 mod workload;
 
@@ -42,7 +48,7 @@ usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--de
 
   --quick       N = 200 instead of 1000, scale with 0/1000/5000 instead of 0/5000/20000
   --only        which configurations: ours (split and all-in-one), go, or all (default)
-  --n N         VolumeAttachments per run (overrides --quick)
+  --n N         VolumeAttachments, and claims to provision, per run (overrides --quick)
   --runs R      runs per configuration (default 3); figures are medians, with min and max
   --debug       use debug builds of ours (fast to build; sizes and CPU are then not comparable)
   --scale-only  only the scale measurement (idle RSS with objects present), not the workload
@@ -73,6 +79,25 @@ const SIDECARS: &[Sidecar] = &[
         watches: &["volumeattachments", "persistentvolumes"],
         caches: &[ScaleKind::PersistentVolume],
         workload: Some(Workload::AttachDetach),
+    },
+    Sidecar {
+        upstream: "external-provisioner",
+        binary: "csi-provisioner",
+        package: "external-provisioner",
+        controller: "provisioner",
+        flags: kube_flags,
+        // What upstream's csi-provisioner watches whatever the driver (without
+        // VOLUME_ACCESSIBILITY_CONSTRAINTS it watches no CSINodes and Nodes).
+        watches: &[
+            "persistentvolumeclaims",
+            "persistentvolumes",
+            "storageclasses",
+        ],
+        caches: &[
+            ScaleKind::PersistentVolume,
+            ScaleKind::PersistentVolumeClaim,
+        ],
+        workload: Some(Workload::ProvisionDelete),
     },
     Sidecar {
         upstream: "livenessprobe",
@@ -233,6 +258,9 @@ enum Workload {
     /// N VolumeAttachments created at once, timed until attached, then deleted
     /// ([`workload::attach_detach`]).
     AttachDetach,
+    /// N PersistentVolumeClaims created at once, timed until Bound, then deleted, timed until
+    /// their volumes are gone ([`provision::provision_delete`]).
+    ProvisionDelete,
 }
 
 /// The kinds of object the scale measurement fills the cluster with.
@@ -346,6 +374,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if options.only != Only::Ours && go.is_empty() {
         bail!("no upstream Go sidecar can be built here: nothing to compare against");
     }
+    // Our rows: those whose binary exists (a sidecar still being written has none yet, and
+    // then neither csi-sidecars has its controller).
+    let mut ours_rows: Vec<&'static Sidecar> = Vec::new();
     let ours_dir = if options.only == Only::Go {
         None
     } else {
@@ -358,7 +389,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .flat_map(|p| ["-p".to_string(), p.to_string()])
             .collect();
         cmd!(sh, "cargo build --quiet {profile...} {packages...} --bins").run()?;
-        Some(target.join(profile_name(options.debug)))
+        let dir = target.join(profile_name(options.debug));
+        for sidecar in SIDECARS {
+            if dir.join(sidecar.binary).exists() {
+                ours_rows.push(sidecar);
+            } else {
+                not_run.push(format!(
+                    "our {}: package {} builds no such binary yet",
+                    sidecar.binary, sidecar.package
+                ));
+            }
+        }
+        Some(dir)
     };
 
     let info = cluster::up()?;
@@ -373,8 +415,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         configs.push(Config::go(&go, &sidecars));
     }
     if let Some(dir) = &ours_dir {
-        configs.push(Config::ours_split(dir));
-        configs.push(Config::ours_aio(dir));
+        configs.push(Config::ours_split(dir, &ours_rows));
+        configs.push(Config::ours_aio(dir, &ours_rows));
     }
     let settings = Settings {
         command: std::iter::once("cargo xtask bench".to_string())
@@ -408,9 +450,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .build()?;
     let (results, scale) = rt.block_on(async {
         let client = cluster::api::client(&info.kubeconfig).await?;
-        let has_workload = SIDECARS
-            .iter()
-            .any(|s| s.workload == Some(Workload::AttachDetach));
+        let has_workload = SIDECARS.iter().any(|s| s.workload.is_some());
         let results = if options.scale_only || !has_workload {
             Vec::new()
         } else {
@@ -443,7 +483,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         binaries.push(report::Binary::new("go", sidecar.sidecar.binary, path)?);
     }
     if let Some(dir) = &ours_dir {
-        for name in SIDECARS.iter().map(|s| s.binary).chain(["csi-sidecars"]) {
+        for name in ours_rows.iter().map(|s| s.binary).chain(["csi-sidecars"]) {
             binaries.push(report::Binary::new("ours", name, &dir.join(name))?);
         }
     }
@@ -481,6 +521,7 @@ async fn workload_runs(
     client: &kube::Client,
 ) -> anyhow::Result<Vec<RunResult>> {
     workload::setup(client, options.n).await?;
+    provision::setup(client).await?;
     let mut results = Vec::new();
     let outcome: anyhow::Result<()> = async {
         // Interleaved (run 1 of each, run 2 of each, ...) so drift hits all alike.
@@ -498,6 +539,17 @@ async fn workload_runs(
                     result.detach.total_s,
                     result.api.total
                 );
+                if let Some(p) = &result.provision {
+                    eprintln!(
+                        "bench:   provision {:.2}s p50 {:.0}ms p99 {:.0}ms, volumes deleted {:.2}s, {:.1} API requests per claim, {:.2} CPU s",
+                        p.bound.total_s,
+                        p.bound.quantile_ms(0.5),
+                        p.bound.quantile_ms(0.99),
+                        p.deleted.total_s,
+                        p.requests_per_claim(),
+                        p.cpu_s
+                    );
+                }
                 results.push(result);
             }
         }
@@ -505,6 +557,7 @@ async fn workload_runs(
     }
     .await;
     workload::cleanup(client).await?;
+    provision::cleanup(client).await?;
     outcome.map(|()| results)
 }
 
@@ -668,6 +721,29 @@ pub struct RunResult {
     pub attach: workload::Phase,
     pub detach: workload::Phase,
     pub api: audit::ApiLoad,
+    /// The provisioning workload, when the configuration runs a provisioner.
+    #[serde(default)]
+    pub provision: Option<ProvisionResult>,
+}
+
+/// One run of the provisioning workload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionResult {
+    pub n: usize,
+    /// Claim created -> Bound.
+    pub bound: workload::Phase,
+    /// Claim deleted -> its volume gone.
+    pub deleted: workload::Phase,
+    /// The configuration's requests while provisioning and deleting.
+    pub api: audit::ApiLoad,
+    /// CPU seconds of all the configuration's processes while provisioning and deleting.
+    pub cpu_s: f64,
+}
+
+impl ProvisionResult {
+    pub fn requests_per_claim(&self) -> f64 {
+        self.api.total as f64 / self.n.max(1) as f64
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -713,37 +789,45 @@ impl Config {
         }
     }
 
-    /// Our binary of every row, one process each.
-    fn ours_split(dir: &Path) -> Self {
+    /// Our binary of each row in `rows`, one process each.
+    fn ours_split(dir: &Path, rows: &[&'static Sidecar]) -> Self {
         Config {
             key: "ours-split",
             title: "ours, one process per sidecar".into(),
-            processes: SIDECARS
+            processes: rows
                 .iter()
                 .map(|s| ProcessSpec::one(s.binary, dir.join(s.binary), s))
                 .collect(),
-            agents: SIDECARS.iter().map(|s| s.binary).collect(),
+            agents: rows.iter().map(|s| s.binary).collect(),
         }
     }
 
-    /// csi-sidecars with every row's controller.
-    fn ours_aio(dir: &Path) -> Self {
-        let controllers: Vec<&str> = SIDECARS.iter().map(|s| s.controller).collect();
+    /// csi-sidecars with the controller of each row in `rows`.
+    fn ours_aio(dir: &Path, rows: &[&'static Sidecar]) -> Self {
+        let controllers: Vec<&str> = rows.iter().map(|s| s.controller).collect();
         Config {
             key: "ours-aio",
             title: format!("ours, csi-sidecars --controllers={}", controllers.join(",")),
             processes: vec![ProcessSpec {
                 name: "csi-sidecars",
                 binary: dir.join("csi-sidecars"),
-                sidecars: SIDECARS.iter().collect(),
+                sidecars: rows.to_vec(),
                 aggregate: true,
             }],
             // Each controller's clients say its upstream binary name, the process client
             // csi-sidecars.
             agents: std::iter::once("csi-sidecars")
-                .chain(SIDECARS.iter().map(|s| s.binary))
+                .chain(rows.iter().map(|s| s.binary))
                 .collect(),
         }
+    }
+
+    /// Whether one of its processes runs a row with `workload`.
+    fn runs(&self, workload: Workload) -> bool {
+        self.processes
+            .iter()
+            .flat_map(|p| &p.sidecars)
+            .any(|s| s.workload == Some(workload))
     }
 
     /// The resources whose watches say the configuration's caches synced.
@@ -986,12 +1070,27 @@ impl Config {
             .collect();
         let sampler = procfs::Sampler::start(pids.clone());
         let timings = workload::attach_detach(client, options.n).await;
+        let provision = match &timings {
+            Ok(_) if self.runs(Workload::ProvisionDelete) => {
+                Some(self.provision(options.n, audit_log, &pids, client).await)
+            }
+            _ => None,
+        };
         let peaks = sampler.finish();
         let cpu_after: Vec<u64> = pids
             .iter()
             .map(|pid| procfs::cpu_ticks(*pid).unwrap_or(0))
             .collect();
         let (attach, detach) = timings?;
+        let provision = match provision {
+            Some(Ok(result)) => Some(result),
+            Some(Err(e)) => {
+                // The next run starts without the claims and volumes this one left.
+                provision::clear(client).await?;
+                return Err(e);
+            }
+            None => None,
+        };
         // Let the audit backend write the last events.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let api = audit::load_since(audit_log, from, AUDIT_USER, &self.agents)?;
@@ -1013,6 +1112,35 @@ impl Config {
             attach,
             detach,
             api,
+            provision,
+        })
+    }
+
+    /// The provisioning workload, with the configuration's requests and CPU while it runs.
+    async fn provision(
+        &self,
+        n: usize,
+        audit_log: &Path,
+        pids: &[u32],
+        client: &kube::Client,
+    ) -> anyhow::Result<ProvisionResult> {
+        let cpu = || -> u64 {
+            pids.iter()
+                .map(|pid| procfs::cpu_ticks(*pid).unwrap_or(0))
+                .sum()
+        };
+        let from = audit::offset(audit_log);
+        let before = cpu();
+        let (bound, deleted) = provision::provision_delete(client, n).await?;
+        let cpu_s = cpu().saturating_sub(before) as f64 / procfs::USER_HZ;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let api = audit::load_since(audit_log, from, AUDIT_USER, &self.agents)?;
+        Ok(ProvisionResult {
+            n,
+            bound,
+            deleted,
+            api,
+            cpu_s,
         })
     }
 }
@@ -1093,12 +1221,13 @@ mod tests {
             registration: "/r".into(),
         };
         let dir = Path::new("/bin");
-        let split = Config::ours_split(dir);
-        let aio = Config::ours_aio(dir);
+        let rows: Vec<&'static Sidecar> = SIDECARS.iter().collect();
+        let split = Config::ours_split(dir, &rows);
+        let aio = Config::ours_aio(dir, &rows);
         let all = args(&aio.processes[0], &paths, "e");
-        assert!(
-            all.contains(&"--controllers=attacher,livenessprobe,node-driver-registrar".to_string())
-        );
+        assert!(all.contains(
+            &"--controllers=attacher,provisioner,livenessprobe,node-driver-registrar".to_string()
+        ));
         for spec in &split.processes {
             for flag in args(spec, &paths, "e") {
                 assert!(all.contains(&flag), "{flag}");
@@ -1114,12 +1243,39 @@ mod tests {
         );
         // A row's watches say when its caches synced; what it caches drives the per-object
         // figures.
-        assert_eq!(aio.watches(), ["persistentvolumes", "volumeattachments"]);
-        assert_eq!(aio.processes[0].caches(), [ScaleKind::PersistentVolume]);
-        assert!(split.processes[1].caches().is_empty());
+        assert_eq!(
+            aio.watches(),
+            [
+                "persistentvolumeclaims",
+                "persistentvolumes",
+                "storageclasses",
+                "volumeattachments"
+            ]
+        );
+        assert_eq!(aio.processes[0].caches(), ScaleKind::ALL);
+        assert_eq!(split.processes[0].caches(), [ScaleKind::PersistentVolume]);
+        assert!(split.processes[2].caches().is_empty());
         assert_eq!(
             split.agents,
-            ["csi-attacher", "livenessprobe", "csi-node-driver-registrar"]
+            [
+                "csi-attacher",
+                "csi-provisioner",
+                "livenessprobe",
+                "csi-node-driver-registrar"
+            ]
+        );
+        assert!(aio.runs(Workload::AttachDetach) && aio.runs(Workload::ProvisionDelete));
+        // A sidecar whose binary is not built yet is left out of ours, workload included.
+        let without: Vec<&'static Sidecar> = SIDECARS
+            .iter()
+            .filter(|s| s.binary != "csi-provisioner")
+            .collect();
+        let aio = Config::ours_aio(dir, &without);
+        assert!(!aio.runs(Workload::ProvisionDelete));
+        assert!(
+            args(&aio.processes[0], &paths, "e").contains(
+                &"--controllers=attacher,livenessprobe,node-driver-registrar".to_string()
+            )
         );
     }
 
@@ -1141,6 +1297,7 @@ mod tests {
             summary,
             [
                 ("csi-attacher", "v4.13.0", false),
+                ("csi-provisioner", "v6.4.0", false),
                 ("livenessprobe", "v2.20.0", true),
                 ("csi-node-driver-registrar", "v2.17.0", true),
             ]
@@ -1149,7 +1306,7 @@ mod tests {
             "unavailable = \"the Go module proxy refuses github.com/kubernetes-csi/livenessprobe",
             "# ",
         );
-        assert!(go_sidecars(&text).unwrap()[1].unavailable.is_none());
+        assert!(go_sidecars(&text).unwrap()[2].unavailable.is_none());
     }
 
     #[test]

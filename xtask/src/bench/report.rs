@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{ConfigInfo, RunResult, ScaleKind, ScaleResult, Settings};
+use super::{ConfigInfo, ProvisionResult, RunResult, ScaleKind, ScaleResult, Settings};
 
 /// The markers of the generated section of README.md.
 pub const README_START: &str = "<!-- bench:start -->";
@@ -89,6 +89,42 @@ pub struct Summary {
     pub distinct_watches: Stat,
     pub by_verb_resource: BTreeMap<String, Stat>,
     pub user_agents: Vec<String>,
+    /// The provisioning workload, when every run of the configuration had it.
+    pub provision: Option<ProvisionSummary>,
+}
+
+/// The provisioning workload of one configuration, over its runs.
+#[derive(Debug, Serialize)]
+pub struct ProvisionSummary {
+    /// Claim created -> Bound: the last one, p50, p99.
+    pub all_bound_s: Stat,
+    pub bound_p50_ms: Stat,
+    pub bound_p99_ms: Stat,
+    /// Claim deleted -> its volume gone: the last one.
+    pub all_deleted_s: Stat,
+    pub requests_per_claim: Stat,
+    pub cpu_s: Stat,
+}
+
+fn summarize_provision(runs: &[&RunResult]) -> Option<ProvisionSummary> {
+    let provisions: Vec<&ProvisionResult> = runs
+        .iter()
+        .map(|r| r.provision.as_ref())
+        .collect::<Option<_>>()?;
+    if provisions.is_empty() {
+        return None;
+    }
+    let f = |g: &dyn Fn(&ProvisionResult) -> f64| -> Stat {
+        Stat::of(&provisions.iter().map(|p| g(p)).collect::<Vec<_>>())
+    };
+    Some(ProvisionSummary {
+        all_bound_s: f(&|p| p.bound.total_s),
+        bound_p50_ms: f(&|p| p.bound.quantile_ms(0.5)),
+        bound_p99_ms: f(&|p| p.bound.quantile_ms(0.99)),
+        all_deleted_s: f(&|p| p.deleted.total_s),
+        requests_per_claim: f(&|p| p.requests_per_claim()),
+        cpu_s: f(&|p| p.cpu_s),
+    })
 }
 
 fn summarize(key: &str, runs: &[&RunResult]) -> Summary {
@@ -145,6 +181,7 @@ fn summarize(key: &str, runs: &[&RunResult]) -> Summary {
         distinct_watches: f(&|r| r.api.watched.len() as f64),
         by_verb_resource,
         user_agents,
+        provision: summarize_provision(runs),
     }
 }
 
@@ -695,6 +732,51 @@ impl Report {
                 .collect();
             let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
         }
+        if self.summaries.iter().any(|s| s.provision.is_some()) {
+            let _ = writeln!(
+                md,
+                "\n## Provisioning\n\nN = {} claims of an Immediate, reclaim-Delete class \
+                 created at once, then deleted at once. Requests and CPU: the configuration's, \
+                 while provisioning and deleting. Ratios are ours/Go.\n",
+                self.settings.n
+            );
+            let _ = writeln!(
+                md,
+                "| figure | {} |",
+                self.summaries
+                    .iter()
+                    .map(|s| s.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+            let _ = writeln!(md, "|---|{}", "---|".repeat(self.summaries.len()));
+            type GetP = fn(&ProvisionSummary) -> Stat;
+            let rows: [(&str, GetP, &str, usize); 6] = [
+                ("all Bound", |p| p.all_bound_s, " s", 2),
+                ("created → Bound p50", |p| p.bound_p50_ms, " ms", 0),
+                ("created → Bound p99", |p| p.bound_p99_ms, " ms", 0),
+                ("deleted: all volumes gone", |p| p.all_deleted_s, " s", 2),
+                ("API requests per claim", |p| p.requests_per_claim, "", 1),
+                ("CPU seconds", |p| p.cpu_s, " s", 2),
+            ];
+            let go_p = go.and_then(|g| g.provision.as_ref());
+            for (label, get, unit, decimals) in rows {
+                let cells: Vec<String> = self
+                    .summaries
+                    .iter()
+                    .map(|s| match &s.provision {
+                        None => "–".to_string(),
+                        Some(p) if s.key == "go" => get(p).show(unit, decimals),
+                        Some(p) => format!(
+                            "{} (×{})",
+                            get(p).show(unit, decimals),
+                            ratio(get(p).median, go_p.map(|g| get(g).median))
+                        ),
+                    })
+                    .collect();
+                let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
+            }
+        }
         let _ = writeln!(
             md,
             "\n## API requests by verb and resource (median per run)\n"
@@ -1067,6 +1149,39 @@ impl Report {
                 " s",
                 2,
             ));
+            if self.summaries.iter().any(|s| s.provision.is_some()) {
+                type GetP = fn(&ProvisionSummary) -> f64;
+                let provision_rows: [(String, GetP, &str, usize); 5] = [
+                    (
+                        format!("provision {}: all Bound", st.n),
+                        |p| p.all_bound_s.median,
+                        " s",
+                        2,
+                    ),
+                    ("provision p50".into(), |p| p.bound_p50_ms.median, " ms", 0),
+                    ("provision p99".into(), |p| p.bound_p99_ms.median, " ms", 0),
+                    (
+                        "provision: API requests per claim".into(),
+                        |p| p.requests_per_claim.median,
+                        "",
+                        1,
+                    ),
+                    (
+                        "provision: CPU (all processes)".into(),
+                        |p| p.cpu_s.median,
+                        " s",
+                        2,
+                    ),
+                ];
+                for (label, get, unit, decimals) in provision_rows {
+                    md.push_str(&row(
+                        &label,
+                        &|s| s.provision.as_ref().map(get),
+                        unit,
+                        decimals,
+                    ));
+                }
+            }
             md.push_str(&row("API requests", &|s| Some(s.requests.median), "", 0));
             md.push_str(&row("watches opened", &|s| Some(s.watches.median), "", 0));
         }
