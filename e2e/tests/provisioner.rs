@@ -708,7 +708,17 @@ async fn topology_for_wait_for_first_consumer_and_immediate() -> anyhow::Result<
             .storage_class("late", json!({"volumeBindingMode": "WaitForFirstConsumer"}))
             .await?;
         let now = fixture.storage_class("now", json!({})).await?;
-        let process = spawn(&fixture, "csi-provisioner", &[])?;
+        // The kubeconfig from the environment, as upstream's main reads KUBECONFIG.
+        let args: Vec<String> = fixture
+            .common_args()
+            .into_iter()
+            .filter(|a| !a.starts_with("--kubeconfig"))
+            .collect();
+        let process = ChildProcess::spawn_with_env(
+            fixture.env.binary("csi-provisioner")?,
+            &args,
+            [("KUBECONFIG", fixture.kubeconfig.as_os_str())],
+        )?;
         let processes = [("csi-provisioner", &process)];
         // There is no scheduler: the test selects the node, as the scheduler would.
         fixture

@@ -116,6 +116,7 @@ const fn descriptor(
         kube: Some(KubeUse {
             lease_name,
             user_agent: name,
+            kubeconfig_env: false,
         }),
         http: HttpDefaults {
             default_port: None,

@@ -132,6 +132,9 @@ pub struct KubeUse {
     pub lease_name: fn(&str) -> String,
     /// Its upstream binary name, for the user agent (`csi-attacher`).
     pub user_agent: &'static str,
+    /// Whether the `KUBECONFIG` environment variable overrides `--kubeconfig`, as in
+    /// external-provisioner's `main`.
+    pub kubeconfig_env: bool,
 }
 
 /// The API-server side of [`crate::Shared`].
@@ -160,6 +163,9 @@ pub enum Error {
     /// A client could not be built.
     #[error(transparent)]
     Client(#[from] csi_kube::client::Error),
+    /// `--master` is not a URL.
+    #[error("invalid --master: {0}")]
+    Master(String),
     /// The leader election settings are invalid.
     #[error("invalid leader election settings: {0}")]
     LeaderElection(#[from] csi_leader_election::Error),
@@ -167,10 +173,28 @@ pub enum Error {
 
 impl KubeShared {
     /// Loads `--kubeconfig` (or the in-cluster config) and builds the process client.
-    pub async fn new(process: &FlagView, binary: &str) -> Result<KubeShared, Error> {
-        let kubeconfig = process.string("kubeconfig");
+    /// With `kubeconfig_env`, a non-empty `KUBECONFIG` environment variable wins over
+    /// `--kubeconfig`; a process flag `--master`, when set, replaces the API server URL.
+    pub async fn new(
+        process: &FlagView,
+        binary: &str,
+        kubeconfig_env: bool,
+    ) -> Result<KubeShared, Error> {
+        let mut kubeconfig = process.string("kubeconfig");
+        if kubeconfig_env
+            && let Ok(env) = std::env::var("KUBECONFIG")
+            && !env.is_empty()
+        {
+            kubeconfig = env;
+        }
         let path = (!kubeconfig.is_empty()).then(|| PathBuf::from(kubeconfig));
-        let config = csi_kube::load_config(path.as_ref()).await?;
+        let mut config = csi_kube::load_config(path.as_ref()).await?;
+        if process.defines("master") && !process.string("master").is_empty() {
+            config.cluster_url = process
+                .string("master")
+                .parse()
+                .map_err(|e| Error::Master(format!("{e}")))?;
+        }
         let version = env!("CARGO_PKG_VERSION").to_string();
         let client = csi_kube::client(
             config.clone(),

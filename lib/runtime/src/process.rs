@@ -394,7 +394,10 @@ async fn run_async(
         }
     };
     let kube = if descriptors.iter().any(|d| d.kube.is_some()) {
-        match KubeShared::new(&process, binary).await {
+        let kubeconfig_env = descriptors
+            .iter()
+            .any(|d| d.kube.is_some_and(|k| k.kubeconfig_env));
+        match KubeShared::new(&process, binary, kubeconfig_env).await {
             Ok(kube) => Some(kube),
             Err(err) => {
                 error!(%err, "Failed to create the Kubernetes client");

@@ -147,6 +147,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     kube: Some(KubeUse {
         lease_name,
         user_agent: "csi-attacher",
+        kubeconfig_env: false,
     }),
     http: HttpDefaults {
         default_port: None,

@@ -62,7 +62,8 @@ pub const FLAGS: &[Flag] = &[
         Kind::String,
         "",
         "Master URL to build a client config from. Either this or kubeconfig needs to be set if the provisioner is being run out of cluster.",
-    ),
+    )
+    .process(),
     Flag::new(
         "volume-name-prefix",
         Kind::String,
@@ -280,6 +281,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     kube: Some(KubeUse {
         lease_name,
         user_agent: "csi-provisioner",
+        kubeconfig_env: true,
     }),
     http: HttpDefaults {
         default_port: None,
