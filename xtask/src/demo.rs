@@ -2,9 +2,10 @@
 //!
 //! Brings the local control plane up (etcd, kube-apiserver, kube-controller-manager), starts a
 //! real CSI driver process and `csi-sidecars` with every controller that exists so far
-//! (attacher, livenessprobe, node-driver-registrar), plays the kubelet's plugin watcher, attaches
-//! and detaches a volume through kube-controller-manager's VolumeAttachments, and shows what
-//! each step proves. The control plane stays up at
+//! (attacher, provisioner, livenessprobe, node-driver-registrar), plays the kubelet's plugin
+//! watcher, provisions a claim, attaches and detaches its volume through
+//! kube-controller-manager's VolumeAttachments, deletes the claim (and so the volume), and shows
+//! what each step proves. The control plane stays up at
 //! the end so you can look around; the driver and `csi-sidecars` stop with the demo.
 
 use std::collections::BTreeMap;
@@ -18,7 +19,9 @@ use csi_test_support::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec, VolumeAttachment};
+use k8s_openapi::api::storage::v1::{
+    CSINode, CSINodeDriver, CSINodeSpec, StorageClass, VolumeAttachment,
+};
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
 use xshell::{Shell, cmd};
@@ -119,7 +122,7 @@ async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> 
     // DaemonSet — two csi-sidecars processes, each with the controllers of its side.
     let controller_args = vec![
         format!("--csi-address=unix:{}", socket.display()),
-        "--controllers=attacher,livenessprobe".to_string(),
+        "--controllers=attacher,provisioner,livenessprobe".to_string(),
         format!("--kubeconfig={}", info.kubeconfig.display()),
         "--leader-election".to_string(),
         "--leader-election-namespace=default".to_string(),
@@ -208,7 +211,7 @@ impl Demo<'_> {
         );
         proves("the registration a real kubelet would make, visible in the API server");
 
-        say("Controller side: leader election, then the attacher's watches");
+        say("Controller side: leader election, then the attacher's and provisioner's watches");
         let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
         let lease_name = "csi-sidecars-demo-csi-k8s-io";
         let holder = wait_for(|| async {
@@ -231,10 +234,29 @@ impl Demo<'_> {
         show(&body);
         proves("one HTTP server, a named check per controller");
 
-        say(
-            "A pod on that node uses a CSI volume: kube-controller-manager creates a VolumeAttachment",
+        say("A claim of a StorageClass of this driver: the provisioner creates its volume");
+        let pv = create_claim(&client).await?;
+        let pvs: Api<PersistentVolume> = Api::all(client.clone());
+        let volume = pvs.get(&pv).await?;
+        let csi_source = volume
+            .spec
+            .as_ref()
+            .and_then(|s| s.csi.clone())
+            .unwrap_or_default();
+        println!(
+            "    claim default/{PVC} Bound to {pv}: driver {}, volumeHandle {}, finalizers {:?}",
+            csi_source.driver,
+            csi_source.volume_handle,
+            volume.metadata.finalizers.clone().unwrap_or_default()
         );
-        create_volume_and_pod(&client).await?;
+        proves(
+            "CreateVolume through the one driver connection; the PV as external-provisioner writes it",
+        );
+
+        say(
+            "A pod on that node uses the claim: kube-controller-manager creates a VolumeAttachment",
+        );
+        create_pod(&client).await?;
         let attachments: Api<VolumeAttachment> = Api::all(client.clone());
         let va = wait_for(|| async {
             attachments
@@ -244,7 +266,7 @@ impl Demo<'_> {
                 .items
                 .into_iter()
                 .find(|va| {
-                    va.spec.source.persistent_volume_name.as_deref() == Some(PV)
+                    va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str())
                         && va.status.as_ref().is_some_and(|s| s.attached)
                 })
         })
@@ -280,12 +302,25 @@ impl Demo<'_> {
             "    VolumeAttachment {va_name} is gone (ControllerUnpublishVolume, finalizer removed)"
         );
 
+        say("The claim is deleted: the provisioner deletes the volume and its PV");
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default")
+            .delete(PVC, &DeleteParams::default())
+            .await?;
+        wait_for(|| async { matches!(pvs.get_opt(&pv).await, Ok(None)).then_some(()) })
+            .await
+            .context("the PV of the deleted claim was not deleted")?;
+        println!("    PersistentVolume {pv} is gone (DeleteVolume, then the PV)");
+        proves("reclaim policy Delete honoured, with upstream's finalizer on the PV");
+
         say("Controller side metrics, in the Go client's format");
         let (_, metrics) = http_get(self.controller_address, "/metrics").await?;
         let interesting: Vec<&str> = metrics
             .lines()
             .filter(|l| {
-                (l.starts_with("csi_sidecar_operations_seconds_count") && l.contains("Publish"))
+                (l.starts_with("csi_sidecar_operations_seconds_count")
+                    && (l.contains("Publish") || l.contains("Volume\"")))
+                    || l.starts_with("controller_persistentvolumeclaim_provision_total")
+                    || l.starts_with("controller_persistentvolume_delete_total")
                     || l.starts_with("workqueue_adds_total")
                     || l.starts_with("leader_election_master_status")
                     || l.starts_with("csi_sidecars_controller_enabled")
@@ -361,7 +396,7 @@ impl Demo<'_> {
     }
 }
 
-const PV: &str = "demo-pv";
+const CLASS: &str = "csi-sidecars-demo";
 const PVC: &str = "demo-pvc";
 const POD: &str = "demo-pod";
 
@@ -381,37 +416,43 @@ where
     None
 }
 
-/// A pre-bound CSI PersistentVolume (volume "1" exists in the mock driver), its claim, and a
-/// pod on the demo node that uses it.
-async fn create_volume_and_pod(client: &Client) -> anyhow::Result<()> {
+/// A StorageClass of the demo driver and a claim of it; waits until it is Bound and returns
+/// the name of its PV.
+async fn create_claim(client: &Client) -> anyhow::Result<String> {
     let params = PatchParams::apply("csi-sidecars-demo").force();
-    let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": PV},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "",
-            "claimRef": {"namespace": "default", "name": PVC},
-            "csi": {"driver": DRIVER, "volumeHandle": "1"}
-        }
+    let class: StorageClass = serde_json::from_value(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": CLASS},
+        "provisioner": DRIVER,
+        "reclaimPolicy": "Delete",
     }))?;
-    Api::<PersistentVolume>::all(client.clone())
-        .patch(PV, &params, &Patch::Apply(&pv))
+    Api::<StorageClass>::all(client.clone())
+        .patch(CLASS, &params, &Patch::Apply(&class))
         .await?;
     let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": PVC, "namespace": "default"},
         "spec": {
             "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "",
-            "volumeName": PV,
+            "storageClassName": CLASS,
             "resources": {"requests": {"storage": "1Gi"}}
         }
     }))?;
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default")
-        .patch(PVC, &params, &Patch::Apply(&pvc))
-        .await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    claims.patch(PVC, &params, &Patch::Apply(&pvc)).await?;
+    wait_for(|| async {
+        let claim = claims.get(PVC).await.ok()?;
+        let bound = claim.status?.phase.as_deref() == Some("Bound");
+        bound.then_some(())?;
+        claim.spec?.volume_name
+    })
+    .await
+    .context("the claim was not provisioned and bound")
+}
+
+/// A pod on the demo node that uses the claim.
+async fn create_pod(client: &Client) -> anyhow::Result<()> {
+    let params = PatchParams::apply("csi-sidecars-demo").force();
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": POD, "namespace": "default"},
