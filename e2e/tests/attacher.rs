@@ -16,19 +16,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use csi_e2e_support::{
-    AppliedManifest, CsiVolume, DriverOptions, DriverProcess, E2eEnv, TestNamespace,
-    apply_rbac_manifest, create_bound_csi_volume, create_csinode, create_fake_node,
+    CsiVolume, DriverOptions, Sandbox, create_bound_csi_volume, create_csinode, create_fake_node,
     create_pod_on_node, delete_csi_volume, delete_nodes, describe_events,
     describe_persistent_volume, describe_volume_attachment, describe_volume_attachments,
-    force_delete_pod, has_exited, ignore_not_found, service_account_kubeconfig,
-    service_account_username, tail, volume_attachments_of, wait_until,
+    force_delete_pod, has_exited, ignore_not_found, tail, volume_attachments_of, wait_until,
 };
 use csi_test_support::{ChildProcess, free_port, http_get};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::Api;
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -106,82 +104,46 @@ fn is_attached(va: &VolumeAttachment) -> bool {
     va.status.as_ref().is_some_and(|s| s.attached)
 }
 
-/// What every test here sets up: a namespace, the shipped RBAC applied into it, a kubeconfig
-/// of its ServiceAccount, a driver process with a name of its own, and a fake node whose
-/// CSINode maps that driver to the node ID the mock driver accepts (its name).
+/// What every test here sets up: a [`Sandbox`] (namespace, the shipped RBAC, a kubeconfig of
+/// its ServiceAccount, a driver process with a name of its own) and a fake node whose CSINode
+/// maps that driver to the node ID the mock driver accepts (its name).
 struct Fixture {
-    env: E2eEnv,
-    admin: Client,
-    ns: TestNamespace,
-    rbac: AppliedManifest,
-    account: String,
-    kubeconfig: PathBuf,
-    driver: DriverProcess,
+    sandbox: Sandbox,
     node: String,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 impl Fixture {
     async fn new(prefix: &str, rbac: &Path, attach: bool) -> anyhow::Result<Fixture> {
-        let env = E2eEnv::from_env()?;
-        let admin = env.admin().await?;
-        let ns = TestNamespace::create(&admin, prefix).await?;
-        let rbac = match apply_rbac_manifest(&admin, rbac, &ns.name).await {
-            Ok(rbac) => rbac,
-            Err(err) => {
-                let _ = ns.delete().await;
-                return Err(err);
-            }
+        let options = DriverOptions {
+            attach,
+            ..DriverOptions::default()
         };
-        let node = format!("{}-node", ns.name);
-        let driver_name = format!("{}.csi.e2e.k8s.io", ns.name);
-        let rest = async {
-            let account = rbac.service_account()?.to_string();
-            let dir = tempfile::tempdir()?;
-            let kubeconfig =
-                service_account_kubeconfig(&env, &ns.name, &account, dir.path()).await?;
-            let driver = DriverProcess::start(
-                &env,
-                DriverOptions {
-                    driver_name: driver_name.clone(),
-                    attach,
-                    ..DriverOptions::default()
-                },
-            )
-            .await?;
-            create_fake_node(&admin, &node).await?;
+        let sandbox = Sandbox::new(prefix, rbac, options).await?;
+        let node = format!("{}-node", sandbox.ns.name);
+        let driver_name = sandbox.driver_name().to_string();
+        let created = async {
+            create_fake_node(&sandbox.admin, &node).await?;
             // The mock driver's node ID is its name.
-            create_csinode(&admin, &node, &driver_name, &driver_name).await?;
-            anyhow::Ok((account, dir, kubeconfig, driver))
+            create_csinode(&sandbox.admin, &node, &driver_name, &driver_name).await?;
+            anyhow::Ok(())
         }
         .await;
-        match rest {
-            Ok((account, dir, kubeconfig, driver)) => Ok(Fixture {
-                env,
-                admin,
-                ns,
-                rbac,
-                account,
-                kubeconfig,
-                driver,
-                node,
-                _dir: dir,
-            }),
+        match created {
+            Ok(()) => Ok(Fixture { sandbox, node }),
             Err(err) => {
-                delete_nodes(&admin, &[&node]).await;
-                let _ = rbac.delete().await;
-                let _ = ns.delete().await;
+                delete_nodes(&sandbox.admin, &[&node]).await;
+                let _ = sandbox.delete().await;
                 Err(err)
             }
         }
-    }
-
-    fn driver_name(&self) -> &str {
-        self.driver.driver_name()
-    }
-
-    fn username(&self) -> String {
-        service_account_username(&self.ns.name, &self.account)
     }
 
     /// The flags every attacher process here gets: the driver, the ServiceAccount's
@@ -435,8 +397,7 @@ impl Fixture {
             }
         }
         delete_nodes(&self.admin, &[&self.node]).await;
-        self.rbac.delete().await?;
-        self.ns.delete().await
+        self.sandbox.delete().await
     }
 }
 

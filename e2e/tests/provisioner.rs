@@ -14,17 +14,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use csi_e2e_support::{
-    AppliedManifest, DriverOptions, DriverProcess, E2eEnv, TestNamespace, apply_rbac_manifest,
-    create_csinode_with_topology, create_fake_node_with_labels, delete_nodes, describe_events,
-    has_exited, ignore_not_found, service_account_kubeconfig, service_account_username, tail,
-    wait_until,
+    DriverOptions, Sandbox, create_csinode_with_topology, create_fake_node_with_labels,
+    delete_nodes, describe_events, has_exited, ignore_not_found, tail, wait_until,
 };
 use csi_test_support::ChildProcess;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Api;
 use serde_json::{Value, json};
 
 /// `assert_eq!` as an error, so the test still cleans up.
@@ -83,77 +81,32 @@ fn phase(pvc: &PersistentVolumeClaim) -> &str {
         .unwrap_or_default()
 }
 
-/// A test's namespace, RBAC, ServiceAccount kubeconfig, driver process and nodes.
+/// A test's [`Sandbox`], and the nodes and StorageClasses it made.
 struct Fixture {
-    env: E2eEnv,
-    admin: Client,
-    ns: TestNamespace,
-    rbac: AppliedManifest,
-    account: String,
-    kubeconfig: PathBuf,
-    driver: DriverProcess,
+    sandbox: Sandbox,
     nodes: Vec<String>,
     classes: Vec<String>,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 impl Fixture {
     async fn new(prefix: &str, rbac: &Path, driver_args: &[&str]) -> anyhow::Result<Fixture> {
-        let env = E2eEnv::from_env()?;
-        let admin = env.admin().await?;
-        let ns = TestNamespace::create(&admin, prefix).await?;
-        let rbac = match apply_rbac_manifest(&admin, rbac, &ns.name).await {
-            Ok(rbac) => rbac,
-            Err(err) => {
-                let _ = ns.delete().await;
-                return Err(err);
-            }
+        let options = DriverOptions {
+            extra_args: driver_args.iter().map(|a| a.to_string()).collect(),
+            ..DriverOptions::default()
         };
-        let driver_name = format!("{}.csi.e2e.k8s.io", ns.name);
-        let rest = async {
-            let account = rbac.service_account()?.to_string();
-            let dir = tempfile::tempdir()?;
-            let kubeconfig =
-                service_account_kubeconfig(&env, &ns.name, &account, dir.path()).await?;
-            let driver = DriverProcess::start(
-                &env,
-                DriverOptions {
-                    driver_name,
-                    attach: true,
-                    extra_args: driver_args.iter().map(|a| a.to_string()).collect(),
-                },
-            )
-            .await?;
-            anyhow::Ok((account, dir, kubeconfig, driver))
-        }
-        .await;
-        match rest {
-            Ok((account, dir, kubeconfig, driver)) => Ok(Fixture {
-                env,
-                admin,
-                ns,
-                rbac,
-                account,
-                kubeconfig,
-                driver,
-                nodes: Vec::new(),
-                classes: Vec::new(),
-                _dir: dir,
-            }),
-            Err(err) => {
-                let _ = rbac.delete().await;
-                let _ = ns.delete().await;
-                Err(err)
-            }
-        }
-    }
-
-    fn driver_name(&self) -> &str {
-        self.driver.driver_name()
-    }
-
-    fn username(&self) -> String {
-        service_account_username(&self.ns.name, &self.account)
+        Ok(Fixture {
+            sandbox: Sandbox::new(prefix, rbac, options).await?,
+            nodes: Vec::new(),
+            classes: Vec::new(),
+        })
     }
 
     /// The flags every provisioner process here gets.
@@ -431,8 +384,7 @@ impl Fixture {
         }
         let nodes: Vec<&str> = self.nodes.iter().map(String::as_str).collect();
         delete_nodes(&self.admin, &nodes).await;
-        self.rbac.delete().await?;
-        self.ns.delete().await
+        self.sandbox.delete().await
     }
 }
 

@@ -35,6 +35,7 @@ pub mod namespace;
 pub mod nodes;
 pub mod process;
 pub mod rbac;
+pub mod sandbox;
 pub mod volumes;
 pub mod wait;
 
@@ -58,4 +59,5 @@ pub use volumes::{
     describe_persistent_volume, describe_volume_attachment, describe_volume_attachments,
     force_delete_pod, volume_attachments_of,
 };
+pub use sandbox::Sandbox;
 pub use wait::wait_until;
