@@ -533,6 +533,18 @@ async fn provision_and_delete(
     let names: Vec<String> = ["fs", "block", "retained"].map(String::from).to_vec();
     let pvs = fixture.wait_bound(&names, WAIT, &processes).await?;
 
+    if binary == "csi-provisioner" {
+        // Upstream's lease: the driver name alone, sanitized.
+        let lease = fixture.driver_name().replace('.', "-");
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(fixture.admin.clone(), &fixture.ns.name);
+        let held = leases
+            .get_opt(&lease)
+            .await?
+            .and_then(|l| l.spec?.holder_identity)
+            .is_some_and(|h| !h.is_empty());
+        ensure!(held, "the lease {lease} is held");
+    }
     check_pv(fixture, &pvs["fs"], &fs, "Delete")?;
     check_pv(fixture, &pvs["block"], &fs, "Delete")?;
     check_pv(fixture, &pvs["retained"], &retain, "Retain")?;

@@ -144,11 +144,9 @@ pub const FLAGS: &[Flag] = &[
         "enable-pprof",
         Kind::Bool,
         "false",
-        "Enable pprof profiling on the TCP network address specified by --http-endpoint. The HTTP path is `/debug/pprof/`.",
+        "Enable pprof profiling on the TCP network address specified by --http-endpoint. The HTTP path is `/debug/pprof/`. (Accepted; Go's pprof does not exist in this binary: the process warns.)",
     )
-    .deprecated(
-        "--enable-pprof serves no Go profile here: csi-sidecars is not a Go program; use a native profiler",
-    ),
+    .process(),
     Flag::new(
         "default-fstype",
         Kind::String,
