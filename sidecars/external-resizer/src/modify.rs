@@ -1,0 +1,1 @@
+//! Volume modification (upstream `pkg/modifier`, `pkg/modifycontroller`).

@@ -1,0 +1,1 @@
+//! Volume expansion (upstream `pkg/resizer`, `pkg/controller`, `pkg/util`).
