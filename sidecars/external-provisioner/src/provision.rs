@@ -225,6 +225,17 @@ pub enum ProvisionError {
         /// Ours.
         driver: String,
     },
+    /// `--node-deployment`: the claim is not (or not yet) this node's (nothing to do here, not
+    /// an error for the claim; state NoChange, so nothing else is refreshed).
+    #[error(
+        "not responsible for provisioning of PVC {claim} because it is not assigned to node {node:?}"
+    )]
+    NotResponsible {
+        /// `namespace/name`.
+        claim: String,
+        /// This node.
+        node: String,
+    },
     /// The data source names no object.
     #[error("the PVC source not found for PVC {0}")]
     DataSourceWithoutName(String),
@@ -350,7 +361,8 @@ impl ProvisionError {
             | StripParameters(_)
             | VolumeAttributesClassDriver { .. } => ProvisioningState::Finished,
             TopologyNotFound(_) => ProvisioningState::Reschedule,
-            Topology(_)
+            NotResponsible { .. }
+            | Topology(_)
             | SecretReference(_)
             | Credentials(_)
             | VolumeAttributesClass(_)
@@ -368,7 +380,9 @@ impl ProvisionError {
     pub fn is_ignored(&self) -> bool {
         matches!(
             self,
-            ProvisionError::NotOurs { .. } | ProvisionError::ExternalPopulator(_)
+            ProvisionError::NotOurs { .. }
+                | ProvisionError::NotResponsible { .. }
+                | ProvisionError::ExternalPopulator(_)
         )
     }
 

@@ -49,6 +49,17 @@ pub enum SyncError {
     },
 }
 
+impl SyncError {
+    /// The provisioning state a failed `Provision` leaves (what upstream's `Provision`
+    /// returns with the error).
+    pub(crate) fn state(&self) -> ProvisioningState {
+        match self {
+            SyncError::Provision(err) => err.state(),
+            _ => ProvisioningState::NoChange,
+        }
+    }
+}
+
 /// What one provisioning attempt ended with: a final or temporary error, or "stop" (nothing
 /// more to do and no error: the library's `errStopProvision`, still counted as a failed
 /// attempt in the metrics, as upstream).
@@ -288,10 +299,7 @@ impl ProvisionController {
         let mut pv = match result {
             Ok(pv) => pv,
             Err(err) => {
-                let state = match &err {
-                    SyncError::Provision(err) => err.state(),
-                    _ => ProvisioningState::NoChange,
-                };
+                let state = err.state();
                 if let Some(observer) = &self.observer {
                     observer.provision_failed(spec_class, state);
                 }
@@ -334,9 +342,14 @@ impl ProvisionController {
             match check.check(claim).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(SyncError::Provision(ProvisionError::NotOurs {
-                        provisioner: crate::provision::claim_provisioner(claim).to_string(),
-                        driver: self.config.driver_name.clone(),
+                    return Err(SyncError::Provision(ProvisionError::NotResponsible {
+                        claim: claim_name(claim),
+                        node: self
+                            .config
+                            .node_deployment
+                            .as_ref()
+                            .map(|n| n.node_name.clone())
+                            .unwrap_or_default(),
                     }));
                 }
                 Err(err) => return Err(SyncError::NodeCheck(err)),
