@@ -206,7 +206,10 @@ impl ProvisionController {
     }
 
     /// The library's `shouldProvision` with external-provisioner's `ShouldProvision`.
-    async fn should_provision(&self, claim: &PersistentVolumeClaim) -> Result<bool, SyncError> {
+    pub(super) async fn should_provision(
+        &self,
+        claim: &PersistentVolumeClaim,
+    ) -> Result<bool, SyncError> {
         let spec = claim.spec.as_ref();
         if spec
             .and_then(|s| s.volume_name.as_deref())
@@ -332,7 +335,7 @@ impl ProvisionController {
 
     /// external-provisioner's `Provision`: the node check, the objects provisioning reads,
     /// then [`provision`].
-    async fn provision_volume(
+    pub(super) async fn provision_volume(
         &self,
         claim: &Arc<PersistentVolumeClaim>,
         class: &StorageClass,

@@ -774,6 +774,11 @@ pub struct FakeDriver {
 }
 
 impl FakeDriver {
+    /// The next `CreateVolume` answers `response`.
+    pub fn create_returns(&self, response: CreateVolumeResponse) {
+        lock(&self.create_answers).push_back(Ok(response));
+    }
+
     pub fn create_fails(&self, error: CsiError) {
         lock(&self.create_answers).push_back(Err(error));
     }

@@ -48,5 +48,6 @@
 
 mod delete;
 mod fakes;
+mod node_deployment;
 mod ours;
 mod provision;
