@@ -12,6 +12,7 @@
 
 mod controller_test;
 mod delete_test;
+mod driver_name_test;
 mod params_test;
 mod protection_test;
 mod snapshot_test;
