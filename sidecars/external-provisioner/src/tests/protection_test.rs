@@ -1,9 +1,10 @@
 //! Ports of upstream's `clone_controller_test.go` (`TestCloneFinalizerRemoval`, 6 cases;
 //! `TestEnqueueClaimUpadate`, 2), `snapshot_finalizer_controller_test.go` (the sweep tests,
-//! `TestIsSnapshotSourcePVC` with its 6 cases and `TestSnapshotNameFromPVC_CrossNamespace`;
-//! the two `TestNewSnapshotFinalizerController_*` cases are the `declare` conditions, which
-//! need an API server) and `util_test.go` (`TestIsGranted`, 23 cases), over the fake API of
-//! `csi-test-support`: its cache is the listers, its server the client.
+//! `TestIsSnapshotSourcePVC` with its 6 cases, `TestSnapshotNameFromPVC_CrossNamespace`, and
+//! the two `TestNewSnapshotFinalizerController_*` cases as the conditions of
+//! [`SnapshotFinalizerSweep::declare`], against a small API server) and `util_test.go`
+//! (`TestIsGranted`, 23 cases), over the fake API of `csi-test-support`: its cache is the
+//! listers, its server the client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -792,4 +793,98 @@ fn test_is_granted() {
         is_granted(&claim, &[]).unwrap_err().to_string(),
         "accessing ns1/test-dataSource of PersistentVolumeClaim dataSource from ns2/test-pvc isn't allowed"
     );
+}
+
+/// An API server for [`SnapshotFinalizerSweep::declare`]: discovery of
+/// `snapshot.storage.k8s.io/v1` (with VolumeSnapshots when `served`, else 404) and an empty
+/// VolumeSnapshot list. Records every request path.
+fn snapshot_api_server(served: bool, requests: Arc<std::sync::Mutex<Vec<String>>>) -> kube::Client {
+    use kube::client::Body;
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let path = request.uri().path().to_string();
+        requests.lock().unwrap().push(path.clone());
+        let (status, body) = match path.as_str() {
+            "/apis/snapshot.storage.k8s.io/v1" if served => (
+                200,
+                serde_json::json!({
+                    "kind": "APIResourceList",
+                    "apiVersion": "v1",
+                    "groupVersion": "snapshot.storage.k8s.io/v1",
+                    "resources": [{
+                        "name": "volumesnapshots",
+                        "singularName": "volumesnapshot",
+                        "namespaced": true,
+                        "kind": "VolumeSnapshot",
+                        "verbs": ["get", "list", "watch", "update"],
+                    }],
+                }),
+            ),
+            "/apis/snapshot.storage.k8s.io/v1/volumesnapshots" if served => (
+                200,
+                serde_json::json!({
+                    "apiVersion": "meta.k8s.io/v1",
+                    "kind": "PartialObjectMetadataList",
+                    "metadata": {},
+                    "items": [],
+                }),
+            ),
+            _ => (
+                404,
+                serde_json::json!({
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "reason": "NotFound",
+                    "code": 404,
+                    "message": "the server could not find the requested resource",
+                }),
+            ),
+        };
+        let response = http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    kube::Client::new(service, "default")
+}
+
+async fn declare_sweep(served: bool, create_delete_snapshot: bool) -> (bool, Vec<String>) {
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = snapshot_api_server(served, requests.clone());
+    let caches = csi_kube::Caches::new(client.clone());
+    let sweep = SnapshotFinalizerSweep::declare(
+        &caches,
+        &client,
+        create_delete_snapshot,
+        Duration::from_secs(300),
+        Arc::new(super::snapshot_test::SnapshotApi::default()),
+    )
+    .await
+    .unwrap();
+    let requests = requests.lock().unwrap().clone();
+    (sweep.is_some(), requests)
+}
+
+/// Upstream's `TestNewSnapshotFinalizerController_NilSnapshotClient`: without a snapshot
+/// client there is no controller. Here the client is always there; what stands for "no
+/// snapshot client" is an API server that does not serve VolumeSnapshots.
+#[tokio::test]
+async fn test_new_snapshot_finalizer_controller_nil_snapshot_client() {
+    let (declared, requests) = declare_sweep(false, true).await;
+    assert!(!declared);
+    assert_eq!(requests, ["/apis/snapshot.storage.k8s.io/v1"]);
+    // With VolumeSnapshots served, the sweep is declared.
+    assert!(declare_sweep(true, true).await.0);
+}
+
+/// Upstream's `TestNewSnapshotFinalizerController_NoSnapshotCapability`: a driver without
+/// `CREATE_DELETE_SNAPSHOT` gets no sweep, even with VolumeSnapshots served, and nothing is
+/// asked of the API server.
+#[tokio::test]
+async fn test_new_snapshot_finalizer_controller_no_snapshot_capability() {
+    let (declared, requests) = declare_sweep(true, false).await;
+    assert!(!declared);
+    assert!(requests.is_empty(), "{requests:?}");
 }
