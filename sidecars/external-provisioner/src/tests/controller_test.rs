@@ -1,7 +1,8 @@
 //! Ports of upstream's `pkg/controller/controller_test.go` (v6.4.0) provisioning tables, with
 //! their case names: `TestProvision` (the 33 cases of `provisionTestcases` that do not need
-//! node deployment), `TestFSTypeProvision` (4), `TestProvisionErrorHandling` (16 codes × 4
-//! topology/node combinations), `TestCreateDriverReturnsInvalidCapacityDuringProvision`,
+//! node deployment; the 8 that do are in `controller::tests::node_deployment`, through the
+//! loop and its node check), `TestFSTypeProvision` (4), `TestProvisionErrorHandling` (16 codes
+//! × 4 topology/node combinations), `TestCreateDriverReturnsInvalidCapacityDuringProvision`,
 //! `TestProvisionWithTopologyEnabled` (3), `TestProvisionWithTopologyDisabled` and
 //! `TestShouldProvision` (the same 33 cases).
 //! Upstream's checks of the produced PV are kept (name, annotations, reclaim policy, access
@@ -914,8 +915,8 @@ async fn test_provision() {
     }
 }
 
-/// Every one of the ported cases is for this driver (the node-deployment cases, where
-/// upstream expects a `false`, are not ported).
+/// Every one of these cases is for this driver (the node-deployment cases, where upstream
+/// expects a `false` for 6 of 8, are in `controller::tests::node_deployment`).
 #[test]
 fn test_should_provision() {
     let cases = test_provision_cases();
