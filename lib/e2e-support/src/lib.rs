@@ -54,10 +54,10 @@ pub use process::{has_exited, ignore_not_found, tail};
 pub use rbac::{
     AppliedManifest, AppliedObject, apply_rbac_manifest, parse_yaml_documents, plan_rbac_manifest,
 };
+pub use sandbox::Sandbox;
 pub use volumes::{
     CsiVolume, create_bound_csi_volume, create_pod_on_node, delete_csi_volume,
     describe_persistent_volume, describe_volume_attachment, describe_volume_attachments,
     force_delete_pod, volume_attachments_of,
 };
-pub use sandbox::Sandbox;
 pub use wait::wait_until;
