@@ -1,1 +1,0 @@
-//! Volume expansion (upstream `pkg/resizer`, `pkg/controller`, `pkg/util`).

@@ -1,0 +1,146 @@
+//! Every access to Kubernetes expansion makes, behind small traits: [`Listers`] (reads from
+//! the shared watch caches), [`ResizerApi`] (the two patches, and secrets through
+//! [`SecretGetter`]) and [`EventReporter`] (Events on claims). Real implementations:
+//! [`StoreListers`], [`ApiClient`] and [`csi_kube::Recorder`]; the tests implement them in
+//! memory.
+
+use std::fmt;
+use std::sync::Arc;
+
+use csi_controller::{ApiError, PatchBody, Patcher, SecretGetter};
+use csi_kube::{EventType, Recorder, Store};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::Value;
+
+/// Reads from the watch caches. Objects are shared and must not be changed.
+pub trait Listers: Send + Sync + fmt::Debug {
+    /// A PVC by namespace and name.
+    fn claim(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>>;
+    /// A PersistentVolume by name.
+    fn volume(&self, name: &str) -> Option<Arc<PersistentVolume>>;
+}
+
+/// [`Listers`] over the shared caches.
+#[derive(Clone, Debug)]
+pub struct StoreListers {
+    /// PVCs.
+    pub claims: Store<PersistentVolumeClaim>,
+    /// PVs.
+    pub volumes: Store<PersistentVolume>,
+}
+
+impl Listers for StoreListers {
+    fn claim(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
+        self.claims.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn volume(&self, name: &str) -> Option<Arc<PersistentVolume>> {
+        self.volumes.get(&ObjectRef::new(name))
+    }
+}
+
+/// The writes of expansion, and the secrets.
+pub trait ResizerApi: SecretGetter + Send + Sync + fmt::Debug {
+    /// `PATCH persistentvolumeclaims/<name>/status` in `namespace` with a JSON merge patch.
+    fn patch_claim_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        merge_patch: &'a Value,
+    ) -> BoxFuture<'a, Result<PersistentVolumeClaim, ApiError>>;
+
+    /// `PATCH persistentvolumes/<name>` with a strategic merge patch (upstream's type; the
+    /// body only touches maps, where it equals a merge patch).
+    fn patch_volume<'a>(
+        &'a self,
+        name: &'a str,
+        strategic_patch: &'a Value,
+    ) -> BoxFuture<'a, Result<PersistentVolume, ApiError>>;
+}
+
+/// [`ResizerApi`] over a `kube::Client`.
+#[derive(Clone)]
+pub struct ApiClient {
+    client: kube::Client,
+    patcher: Patcher,
+}
+
+impl fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiClient").finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    /// A client sending through `client`.
+    pub fn new(client: kube::Client) -> Self {
+        ApiClient {
+            patcher: Patcher::new(client.clone()),
+            client,
+        }
+    }
+}
+
+impl SecretGetter for ApiClient {
+    fn get_secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Secret, ApiError>> {
+        self.client.get_secret(namespace, name)
+    }
+}
+
+impl ResizerApi for ApiClient {
+    fn patch_claim_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        merge_patch: &'a Value,
+    ) -> BoxFuture<'a, Result<PersistentVolumeClaim, ApiError>> {
+        Box::pin(async move {
+            self.patcher
+                .patch_status(Some(namespace), name, PatchBody::Merge(merge_patch))
+                .await
+        })
+    }
+
+    fn patch_volume<'a>(
+        &'a self,
+        name: &'a str,
+        strategic_patch: &'a Value,
+    ) -> BoxFuture<'a, Result<PersistentVolume, ApiError>> {
+        Box::pin(async move {
+            self.patcher
+                .patch(None, name, PatchBody::Strategic(strategic_patch))
+                .await
+        })
+    }
+}
+
+/// Where the controller's Events go (a [`Recorder`] with component
+/// `external-resizer <driver>` in the process, a list in tests).
+pub trait EventReporter: Send + Sync + fmt::Debug {
+    /// An Event on a claim.
+    fn claim_event(
+        &self,
+        claim: &PersistentVolumeClaim,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    );
+}
+
+impl EventReporter for Recorder {
+    fn claim_event(
+        &self,
+        claim: &PersistentVolumeClaim,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        self.record(claim, event_type, reason, message);
+    }
+}
