@@ -22,7 +22,7 @@
 //! # use std::time::Duration;
 //! # use csi_kube::Caches;
 //! # use external_resizer::resize::*;
-//! # async fn wire(caches: Caches, client: kube::Client, connection: csi_connection::Connection,
+//! # async fn wire(caches: Caches, client: ::kube::Client, connection: csi_connection::Connection,
 //! #     shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
 //! let driver = "hostpath.csi.k8s.io".to_string(); // GetPluginInfo
 //! let config = ResizeConfig {
