@@ -10,6 +10,9 @@
 //! - [`semantic`]: apimachinery's `equality.Semantic.DeepEqual` ([`semantic_eq`]).
 //! - [`names`]: csi-lib-utils' name sanitizing ([`sanitize_name`]), for lease names,
 //!   identities and finalizers.
+//! - [`strategic`]: strategic merge patches of whole objects, as client-go's
+//!   `CreateTwoWayMergePatch` computes them (conditions merged by type), and applying them.
+//! - [`slow_set`]: [`SlowSet`], objects retried at a slower rate after an infeasible error.
 //! - [`secrets`]: secret references from StorageClass-style parameters
 //!   (`csi.storage.k8s.io/<kind>-secret-name`, the deprecated forms, the `${pvc.name}` family
 //!   of templates) with external-provisioner's validation, and fetching a secret's data.
@@ -27,9 +30,13 @@ pub mod patch;
 pub mod random;
 pub mod secrets;
 pub mod semantic;
+pub mod slow_set;
+pub mod strategic;
 
 pub use error::{ApiError, resources};
 pub use names::sanitize_name;
 pub use patch::{PatchBody, Patcher};
 pub use secrets::{SecretData, SecretGetter, SecretKind, SecretReferenceError};
 pub use semantic::semantic_eq;
+pub use slow_set::{SlowEntry, SlowSet};
+pub use strategic::{OBJECT_MERGE_KEYS, apply_strategic_patch, two_way_merge_patch};
