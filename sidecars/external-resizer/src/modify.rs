@@ -1,1 +1,0 @@
-//! Volume modification (upstream `pkg/modifier`, `pkg/modifycontroller`).
