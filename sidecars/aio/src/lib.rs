@@ -13,6 +13,7 @@ pub const NAME: &str = "csi-sidecars";
 pub static TABLE: &[&Descriptor] = &[
     &external_attacher::DESCRIPTOR,
     &external_provisioner::DESCRIPTOR,
+    &external_resizer::DESCRIPTOR,
     &livenessprobe::DESCRIPTOR,
     &node_driver_registrar::DESCRIPTOR,
 ];

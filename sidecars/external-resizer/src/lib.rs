@@ -10,5 +10,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod component;
 pub mod modify;
 pub mod resize;
+
+pub use component::DESCRIPTOR;
