@@ -141,6 +141,12 @@ impl DriverProcess {
     /// capability) and returns its ID: the mock driver publishes only volumes it knows (its
     /// three built-in ones, `1` to `3`, and those created).
     pub async fn create_volume(&self, name: &str) -> anyhow::Result<String> {
+        self.create_volume_of(name, 0).await
+    }
+
+    /// [`DriverProcess::create_volume`] of `bytes` bytes (0: the driver's default, 100 GiB).
+    pub async fn create_volume_of(&self, name: &str, bytes: i64) -> anyhow::Result<String> {
+        use csi_proto::csi::v1::CapacityRange;
         use csi_proto::csi::v1::controller_client::ControllerClient;
         use csi_proto::csi::v1::volume_capability::{
             AccessMode, AccessType, MountVolume, access_mode::Mode,
@@ -156,6 +162,10 @@ impl DriverProcess {
                 }),
                 access_type: Some(AccessType::Mount(MountVolume::default())),
             }],
+            capacity_range: (bytes > 0).then_some(CapacityRange {
+                required_bytes: bytes,
+                limit_bytes: 0,
+            }),
             ..CreateVolumeRequest::default()
         };
         let response = ControllerClient::new(channel)
@@ -194,6 +204,27 @@ impl DriverProcess {
             .snapshot
             .with_context(|| format!("CreateSnapshot {name:?} returned no snapshot"))?;
         Ok((snapshot.snapshot_id, snapshot.size_bytes))
+    }
+
+    /// Expands the volume `volume_id` to `bytes` in the driver itself (ControllerExpandVolume),
+    /// behind Kubernetes' back.
+    pub async fn expand_volume(&self, volume_id: &str, bytes: i64) -> anyhow::Result<()> {
+        use csi_proto::csi::v1::controller_client::ControllerClient;
+        use csi_proto::csi::v1::{CapacityRange, ControllerExpandVolumeRequest};
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        ControllerClient::new(channel)
+            .controller_expand_volume(ControllerExpandVolumeRequest {
+                volume_id: volume_id.to_string(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: bytes,
+                    limit_bytes: 0,
+                }),
+                ..ControllerExpandVolumeRequest::default()
+            })
+            .await
+            .with_context(|| format!("ControllerExpandVolume {volume_id:?}"))?;
+        Ok(())
     }
 
     /// The IDs of every volume the driver has (`ListVolumes`, all pages), its three built-in

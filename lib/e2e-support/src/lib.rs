@@ -36,6 +36,7 @@ pub mod nodes;
 pub mod process;
 pub mod rbac;
 pub mod sandbox;
+pub mod storage;
 pub mod volumes;
 pub mod wait;
 
@@ -55,6 +56,7 @@ pub use rbac::{
     AppliedManifest, AppliedObject, apply_rbac_manifest, parse_yaml_documents, plan_rbac_manifest,
 };
 pub use sandbox::Sandbox;
+pub use storage::StorageFixture;
 pub use volumes::{
     CsiVolume, create_bound_csi_volume, create_pod_on_node, delete_csi_volume,
     describe_persistent_volume, describe_volume_attachment, describe_volume_attachments,
