@@ -116,7 +116,19 @@ impl Recorder {
     where
         K: Resource<DynamicType = ()>,
     {
-        let event = self.make_event(object_reference(object), event_type, reason, message);
+        self.record_for(object_reference(object), event_type, reason, message);
+    }
+
+    /// Records an Event on the object `reference` names, as [`Recorder::record`] does.
+    pub fn record_for(
+        &self,
+        reference: ObjectReference,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let object = reference.name.clone().unwrap_or_default();
+        let event = self.make_event(reference, event_type, reason, message);
         let sent = self
             .queue
             .as_ref()
@@ -125,7 +137,7 @@ impl Recorder {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             error!(
                 reason,
-                object = %object.name_any(),
+                object = %object,
                 "Unable to record event: too many queued events, dropped event"
             );
         }
@@ -173,6 +185,43 @@ impl Recorder {
             reporting_instance: Some(self.host.clone()),
             ..Event::default()
         }
+    }
+}
+
+/// Where a controller's Events go: a [`Recorder`] in the process, a recording fake in tests.
+/// Object-safe, so controllers hold an `Arc<dyn EventRecorder>`; [`record`](#method.record)
+/// on `dyn EventRecorder` takes the object itself.
+pub trait EventRecorder: Send + Sync + std::fmt::Debug {
+    /// Records an Event on the object `object` refers to (its `involvedObject`), without
+    /// waiting.
+    fn record_for(
+        &self,
+        object: ObjectReference,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    );
+}
+
+impl dyn EventRecorder + '_ {
+    /// Records an Event on `object`, its `involvedObject` being [`object_reference`]`(object)`.
+    pub fn record<K>(&self, object: &K, event_type: EventType, reason: &str, message: &str)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        self.record_for(object_reference(object), event_type, reason, message);
+    }
+}
+
+impl EventRecorder for Recorder {
+    fn record_for(
+        &self,
+        object: ObjectReference,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        Recorder::record_for(self, object, event_type, reason, message);
     }
 }
 

@@ -9,4 +9,4 @@ pub mod events;
 
 pub use cache::{Caches, Change, Events, Selector, Store, Subscription, key_of};
 pub use client::{ClientOptions, client, load_config};
-pub use events::{EventType, Recorder};
+pub use events::{EventRecorder, EventType, Recorder};

@@ -7,6 +7,7 @@
 //! - [`fake_api::FakeApi`]: an in-memory Kubernetes API (watch cache and server) for
 //!   controllers' table tests, recording every call.
 //! - [`Secrets`]: an in-memory `SecretGetter` for code that reads Secrets.
+//! - [`FakeRecorder`]: an in-memory `EventRecorder`, the Events controllers record.
 //! - [`wait_for_path`] and [`unix_channel`]: the small helpers both of them need.
 //! - [`ChildProcess`] and [`http_get`]: our binaries as real processes (killed when dropped),
 //!   and a minimal HTTP client for their health and metrics endpoints.
@@ -26,12 +27,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+mod events;
 pub mod fake_api;
 mod fake_kubelet;
 mod mock_driver;
 mod process;
 mod secrets;
 
+pub use events::{FakeRecorder, RecordedEvent};
 pub use fake_kubelet::{FakeKubelet, SUPPORTED_CSI_VERSION};
 pub use mock_driver::{
     DEFAULT_DRIVER_NAME, DEFAULT_VENDOR_VERSION, MockCsiDriver, ProbeReply, RecordedCall,

@@ -284,8 +284,8 @@ impl ProvisionController {
             .unwrap_or_default()
             .to_string();
 
-        self.events.claim_event(
-            claim,
+        self.events.record(
+            &**claim,
             EventType::Normal,
             reasons::PROVISIONING,
             &format!(
@@ -311,8 +311,8 @@ impl ProvisionController {
                     err => {
                         // A failed node check is an error of `Provision`: the library
                         // reports it.
-                        self.events.claim_event(
-                            claim,
+                        self.events.record(
+                            &**claim,
                             EventType::Warning,
                             reasons::PROVISIONING_FAILED,
                             &err.to_string(),
@@ -459,7 +459,7 @@ impl ProvisionController {
                 self.populator_events
                     .as_ref()
                     .unwrap_or(&self.events)
-                    .claim_event(
+                    .record(
                         claim,
                         EventType::Normal,
                         reasons::PROVISIONING,
@@ -481,7 +481,7 @@ impl ProvisionController {
                         class_uid: class.metadata.uid.clone().unwrap_or_default(),
                     },
                 );
-                self.events.claim_event(
+                self.events.record(
                     claim,
                     EventType::Warning,
                     reasons::PROVISIONING_FAILED,
@@ -492,7 +492,7 @@ impl ProvisionController {
                 (ProvisioningState::Finished, Attempt::Failed(err.into()))
             }
             FailureOutcome::Reschedule => {
-                self.events.claim_event(
+                self.events.record(
                     claim,
                     EventType::Warning,
                     reasons::PROVISIONING_FAILED,
@@ -506,7 +506,7 @@ impl ProvisionController {
                 (ProvisioningState::Finished, Attempt::Stop)
             }
             FailureOutcome::Retry(state) => {
-                self.events.claim_event(
+                self.events.record(
                     claim,
                     EventType::Warning,
                     reasons::PROVISIONING_FAILED,
@@ -603,8 +603,8 @@ impl ProvisionController {
         }
         debug!(volume = name, "Volume saved");
         if let Some(claim) = self.claim_of(pv) {
-            self.events.claim_event(
-                &claim,
+            self.events.record(
+                &*claim,
                 EventType::Normal,
                 reasons::PROVISIONING_SUCCEEDED,
                 &format!("Successfully provisioned volume {name}"),

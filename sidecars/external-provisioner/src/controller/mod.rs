@@ -28,7 +28,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use csi_kube::{EventType, Recorder};
+use csi_kube::EventRecorder;
 use csi_workqueue::WorkQueue;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
@@ -67,48 +67,6 @@ pub mod reasons {
     pub const VOLUME_DELETE: &str = "VolumeDelete";
     /// Warning, deleting the volume failed.
     pub const VOLUME_FAILED_DELETE: &str = "VolumeFailedDelete";
-}
-
-/// Where the loop's Events go (a [`Recorder`] in the process, a list in tests).
-pub trait EventReporter: Send + Sync + fmt::Debug {
-    /// An Event on a claim.
-    fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    );
-    /// An Event on a PersistentVolume.
-    fn volume_event(
-        &self,
-        pv: &PersistentVolume,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    );
-}
-
-impl EventReporter for Recorder {
-    fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        self.record(claim, event_type, reason, message);
-    }
-
-    fn volume_event(
-        &self,
-        pv: &PersistentVolume,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        self.record(pv, event_type, reason, message);
-    }
 }
 
 /// What the loop tells others about provisioning and deletion (capacity tracking refreshes
@@ -162,8 +120,8 @@ pub struct ProvisionController {
     listers: Arc<dyn Listers>,
     api: Arc<dyn ProvisionerApi>,
     driver: Arc<dyn VolumeDriver>,
-    events: Arc<dyn EventReporter>,
-    populator_events: Option<Arc<dyn EventReporter>>,
+    events: Arc<dyn EventRecorder>,
+    populator_events: Option<Arc<dyn EventRecorder>>,
     metrics: Option<ProvisionMetrics>,
     observer: Option<Arc<dyn ProvisionObserver>>,
     node_check: Option<Arc<dyn NodeCheck>>,
@@ -201,10 +159,10 @@ pub struct Parts {
     /// The driver.
     pub driver: Arc<dyn VolumeDriver>,
     /// Events (the library's recorder: component `<driver>_<host>_<uuid>`).
-    pub events: Arc<dyn EventReporter>,
+    pub events: Arc<dyn EventRecorder>,
     /// external-provisioner's own recorder (component `external-provisioner`), for the one
     /// Event it records itself (a claim an external populator fills); `None`: `events`.
-    pub populator_events: Option<Arc<dyn EventReporter>>,
+    pub populator_events: Option<Arc<dyn EventRecorder>>,
     /// The library's metrics, when served.
     pub metrics: Option<ProvisionMetrics>,
     /// Told about every created and deleted volume.

@@ -234,7 +234,7 @@ impl ProvisionController {
             }
             if err.is_in_use() {
                 debug!(PV = name, reason = %err, "Volume deletion postponed");
-                self.events.volume_event(
+                self.events.record(
                     pv,
                     EventType::Normal,
                     reasons::VOLUME_DELETE,
@@ -243,7 +243,7 @@ impl ProvisionController {
                 return Err(err.into());
             }
             error!(PV = name, %err, "Volume deletion failed");
-            self.events.volume_event(
+            self.events.record(
                 pv,
                 EventType::Warning,
                 reasons::VOLUME_FAILED_DELETE,

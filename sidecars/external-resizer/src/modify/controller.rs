@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use csi_controller::{ApiError, SlowSet, resources};
-use csi_kube::key_of;
+use csi_kube::{EventRecorder, key_of};
 use csi_workqueue::{Outcome, WorkQueue};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use tracing::{debug, error, trace};
 
 use super::kube::{Listers, ModifyApi, kobj};
-use super::{EventReporter, Modifier, ModifyConfig, ModifyError, Parts, modify_status};
+use super::{Modifier, ModifyConfig, ModifyError, Parts, modify_status};
 
 /// The modify controller's state and collaborators. Every method takes `&self`: workers share
 /// one.
@@ -21,7 +21,7 @@ pub(crate) struct Inner {
     pub(crate) modifier: Arc<Modifier>,
     pub(crate) listers: Arc<dyn Listers>,
     pub(crate) api: Arc<dyn ModifyApi>,
-    pub(crate) events: Arc<dyn EventReporter>,
+    pub(crate) events: Arc<dyn EventRecorder>,
     pub(crate) queue: WorkQueue<String>,
     /// PVCs whose last `ControllerModifyVolume` failed with a non-final error: their target
     /// must not change while retrying. Every `InProgress` PVC is put here at start-up.

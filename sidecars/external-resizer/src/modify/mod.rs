@@ -87,12 +87,11 @@ mod controller;
 mod status;
 mod volume;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use csi_controller::SlowSet;
-use csi_kube::{Caches, Change, EventType, Recorder, Selector, Store, Subscription};
+use csi_kube::{Caches, Change, EventRecorder, Selector, Store, Subscription};
 use csi_workqueue::{ItemExponentialFailureRateLimiter, QueueConfig, WorkQueue};
 use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -281,30 +280,6 @@ pub fn declare(
     }))
 }
 
-/// Where the controller's Events go (a [`Recorder`] in the process, a list in tests).
-pub trait EventReporter: Send + Sync + fmt::Debug {
-    /// An Event on a PVC.
-    fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    );
-}
-
-impl EventReporter for Recorder {
-    fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        self.record(claim, event_type, reason, message);
-    }
-}
-
 /// Why handling a PVC failed; its key is queued again with backoff.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ModifyError {
@@ -363,8 +338,8 @@ pub struct Parts {
     pub modifier: Arc<Modifier>,
     /// The API.
     pub api: Arc<dyn ModifyApi>,
-    /// Events (a [`Recorder`] with component [`event_component`]).
-    pub events: Arc<dyn EventReporter>,
+    /// Events (a [`csi_kube::Recorder`] with component [`event_component`]).
+    pub events: Arc<dyn EventRecorder>,
     /// Where the PVC queue reports its `workqueue_*` metrics.
     pub workqueue_metrics: Option<csi_workqueue::Metrics>,
 }

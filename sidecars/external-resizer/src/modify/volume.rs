@@ -122,7 +122,7 @@ impl Inner {
         if !modifying {
             return Ok(pvc.clone());
         }
-        self.events.claim_event(
+        self.events.record(
             pvc,
             EventType::Normal,
             reasons::VOLUME_MODIFY_CANCELLED,
@@ -138,7 +138,7 @@ impl Inner {
         name: &str,
     ) -> Result<Arc<VolumeAttributesClass>, ModifyError> {
         self.listers.volume_attributes_class(name).ok_or_else(|| {
-            self.events.claim_event(
+            self.events.record(
                 pvc,
                 EventType::Warning,
                 reasons::VOLUME_MODIFY_FAILED,
@@ -175,7 +175,7 @@ impl Inner {
             Ok(pvc) => pvc,
             Err(err) => return Pass::new(pvc, pv, Err(err)),
         };
-        self.events.claim_event(
+        self.events.record(
             &pvc,
             EventType::Normal,
             reasons::VOLUME_MODIFY,
@@ -206,7 +206,7 @@ impl Inner {
                     "Update volumeAttributesClass of PV {:?} to {vac_name} succeeded",
                     pv.metadata.name.as_deref().unwrap_or_default()
                 );
-                self.events.claim_event(
+                self.events.record(
                     &pvc,
                     EventType::Normal,
                     reasons::VOLUME_MODIFY_SUCCESS,
@@ -252,7 +252,7 @@ impl Inner {
             Err(mark_err) => return Pass::new(pvc, pv, Err(mark_err)),
         };
         self.mark_for_slow_retry(&pvc, &key);
-        self.events.claim_event(
+        self.events.record(
             &pvc,
             EventType::Warning,
             reasons::VOLUME_MODIFY_FAILED,

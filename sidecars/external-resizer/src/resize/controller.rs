@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use csi_controller::patch::create_merge_patch;
-use csi_kube::EventType;
+use csi_kube::{EventRecorder, EventType};
 use k8s_openapi::api::core::v1::{
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimCondition,
 };
@@ -24,7 +24,7 @@ use k8s_openapi::jiff::Timestamp;
 use tracing::{debug, warn};
 
 use super::inuse::InUseClaims;
-use super::kube::{EventReporter, Listers, ResizerApi};
+use super::kube::{Listers, ResizerApi};
 use super::resizer::Resizer;
 use super::util::{
     self, ANN_NODE_EXPANSION_NOT_REQUIRED, ANN_PRE_RESIZE_CAPACITY, ANN_VOLUME_RESIZER,
@@ -221,7 +221,7 @@ pub struct Reconciler {
     resizer: Arc<dyn Resizer>,
     listers: Arc<dyn Listers>,
     api: Arc<dyn ResizerApi>,
-    events: Arc<dyn EventReporter>,
+    events: Arc<dyn EventRecorder>,
     in_use: Arc<InUseClaims>,
     annotate_fs_resize: bool,
     final_errors: Mutex<HashSet<String>>,
@@ -240,7 +240,7 @@ pub struct ReconcilerParts {
     /// The API.
     pub api: Arc<dyn ResizerApi>,
     /// Events.
-    pub events: Arc<dyn EventReporter>,
+    pub events: Arc<dyn EventRecorder>,
     /// Claims in use (fed by the Pod watch when `--handle-volume-inuse-error` is on).
     pub in_use: Arc<InUseClaims>,
     /// The AnnotateFsResize feature gate.
@@ -469,7 +469,7 @@ impl Reconciler {
                 "Unable to expand {key} because CSI driver {} only supports offline expansion and volume is currently in-use",
                 self.resizer.name()
             );
-            self.events.claim_event(
+            self.events.record(
                 &outcome.claim,
                 EventType::Warning,
                 reasons::VOLUME_RESIZE_FAILED,
@@ -479,7 +479,7 @@ impl Reconciler {
             return outcome;
         }
 
-        self.events.claim_event(
+        self.events.record(
             &outcome.claim,
             EventType::Normal,
             reasons::VOLUME_RESIZING,
@@ -500,7 +500,7 @@ impl Reconciler {
             }
             Err((claim, message)) => {
                 outcome.claim = claim;
-                self.events.claim_event(
+                self.events.record(
                     &outcome.claim,
                     EventType::Warning,
                     reasons::VOLUME_RESIZE_FAILED,
@@ -683,7 +683,7 @@ impl Reconciler {
             )
         })?;
         debug!(v = 4, pvc = %kobj(claim), "Mark PVC as file system resize required");
-        self.events.claim_event(
+        self.events.record(
             claim,
             EventType::Normal,
             reasons::FILE_SYSTEM_RESIZE_REQUIRED,
@@ -753,7 +753,7 @@ impl Reconciler {
             )
         })?;
         debug!(v = 4, pvc = %kobj(claim), "Resize PVC finished");
-        self.events.claim_event(
+        self.events.record(
             claim,
             EventType::Normal,
             reasons::VOLUME_RESIZE_SUCCESS,

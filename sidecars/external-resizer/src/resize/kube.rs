@@ -1,6 +1,6 @@
 //! Every access to Kubernetes expansion makes, behind small traits: [`Listers`] (reads from
-//! the shared watch caches), [`ResizerApi`] (the two patches, and secrets through
-//! [`SecretGetter`]) and [`EventReporter`] (Events on claims). Real implementations:
+//! the shared watch caches) and [`ResizerApi`] (the two patches, and secrets through
+//! [`SecretGetter`]); Events go to a [`csi_kube::EventRecorder`]. Real implementations:
 //! [`StoreListers`], [`ApiClient`] and [`csi_kube::Recorder`]; the tests implement them in
 //! memory.
 
@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use csi_controller::{ApiError, PatchBody, Patcher, SecretGetter};
-use csi_kube::{EventType, Recorder, Store};
+use csi_kube::Store;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret};
 use kube::runtime::reflector::ObjectRef;
@@ -117,30 +117,5 @@ impl ResizerApi for ApiClient {
                 .patch(None, name, PatchBody::Strategic(strategic_patch))
                 .await
         })
-    }
-}
-
-/// Where the controller's Events go (a [`Recorder`] with component
-/// `external-resizer <driver>` in the process, a list in tests).
-pub trait EventReporter: Send + Sync + fmt::Debug {
-    /// An Event on a claim.
-    fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    );
-}
-
-impl EventReporter for Recorder {
-    fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        self.record(claim, event_type, reason, message);
     }
 }

@@ -74,7 +74,7 @@ pub mod util;
 use std::sync::Arc;
 use std::time::Duration;
 
-use csi_kube::{Caches, Change, Selector, Store, Subscription};
+use csi_kube::{Caches, Change, EventRecorder, Selector, Store, Subscription};
 use csi_workqueue::{ItemExponentialFailureRateLimiter, QueueConfig, WorkQueue};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -84,7 +84,7 @@ use tracing::info;
 pub use controller::{Reconciler, ReconcilerParts, SyncError};
 pub use csi::{CsiError, CsiExpandDriver, ExpandDriver};
 pub use inuse::{InUseClaims, PodClaims};
-pub use kube::{ApiClient, EventReporter, Listers, ResizerApi, StoreListers};
+pub use kube::{ApiClient, Listers, ResizerApi, StoreListers};
 pub use resizer::{NewResizerError, Resizer, new_resizer};
 
 /// The settings of expansion, from the flags.
@@ -157,7 +157,7 @@ pub struct Parts {
     /// The API (an [`ApiClient`]).
     pub api: Arc<dyn ResizerApi>,
     /// Events (a `Recorder` with component `external-resizer <driver>`).
-    pub events: Arc<dyn EventReporter>,
+    pub events: Arc<dyn EventRecorder>,
     /// The process's work queue metrics, when served.
     pub workqueue_metrics: Option<csi_workqueue::Metrics>,
 }

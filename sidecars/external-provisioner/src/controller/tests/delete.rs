@@ -137,12 +137,16 @@ async fn provisioner_fails_to_delete_volume_1_pv_is_not_deleted() {
     assert_eq!(h.cluster.volume_names(), vec!["volume-1"]);
     assert!(h.cluster.writes().is_empty(), "{:?}", h.cluster.writes());
     assert_eq!(h.metrics(), deleted(0, 1));
+    let events = h.events.all();
     assert_eq!(
-        h.events.all(),
-        vec![Event {
-            object: "PersistentVolume volume-1".into(),
-            line: "Warning VolumeFailedDelete rpc error: code = Internal desc = fake error".into(),
-        }]
+        events
+            .iter()
+            .map(|e| (e.object_key(), e.line()))
+            .collect::<Vec<_>>(),
+        vec![(
+            "PersistentVolume volume-1".to_string(),
+            "Warning VolumeFailedDelete rpc error: code = Internal desc = fake error".to_string(),
+        )]
     );
 }
 
@@ -1205,13 +1209,16 @@ async fn test_delete() {
                 assert!(h.cluster.volume_on_server(pv_name).is_some(), "{name}");
                 let events = h.events.all();
                 assert_eq!(events.len(), 1, "{name}");
-                assert_eq!(events[0].object, format!("PersistentVolume {pv_name}"));
+                assert_eq!(
+                    events[0].object_key(),
+                    format!("PersistentVolume {pv_name}")
+                );
                 assert!(
                     events[0]
-                        .line
+                        .line()
                         .starts_with(&format!("Warning VolumeFailedDelete {prefix}")),
                     "{name}: {}",
-                    events[0].line
+                    events[0].line()
                 );
                 assert_eq!(h.metrics(), deleted(0, 1), "{name}");
             }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use csi_controller::{ApiError, SecretGetter, resources};
-use csi_kube::EventType;
 use csi_metrics::{Registry, SampleValue};
 use csi_proto::csi::v1::{CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, Volume};
 use csi_workqueue::{WorkQueue, default_controller_rate_limiter};
@@ -29,11 +28,12 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::Value;
 
-use crate::controller::{EventReporter, NodeCheck, Parts, ProvisionController};
+use crate::controller::{NodeCheck, Parts, ProvisionController};
 use crate::csi::{CsiError, VolumeDriver};
 use crate::kube::{Listers, ProvisionerApi};
 use crate::metrics::ProvisionMetrics;
 use crate::provision::{ANN_BETA_STORAGE_PROVISIONER, DriverCapabilities, ProvisionerConfig};
+pub use csi_test_support::FakeRecorder;
 
 /// The provisioner name of upstream's tables, used here as the CSI driver name.
 pub const DRIVER: &str = "foo.bar/baz";
@@ -844,70 +844,6 @@ pub fn grpc(code: tonic::Code, message: &str) -> CsiError {
 // ---------------------------------------------------------------------------------------------
 // Events, node check, metrics
 
-/// One recorded Event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// `PersistentVolumeClaim default/claim-1` or `PersistentVolume volume-1`.
-    pub object: String,
-    /// `<type> <reason> <message>`, as client-go's FakeRecorder writes it.
-    pub line: String,
-}
-
-#[derive(Debug, Default)]
-pub struct FakeEvents {
-    events: Mutex<Vec<Event>>,
-}
-
-impl FakeEvents {
-    pub fn all(&self) -> Vec<Event> {
-        lock(&self.events).clone()
-    }
-
-    /// The lines of every Event.
-    pub fn lines(&self) -> Vec<String> {
-        self.all().into_iter().map(|e| e.line).collect()
-    }
-
-    /// The reasons of every Event, in order.
-    pub fn reasons(&self) -> Vec<String> {
-        self.lines()
-            .iter()
-            .map(|l| l.split(' ').nth(1).unwrap_or_default().to_string())
-            .collect()
-    }
-}
-
-impl EventReporter for FakeEvents {
-    fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        lock(&self.events).push(Event {
-            object: format!("PersistentVolumeClaim {}", claim_key(claim)),
-            line: format!("{} {reason} {message}", event_type.as_str()),
-        });
-    }
-
-    fn volume_event(
-        &self,
-        pv: &PersistentVolume,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        lock(&self.events).push(Event {
-            object: format!(
-                "PersistentVolume {}",
-                pv.metadata.name.as_deref().unwrap_or_default()
-            ),
-            line: format!("{} {reason} {message}", event_type.as_str()),
-        });
-    }
-}
-
 /// `--node-deployment`'s check with one answer; counts its calls.
 #[derive(Debug)]
 pub struct FakeNodeCheck {
@@ -1017,7 +953,7 @@ pub fn config() -> ProvisionerConfig {
 pub struct Harness {
     pub cluster: Arc<FakeCluster>,
     pub driver: Arc<FakeDriver>,
-    pub events: Arc<FakeEvents>,
+    pub events: Arc<FakeRecorder>,
     pub registry: Registry,
     pub unsaved_queue: WorkQueue<String>,
     pub ctrl: ProvisionController,
@@ -1045,7 +981,7 @@ impl Default for Setup {
 impl Setup {
     pub fn build(self) -> Harness {
         let driver = Arc::new(FakeDriver::default());
-        let events = Arc::new(FakeEvents::default());
+        let events = Arc::new(FakeRecorder::default());
         let registry = Registry::new();
         let metrics = ProvisionMetrics::register(&registry).unwrap();
         let unsaved_queue = WorkQueue::new(default_controller_rate_limiter());

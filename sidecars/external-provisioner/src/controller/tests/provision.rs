@@ -133,7 +133,7 @@ async fn provision_for_claim_1_but_not_claim_2() {
         h.events
             .all()
             .iter()
-            .all(|e| e.object == "PersistentVolumeClaim default/claim-1")
+            .all(|e| e.object_key() == "PersistentVolumeClaim default/claim-1")
     );
     assert_eq!(
         h.events.lines(),

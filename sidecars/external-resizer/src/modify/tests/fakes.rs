@@ -32,7 +32,8 @@ use tonic::Status;
 use crate::modify::controller::Inner;
 use crate::modify::csi::ModifyDriver;
 use crate::modify::kube::{Listers, ModifyApi};
-use crate::modify::{EventReporter, Modifier, ModifyConfig, Parts};
+use crate::modify::{Modifier, ModifyConfig, Parts};
+pub use csi_test_support::FakeRecorder;
 
 pub const PVC_NAME: &str = "foo";
 pub const PVC_NAMESPACE: &str = "modify";
@@ -478,32 +479,6 @@ impl ModifyDriver for FakeDriver {
 // ---------------------------------------------------------------------------------------------
 // Events
 
-/// One recorded Event: type, reason, message.
-pub type Recorded = (EventType, String, String);
-
-#[derive(Debug, Default)]
-pub struct FakeEvents {
-    events: Mutex<Vec<Recorded>>,
-}
-
-impl FakeEvents {
-    pub fn take(&self) -> Vec<Recorded> {
-        std::mem::take(&mut *lock(&self.events))
-    }
-}
-
-impl EventReporter for FakeEvents {
-    fn claim_event(
-        &self,
-        _claim: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        lock(&self.events).push((event_type, reason.into(), message.into()));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Set-up
 
@@ -513,7 +488,18 @@ pub struct Env {
     pub inner: Arc<Inner>,
     pub cluster: Arc<FakeCluster>,
     pub driver: Arc<FakeDriver>,
-    pub events: Arc<FakeEvents>,
+    pub events: Arc<FakeRecorder>,
+}
+
+impl Env {
+    /// The Events so far as (type, reason, message), forgetting them.
+    pub fn take_events(&self) -> Vec<(EventType, String, String)> {
+        self.events
+            .take()
+            .into_iter()
+            .map(|e| (e.event_type, e.reason, e.message))
+            .collect()
+    }
 }
 
 /// What a table puts in the cluster.
@@ -550,7 +536,7 @@ pub async fn setup_with(
     )
     .await
     .expect("the modifier");
-    let events = Arc::new(FakeEvents::default());
+    let events = Arc::new(FakeRecorder::default());
     let parts = Parts {
         config: config.clone(),
         modifier: Arc::new(modifier),

@@ -71,7 +71,7 @@ async fn a_modification_is_written_as_upstream_writes_it() {
     assert_eq!(request.volume_id, "foo");
     assert!(request.secrets.is_empty());
     assert_eq!(
-        env.events.take(),
+        env.take_events(),
         vec![
             (
                 EventType::Normal,
@@ -110,7 +110,7 @@ async fn failures_are_reported_in_events() {
         err.to_string(),
         "rpc error: code = Aborted desc = Non-final error"
     );
-    let events = env.events.take();
+    let events = env.take_events();
     assert_eq!(
         events.last().unwrap(),
         &(
@@ -128,7 +128,7 @@ async fn failures_are_reported_in_events() {
     let pass = env.inner.modify(missing, base_pv()).await;
     assert!(pass.result.is_ok());
     assert_eq!(
-        env.events.take(),
+        env.take_events(),
         vec![(
             EventType::Warning,
             "VolumeModifyFailed".to_string(),

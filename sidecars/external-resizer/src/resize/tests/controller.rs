@@ -365,6 +365,6 @@ async fn test_resize_pvc() {
         if name.contains("conflict") {
             expected_events.push(&conflict_event);
         }
-        assert_eq!(s.events.all(), expected_events, "{name}");
+        assert_eq!(s.events.lines(), expected_events, "{name}");
     }
 }

@@ -1,6 +1,6 @@
 //! In-memory collaborators: a cluster that is both the watch caches ([`Listers`]) and the API
-//! server ([`ResizerApi`]), a scripted CSI driver (upstream's `csi.MockClient`), an Event
-//! list (client-go's `FakeRecorder`), and the object builders of upstream's tests.
+//! server ([`ResizerApi`]), a scripted CSI driver (upstream's `csi.MockClient`), csi-test-support's
+//! `FakeRecorder` for the Events, and the object builders of upstream's tests.
 //!
 //! A successful patch updates the server and the caches, as upstream's controller writes the
 //! patched object back into its informer store.
@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use csi_controller::patch::apply_merge_patch;
 use csi_controller::{ApiError, SecretGetter};
-use csi_kube::EventType;
 use csi_proto::csi::v1::{
     ControllerExpandVolumeRequest, ControllerExpandVolumeResponse, VolumeCapability,
 };
@@ -30,8 +29,9 @@ use serde_json::Value;
 use crate::resize::controller::{Reconciler, ReconcilerParts};
 use crate::resize::csi::{CsiError, ExpandDriver};
 use crate::resize::inuse::InUseClaims;
-use crate::resize::kube::{EventReporter, Listers, ResizerApi};
+use crate::resize::kube::{Listers, ResizerApi};
 use crate::resize::resizer::{Resizer, new_resizer};
+pub use csi_test_support::FakeRecorder;
 
 /// upstream's `defaultNS`.
 pub const NS: &str = "default";
@@ -291,37 +291,11 @@ impl ResizerApi for FakeCluster {
 // ---------------------------------------------------------------------------------------------
 // Events
 
-/// client-go's `FakeRecorder`: `"<type> <reason> <message>"`.
-#[derive(Debug, Default)]
-pub struct FakeEvents(Mutex<Vec<String>>);
-
-impl FakeEvents {
-    pub fn all(&self) -> Vec<String> {
-        lock(&self.0).clone()
-    }
-}
-
-impl EventReporter for FakeEvents {
-    fn claim_event(
-        &self,
-        _: &PersistentVolumeClaim,
-        event_type: EventType,
-        reason: &str,
-        message: &str,
-    ) {
-        let kind = match event_type {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        };
-        lock(&self.0).push(format!("{kind} {reason} {message}"));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The controller
 
 pub struct Setup {
-    pub events: Arc<FakeEvents>,
+    pub events: Arc<FakeRecorder>,
     pub in_use: Arc<InUseClaims>,
     pub reconciler: Reconciler,
 }
@@ -336,7 +310,7 @@ pub async fn setup(name: &str, driver: Arc<FakeDriver>, cluster: Arc<FakeCluster
     )
     .await
     .expect("resizer");
-    let events = Arc::new(FakeEvents::default());
+    let events = Arc::new(FakeRecorder::default());
     let in_use = Arc::new(InUseClaims::new());
     let reconciler = Reconciler::new(ReconcilerParts {
         name: name.into(),

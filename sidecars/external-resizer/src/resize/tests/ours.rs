@@ -149,7 +149,7 @@ async fn an_infeasible_expansion_waits_and_a_lowered_request_recovers() {
         Some(&q("5000000000"))
     );
     assert_eq!(
-        s.events.all().last().map(String::as_str),
+        s.events.lines().last().map(String::as_str),
         Some("Normal VolumeResizeSuccessful Resize volume succeeded")
     );
 }
