@@ -332,6 +332,50 @@ pub fn format_status(status: &Status) -> String {
     )
 }
 
+/// A failed CSI call, as the controllers keep and classify it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CsiError {
+    /// The driver (or the transport, or our deadline) answered with a gRPC status. Shown as
+    /// grpc-go shows one: `rpc error: code = NotFound desc = no such volume`.
+    #[error("{}", format_status(.0))]
+    Status(Status),
+    /// The call failed without a gRPC status (it never reached the driver). Test doubles use
+    /// it for upstream's plain Go errors.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CsiError {
+    /// The gRPC code, when there is one (upstream: `status.FromError`).
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            CsiError::Status(status) => Some(status.code()),
+            CsiError::Other(_) => None,
+        }
+    }
+
+    /// Whether the operation has failed for sure and cannot still be in progress in the
+    /// driver: a gRPC status with a final code ([`is_final_code`]). An error without a gRPC
+    /// status is not final: the call may never have been made.
+    pub fn is_final(&self) -> bool {
+        self.code().is_some_and(is_final_code)
+    }
+}
+
+/// Upstream's `isFinalError` on a gRPC code: `false` for `Canceled`, `DeadlineExceeded`,
+/// `Unavailable`, `ResourceExhausted` and `Aborted` (a previous call may still be running),
+/// `true` for every other code.
+pub fn is_final_code(code: Code) -> bool {
+    !matches!(
+        code,
+        Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::Aborted
+    )
+}
+
 /// A unix stream that reports end-of-file, a read error or its end once: that is how we learn,
 /// without sending anything, that the driver went away.
 #[derive(Debug)]

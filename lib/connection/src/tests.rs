@@ -286,3 +286,40 @@ fn status_text_reads_like_grpc_go() {
         "rpc error: code = NotFound desc = volume vol-1 not found"
     );
 }
+
+#[test]
+fn csi_errors_read_and_classify_like_upstream() {
+    let status = CsiError::Status(Status::not_found("no such volume"));
+    assert_eq!(
+        status.to_string(),
+        "rpc error: code = NotFound desc = no such volume"
+    );
+    assert_eq!(status.code(), Some(Code::NotFound));
+    assert!(status.is_final());
+
+    let other = CsiError::Other("connection refused".into());
+    assert_eq!(other.to_string(), "connection refused");
+    assert_eq!(other.code(), None);
+    assert!(!other.is_final());
+
+    for code in [
+        Code::Cancelled,
+        Code::DeadlineExceeded,
+        Code::Unavailable,
+        Code::ResourceExhausted,
+        Code::Aborted,
+    ] {
+        assert!(!is_final_code(code), "{code:?}");
+        assert!(
+            !CsiError::Status(Status::new(code, "")).is_final(),
+            "{code:?}"
+        );
+    }
+    for code in [
+        Code::Internal,
+        Code::InvalidArgument,
+        Code::FailedPrecondition,
+    ] {
+        assert!(is_final_code(code), "{code:?}");
+    }
+}

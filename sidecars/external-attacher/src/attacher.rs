@@ -8,7 +8,6 @@ use std::time::Duration;
 use csi_connection::Connection;
 use csi_proto::csi::v1::controller_client::ControllerClient;
 use csi_proto::csi::v1::{ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest};
-use tonic::{Code, Status};
 
 use futures::future::BoxFuture;
 
@@ -22,51 +21,7 @@ pub mod methods {
     pub const LIST_VOLUMES: &str = "/csi.v1.Controller/ListVolumes";
 }
 
-/// A failed CSI call.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CsiError {
-    /// The driver (or the transport, or our deadline) answered with a gRPC status. Shown as
-    /// grpc-go shows one: `rpc error: code = NotFound desc = no such volume`.
-    #[error("{}", csi_connection::format_status(.0))]
-    Status(Status),
-    /// The call failed without a gRPC status (it never reached the driver). Test doubles use
-    /// it for upstream's plain Go errors.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl CsiError {
-    /// Upstream's `isFinalError`: whether the operation has failed for sure and cannot still
-    /// be in progress in the driver. `false` for `Canceled`, `DeadlineExceeded`,
-    /// `Unavailable`, `ResourceExhausted` and `Aborted` (a previous call may still be running),
-    /// and for errors without a gRPC status; `true` for every other code.
-    pub fn is_final(&self) -> bool {
-        match self {
-            CsiError::Status(status) => is_final_code(status.code()),
-            CsiError::Other(_) => false,
-        }
-    }
-
-    /// The gRPC code, when there is one (upstream: `status.FromError`).
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            CsiError::Status(status) => Some(status.code()),
-            CsiError::Other(_) => None,
-        }
-    }
-}
-
-/// Upstream's `isFinalError` on a gRPC code (see [`CsiError::is_final`]).
-pub fn is_final_code(code: Code) -> bool {
-    !matches!(
-        code,
-        Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Unavailable
-            | Code::ResourceExhausted
-            | Code::Aborted
-    )
-}
+pub use csi_connection::{CsiError, is_final_code};
 
 /// Attach and detach against the CSI driver (upstream's `attacher.Attacher`).
 ///

@@ -12,7 +12,6 @@ use csi_proto::csi::v1::{
     GetCapacityResponse,
 };
 use futures::future::BoxFuture;
-use tonic::{Code, Status};
 
 /// Full method names of the controller calls this crate makes (log lines, metric labels).
 pub mod methods {
@@ -24,27 +23,7 @@ pub mod methods {
     pub const GET_CAPACITY: &str = "/csi.v1.Controller/GetCapacity";
 }
 
-/// A failed CSI call.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CsiError {
-    /// The driver (or the transport, or our deadline) answered with a gRPC status. Shown as
-    /// grpc-go shows one: `rpc error: code = NotFound desc = no such volume`.
-    #[error("{}", csi_connection::format_status(.0))]
-    Status(Status),
-    /// The call failed without a gRPC status (it never reached the driver).
-    #[error("{0}")]
-    Other(String),
-}
-
-impl CsiError {
-    /// The gRPC code, when there is one (upstream: `status.FromError`).
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            CsiError::Status(status) => Some(status.code()),
-            CsiError::Other(_) => None,
-        }
-    }
-}
+pub use csi_connection::CsiError;
 
 /// Creating and deleting volumes in the CSI driver.
 pub trait VolumeDriver: Send + Sync + fmt::Debug {

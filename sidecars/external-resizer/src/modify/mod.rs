@@ -310,23 +310,11 @@ impl ModifyError {
     }
 }
 
-/// Whether a gRPC code means the operation is over in the driver (upstream's `IsFinalError`):
-/// cancelled, timed out, unavailable, out of resources or aborted mean it may still run.
-pub fn is_final_code(code: tonic::Code) -> bool {
-    !matches!(
-        code,
-        tonic::Code::Cancelled
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Unavailable
-            | tonic::Code::ResourceExhausted
-            | tonic::Code::Aborted
-    )
-}
-
 /// Whether `err` is final: a gRPC status with a final code. Other errors happened before the
 /// call or say nothing of it, so it may still run.
 pub(crate) fn is_final(err: &ModifyError) -> bool {
-    err.status().is_some_and(|s| is_final_code(s.code()))
+    err.status()
+        .is_some_and(|s| csi_connection::is_final_code(s.code()))
 }
 
 /// Everything [`ModifyController::new`] needs besides the watches.

@@ -12,32 +12,11 @@ use csi_proto::csi::v1::node_service_capability::rpc::Type as NodeCapability;
 use csi_proto::csi::v1::plugin_capability::service::Type as PluginCapability;
 use csi_proto::csi::v1::{ControllerExpandVolumeRequest, ControllerExpandVolumeResponse};
 use futures::future::BoxFuture;
-use tonic::{Code, Status};
 
 /// `Controller.ControllerExpandVolume`, as logged and measured.
 pub const CONTROLLER_EXPAND_VOLUME: &str = "/csi.v1.Controller/ControllerExpandVolume";
 
-/// A failed CSI call.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CsiError {
-    /// The driver (or the transport, or our deadline) answered with a gRPC status, shown as
-    /// grpc-go shows one: `rpc error: code = NotFound desc = no such volume`.
-    #[error("{}", csi_connection::format_status(.0))]
-    Status(Status),
-    /// The call failed without a gRPC status.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl CsiError {
-    /// The gRPC code, when there is one (upstream: `status.FromError`).
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            CsiError::Status(status) => Some(status.code()),
-            CsiError::Other(_) => None,
-        }
-    }
-}
+pub use csi_connection::CsiError;
 
 /// What the resizer asks of the CSI driver. The capability checks answer with upstream's
 /// messages on failure (`error getting controller capabilities: ...`).

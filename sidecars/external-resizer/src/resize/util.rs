@@ -177,17 +177,7 @@ pub fn has_fs_resize_pending_condition(claim: &PersistentVolumeClaim) -> bool {
 /// Upstream's `IsFinalError`: the operation is certainly not running in the driver any more.
 /// Errors without a gRPC code (`None`) are not final: the call may never have been made.
 pub fn is_final_error(code: Option<Code>) -> bool {
-    match code {
-        None => false,
-        Some(
-            Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Unavailable
-            | Code::ResourceExhausted
-            | Code::Aborted,
-        ) => false,
-        Some(_) => true,
-    }
+    code.is_some_and(csi_connection::is_final_code)
 }
 
 /// Upstream's `IsInfeasibleError`: InvalidArgument, OutOfRange, NotFound (all final).
