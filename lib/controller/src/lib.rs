@@ -12,6 +12,7 @@
 //!   identities and finalizers.
 //! - [`strategic`]: strategic merge patches of whole objects, as client-go's
 //!   `CreateTwoWayMergePatch` computes them (conditions merged by type), and applying them.
+//! - [`quantity`]: resource quantities as byte counts, as apimachinery parses and writes them.
 //! - [`slow_set`]: [`SlowSet`], objects retried at a slower rate after an infeasible error.
 //! - [`secrets`]: secret references from StorageClass-style parameters
 //!   (`csi.storage.k8s.io/<kind>-secret-name`, the deprecated forms, the `${pvc.name}` family
@@ -27,6 +28,7 @@ pub mod error;
 pub mod finalizer;
 pub mod names;
 pub mod patch;
+pub mod quantity;
 pub mod random;
 pub mod secrets;
 pub mod semantic;
@@ -36,6 +38,7 @@ pub mod strategic;
 pub use error::{ApiError, resources};
 pub use names::sanitize_name;
 pub use patch::{PatchBody, Patcher};
+pub use quantity::{bytes_to_quantity, cmp_quantity, quantity_value};
 pub use secrets::{SecretData, SecretGetter, SecretKind, SecretReferenceError};
 pub use semantic::semantic_eq;
 pub use slow_set::{SlowEntry, SlowSet};

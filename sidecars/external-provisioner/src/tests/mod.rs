@@ -15,7 +15,7 @@
 //! | `TestGetPluginName` | 1 | 1 | `tests::driver_name_test` | |
 //! | `TestStripPrefixedCSIParams` | 7 | 7 | `tests::params_test` | |
 //! | `TestGetDriverName` | 3 | 3 | `tests::driver_name_test` | |
-//! | `TestBytesToQuantity` | 5 | 5 | `tests::params_test` | |
+//! | `TestBytesToQuantity` | 5 | 5 | `csi-controller`: `quantity::tests` (the quantity code lives there) | |
 //! | `TestCreateDriverReturnsInvalidCapacityDuringProvision` | 1 | 1 | `tests::controller_test` | |
 //! | `TestGetSecretReference` | 25 | 25 | `csi-controller`: `secrets::tests` (the secret code lives there) | |
 //! | `TestFSTypeProvision` | 4 | 4 | `tests::controller_test` | |

@@ -1,6 +1,7 @@
-//! Ports of upstream's `TestStripPrefixedCSIParams` (7 cases) and `TestBytesToQuantity` (5)
-//! from `pkg/controller/controller_test.go`, with their case names, and our own cases for
-//! volume names and quantity parsing.
+//! A port of upstream's `TestStripPrefixedCSIParams` (7 cases) from
+//! `pkg/controller/controller_test.go`, with its case names, and our own cases for volume
+//! names and file system types. (`TestBytesToQuantity` is in `csi-controller`, with the
+//! quantity code.)
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -76,53 +77,6 @@ fn test_strip_prefixed_csi_params() {
             .to_string(),
         "found unknown parameter key \"csi.storage.k8s.io/bim\" with reserved namespace csi.storage.k8s.io/"
     );
-}
-
-#[test]
-fn test_bytes_to_quantity() {
-    let gib = 1024.0 * 1024.0 * 1024.0;
-    let cases: [(&str, f64, &str); 5] = [
-        (
-            "Gibibyte that cannot be put into any nice format without loss precision",
-            5.56 * gib,
-            "5970004541",
-        ),
-        ("Gibibyte that can be parsed nicer", 5.5 * gib, "5632Mi"),
-        ("Gibibyte exact", 5.0 * gib, "5Gi"),
-        (
-            "Mebibyte that cannot be parsed nicer",
-            5.23 * 1024.0 * 1024.0,
-            "5484052",
-        ),
-        ("Kibibyte that can be parsed nicer", 102400.0, "100Ki"),
-    ];
-    for (name, bytes, expected) in cases {
-        assert_eq!(bytes_to_quantity(bytes as i64).0, expected, "{name}");
-    }
-    // Below 1024, apimachinery falls back to the decimal form.
-    assert_eq!(bytes_to_quantity(100).0, "100");
-    assert_eq!(bytes_to_quantity(1000).0, "1k");
-    assert_eq!(bytes_to_quantity(0).0, "0");
-}
-
-#[test]
-fn quantities_round_up_as_apimachinery() {
-    let cases = [
-        ("100", Some(100)),
-        ("1Gi", Some(1 << 30)),
-        ("1.5Gi", Some(3 << 29)),
-        ("5M", Some(5_000_000)),
-        ("1e3", Some(1000)),
-        ("100m", Some(1)),
-        ("1.0001", Some(2)),
-        ("0", Some(0)),
-        ("", None),
-        ("Gi", None),
-        ("1Xi", None),
-    ];
-    for (quantity, expected) in cases {
-        assert_eq!(quantity_value(quantity), expected, "{quantity}");
-    }
 }
 
 #[test]

@@ -222,11 +222,3 @@ fn error_classes() {
     assert!(is_final_error(Some(Internal)) && !is_infeasible_error(Some(Internal)));
     assert!(is_in_use_error(Some(FailedPrecondition)) && !is_in_use_error(None));
 }
-
-#[test]
-fn quantities() {
-    assert_eq!(quantity_value("2Gi"), Some(2 * 1024 * 1024 * 1024));
-    assert_eq!(quantity_value("1.5G"), Some(1_500_000_000));
-    assert_eq!(bytes_to_quantity(3 * 1024 * 1024 * 1024).0, "3Gi");
-    assert!(cmp_quantity(Some(&Quantity("1Gi".into())), Some(&Quantity("1G".into()))).is_gt());
-}
