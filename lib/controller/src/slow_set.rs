@@ -26,7 +26,8 @@ impl SlowEntry {
     }
 }
 
-/// A set of object keys (`namespace/name`) with the time each was added. Shared by workers.
+/// A set of object keys (`namespace/name`, or UIDs) with the time each was added. Shared by
+/// workers.
 #[derive(Debug)]
 pub struct SlowSet {
     retention: Duration,
@@ -46,10 +47,15 @@ impl SlowSet {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds `key` unless it is there (an existing entry keeps its time). Whether it was added.
+    /// Adds `key` unless it is there and its retention has not passed (an entry keeps its
+    /// time; an expired one is replaced, as if [`SlowSet::remove_expired`] had dropped it
+    /// already). Whether it was added.
     pub fn add(&self, key: &str, entry: SlowEntry) -> bool {
         let mut entries = self.entries();
-        if entries.contains_key(key) {
+        if entries
+            .get(key)
+            .is_some_and(|old| old.since.elapsed() < self.retention)
+        {
             return false;
         }
         entries.insert(key.to_string(), entry);
@@ -133,5 +139,22 @@ mod tests {
         assert_eq!(set.time_remaining("ns/a"), Duration::ZERO);
         set.remove_expired();
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn an_expired_entry_is_replaced() {
+        let set = SlowSet::new(Duration::from_secs(60));
+        let old = SlowEntry {
+            since: Instant::now() - Duration::from_secs(61),
+            storage_class_uid: "old".into(),
+        };
+        set.add("ns/a", old);
+        let new = SlowEntry {
+            since: Instant::now(),
+            storage_class_uid: "new".into(),
+        };
+        assert!(set.add("ns/a", new.clone()));
+        assert_eq!(set.get("ns/a"), Some(new));
+        assert!(set.contains("ns/a"));
     }
 }

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use csi_controller::ApiError;
+use csi_controller::{ApiError, SlowEntry};
 use csi_kube::EventType;
 use csi_workqueue::Outcome;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use tracing::{debug, error, info, warn};
 
-use super::{ProvisionController, SlowEntry, lock, reasons};
+use super::{ProvisionController, lock, reasons};
 use crate::provision::{
     ANN_BETA_STORAGE_PROVISIONER, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, DataSourceObjects,
     FailureOutcome, ProvisionError, ProvisionOptions, ProvisioningState, claim_class, provision,
@@ -192,14 +192,13 @@ impl ProvisionController {
         let Some(class) = self.listers.storage_class(&claim_class(claim)) else {
             return Ok(());
         };
-        let mut slow = lock(&self.slow);
-        let Some(entry) = slow.get(&uid) else {
+        let Some(entry) = self.slow.get(&uid) else {
             return Ok(());
         };
-        if entry.class_uid != class.metadata.uid.clone().unwrap_or_default()
-            || entry.since.elapsed() >= self.retry_interval_max
+        if entry.storage_class_uid != class.metadata.uid.clone().unwrap_or_default()
+            || !self.slow.contains(&uid)
         {
-            slow.remove(&uid);
+            self.slow.remove(&uid);
             return Ok(());
         }
         Err(SyncError::Delayed(uid))
@@ -474,11 +473,11 @@ impl ProvisionController {
             FailureOutcome::Ignore => (ProvisioningState::Finished, Attempt::Stop),
             FailureOutcome::SlowRetry => {
                 debug!(PVC = claim_name(claim), %err, "Detected infeasible volume provisioning request");
-                lock(&self.slow).insert(
-                    claim.metadata.uid.clone().unwrap_or_default(),
+                self.slow.add(
+                    &claim.metadata.uid.clone().unwrap_or_default(),
                     SlowEntry {
                         since: Instant::now(),
-                        class_uid: class.metadata.uid.clone().unwrap_or_default(),
+                        storage_class_uid: class.metadata.uid.clone().unwrap_or_default(),
                     },
                 );
                 self.events.record(

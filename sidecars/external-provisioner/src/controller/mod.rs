@@ -26,8 +26,9 @@ mod volumes;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use csi_controller::SlowSet;
 use csi_kube::EventRecorder;
 use csi_workqueue::WorkQueue;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -107,13 +108,6 @@ pub trait NodeCheck: Send + Sync + fmt::Debug {
     fn forget(&self, claim_uid: &str);
 }
 
-/// A claim that failed as infeasible: when, and the StorageClass UID it failed with.
-#[derive(Debug, Clone)]
-struct SlowEntry {
-    since: Instant,
-    class_uid: String,
-}
-
 /// The loop's state and collaborators. Every method takes `&self`: workers share one.
 pub struct ProvisionController {
     config: ProvisionerConfig,
@@ -126,11 +120,11 @@ pub struct ProvisionController {
     observer: Option<Arc<dyn ProvisionObserver>>,
     node_check: Option<Arc<dyn NodeCheck>>,
     data_sources: Option<Arc<crate::data_source::DataSources>>,
-    retry_interval_max: Duration,
     unsaved_queue: WorkQueue<String>,
     memo: Mutex<TopologyMemo>,
     in_progress: Mutex<HashMap<String, Arc<PersistentVolumeClaim>>>,
-    slow: Mutex<HashMap<String, SlowEntry>>,
+    /// Claims (by UID) that failed as infeasible, with the StorageClass UID they failed with.
+    slow: SlowSet,
     unsaved: Mutex<HashMap<String, PersistentVolume>>,
     deleted: Mutex<std::collections::HashSet<String>>,
 }
@@ -192,11 +186,10 @@ impl ProvisionController {
             observer: parts.observer,
             node_check: parts.node_check,
             data_sources: parts.data_sources,
-            retry_interval_max: parts.retry_interval_max,
             unsaved_queue: parts.unsaved_queue,
             memo: Mutex::new(TopologyMemo::new()),
             in_progress: Mutex::new(HashMap::new()),
-            slow: Mutex::new(HashMap::new()),
+            slow: SlowSet::new(parts.retry_interval_max),
             unsaved: Mutex::new(HashMap::new()),
             deleted: Mutex::new(std::collections::HashSet::new()),
         }

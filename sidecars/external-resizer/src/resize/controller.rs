@@ -9,11 +9,12 @@
 //! after a failure, and [`Reconciler::expand_and_recover`] then expands to the new, smaller
 //! size — never below what the volume already has.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use csi_controller::patch::create_merge_patch;
+use csi_controller::{SlowEntry, SlowSet};
 use csi_kube::{EventRecorder, EventType};
 use k8s_openapi::api::core::v1::{
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimCondition,
@@ -59,52 +60,6 @@ pub struct ExpandOutcome {
     pub result: Result<(), SyncError>,
     /// Whether the resizer was called.
     pub resize_called: bool,
-}
-
-/// Keys whose expansion failed as infeasible, retried only after `retention`
-/// (csi-lib-utils' `slowset`).
-#[derive(Debug)]
-struct SlowSet {
-    retention: Duration,
-    entries: Mutex<HashMap<String, Instant>>,
-}
-
-impl SlowSet {
-    fn new(retention: Duration) -> Self {
-        SlowSet {
-            retention,
-            entries: Mutex::default(),
-        }
-    }
-
-    /// Adds `key` unless it is there and not expired yet.
-    fn add(&self, key: &str) {
-        let mut entries = lock(&self.entries);
-        let now = Instant::now();
-        match entries.get(key) {
-            Some(since) if now.duration_since(*since) < self.retention => {}
-            _ => {
-                entries.insert(key.to_string(), now);
-            }
-        }
-    }
-
-    fn contains(&self, key: &str) -> bool {
-        lock(&self.entries)
-            .get(key)
-            .is_some_and(|since| since.elapsed() < self.retention)
-    }
-
-    fn remove(&self, key: &str) {
-        lock(&self.entries).remove(key);
-    }
-
-    fn time_remaining(&self, key: &str) -> Duration {
-        lock(&self.entries)
-            .get(key)
-            .map(|since| self.retention.saturating_sub(since.elapsed()))
-            .unwrap_or_default()
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -359,7 +314,7 @@ impl Reconciler {
         let mut new_size = spec_size.clone();
         let mut update_status = true;
         if resize_status == conditions::CONTROLLER_RESIZE_INFEASIBLE {
-            self.slow.add(&key);
+            self.slow.add(&key, SlowEntry::now());
         }
 
         if util::cmp_quantity(pv_size.as_ref(), Some(&spec_size)).is_lt() {
