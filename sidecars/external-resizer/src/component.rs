@@ -18,6 +18,7 @@ use csi_sidecar_runtime::{
 };
 use tracing::info;
 
+use crate::kube::ApiClient;
 use crate::modify::{self, ModifyConfig, ModifyController};
 use crate::resize::{self, NewResizerError, ResizeConfig, ResizeController};
 
@@ -189,10 +190,10 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
         let workers = usize::try_from(flags.int("workers")).unwrap_or(1).max(1);
         let resync = flags.duration("resync-period");
 
-        let resize_api = Arc::new(resize::kube::ApiClient::new(client.clone()));
+        let api = Arc::new(ApiClient::new(client.clone()));
         let resizer = match resize::resizer::new_resizer(
             Arc::new(resize::csi::CsiExpandDriver::new(shared.csi.clone())),
-            resize_api.clone(),
+            api.clone(),
             &driver,
             operation_timeout("resize-timeout"),
         )
@@ -206,7 +207,6 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             Err(err) => return Err(anyhow::anyhow!("Failed to create CSI resizer: {err}").into()),
         };
 
-        let modify_api = Arc::new(modify::kube::ApiClient::new(client.clone()));
         let modify_config = ModifyConfig {
             timeout: operation_timeout("modify-timeout"),
             workers,
@@ -218,7 +218,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
         };
         let modifier = match modify::modifier::Modifier::new(
             Arc::new(modify::csi::CsiModifyDriver::new(shared.csi.clone())),
-            modify_api.clone(),
+            api.clone(),
             modify_config.timeout,
             driver.clone(),
         )
@@ -268,7 +268,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
                     watches,
                     resize::Parts {
                         resizer,
-                        api: resize_api,
+                        api: api.clone(),
                         events: Arc::new(csi_kube::Recorder::new(
                             client.clone(),
                             modify::event_component(&driver),
@@ -296,7 +296,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
                 modify::Parts {
                     config: modify_config,
                     modifier,
-                    api: modify_api,
+                    api,
                     events: Arc::new(csi_kube::Recorder::new(
                         client,
                         modify::event_component(&driver),

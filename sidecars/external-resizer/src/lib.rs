@@ -6,11 +6,13 @@
 //!   recovery from a failed expansion.
 //! - [`modify`]: volume modification — a PVC's `volumeAttributesClassName` change applied with
 //!   `ControllerModifyVolume`.
+//! - [`kube`]: the client both write through.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod component;
+pub mod kube;
 pub mod modify;
 pub mod resize;
 

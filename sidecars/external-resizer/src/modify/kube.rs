@@ -5,17 +5,17 @@
 //! - [`ModifyApi`]: the writes (strategic merge patches of a PVC's status and of a PV) and,
 //!   through [`SecretGetter`], the modify secrets.
 //!
-//! Real implementations: [`StoreListers`] over [`Store`]s and [`ApiClient`] over a
+//! Real implementations: [`StoreListers`] over [`Store`]s and [`crate::kube::ApiClient`] over a
 //! `kube::Client`. [`patch_claim`] and [`patch_volume`] compute the patches as upstream's
 //! `util.PatchClaim` / `util.PatchPersistentVolume` do and send them.
 
 use std::fmt;
 use std::sync::Arc;
 
-use csi_controller::{ApiError, PatchBody, Patcher, SecretGetter, two_way_merge_patch};
+use csi_controller::{ApiError, SecretGetter, two_way_merge_patch};
 use csi_kube::Store;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttributesClass;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
@@ -84,66 +84,6 @@ pub trait ModifyApi: SecretGetter + Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<PersistentVolume, ApiError>>;
 }
 
-/// [`ModifyApi`] over a `kube::Client`.
-#[derive(Clone)]
-pub struct ApiClient {
-    client: kube::Client,
-    patcher: Patcher,
-}
-
-impl fmt::Debug for ApiClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiClient").finish_non_exhaustive()
-    }
-}
-
-impl ApiClient {
-    /// A client sending through `client`.
-    pub fn new(client: kube::Client) -> Self {
-        ApiClient {
-            patcher: Patcher::new(client.clone()),
-            client,
-        }
-    }
-}
-
-impl SecretGetter for ApiClient {
-    fn get_secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Secret, ApiError>> {
-        self.client.get_secret(namespace, name)
-    }
-}
-
-impl ModifyApi for ApiClient {
-    fn patch_claim_status<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        strategic_patch: &'a Value,
-    ) -> BoxFuture<'a, Result<PersistentVolumeClaim, ApiError>> {
-        Box::pin(async move {
-            self.patcher
-                .patch_status(Some(namespace), name, PatchBody::Strategic(strategic_patch))
-                .await
-        })
-    }
-
-    fn patch_volume<'a>(
-        &'a self,
-        name: &'a str,
-        strategic_patch: &'a Value,
-    ) -> BoxFuture<'a, Result<PersistentVolume, ApiError>> {
-        Box::pin(async move {
-            self.patcher
-                .patch(None, name, PatchBody::Strategic(strategic_patch))
-                .await
-        })
-    }
-}
-
 /// `namespace/name` of an object, as klog's `KObj` prints it.
 pub(crate) fn kobj(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     let name = meta.name.as_deref().unwrap_or_default();
@@ -170,16 +110,8 @@ pub fn claim_patch(
         &to_value(new),
         csi_controller::OBJECT_MERGE_KEYS,
     );
-    if add_resource_version_check && let Value::Object(map) = &mut patch {
-        let metadata = map
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Value::Object(metadata) = metadata {
-            metadata.insert(
-                "resourceVersion".into(),
-                Value::String(old.metadata.resource_version.clone().unwrap_or_default()),
-            );
-        }
+    if add_resource_version_check {
+        crate::kube::add_resource_version_check(&mut patch, &old.metadata);
     }
     patch
 }

@@ -37,7 +37,7 @@
 //! use std::sync::Arc;
 //!
 //! use external_resizer::modify::csi::CsiModifyDriver;
-//! use external_resizer::modify::kube::ApiClient;
+//! use external_resizer::kube::ApiClient;
 //! use external_resizer::modify::modifier::{Modifier, NewModifierError};
 //! use external_resizer::modify::{self, ModifyConfig, ModifyController, Parts, Support};
 //! use tokio_util::sync::CancellationToken;

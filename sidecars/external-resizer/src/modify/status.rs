@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::controller::{Inner, spec_vac};
 use super::kube::{patch_claim, patch_volume};
 use super::{ModifyError, conditions, is_final, modify_status};
+use crate::resize::util::merge_pvc_conditions;
 
 /// `metav1.Now()`, at the second (what the API server keeps).
 fn now() -> Time {
@@ -29,43 +30,6 @@ pub(crate) fn target_of(pvc: &PersistentVolumeClaim) -> &str {
         .and_then(|s| s.modify_volume_status.as_ref())
         .and_then(|s| s.target_volume_attributes_class_name.as_deref())
         .unwrap_or_default()
-}
-
-/// The PVC's conditions with `new` merged in by type (upstream's `MergePVCConditions`): a
-/// condition of a new type is added, one of a known type replaced, keeping its
-/// `lastTransitionTime` unless its reason or status changed (then its probe time); the others
-/// stay.
-pub fn merge_pvc_conditions(
-    old: &[PersistentVolumeClaimCondition],
-    new: Vec<PersistentVolumeClaimCondition>,
-) -> Vec<PersistentVolumeClaimCondition> {
-    let mut result = Vec::with_capacity(old.len() + new.len());
-    let mut pending: Vec<Option<PersistentVolumeClaimCondition>> =
-        new.into_iter().map(Some).collect();
-    for existing in old {
-        let replacement = pending
-            .iter_mut()
-            .find(|c| c.as_ref().is_some_and(|c| c.type_ == existing.type_))
-            .and_then(Option::take);
-        match replacement {
-            None => result.push(existing.clone()),
-            Some(mut replacement) => {
-                replacement.last_transition_time = if replacement.reason != existing.reason
-                    || replacement.status != existing.status
-                {
-                    replacement.last_probe_time.clone()
-                } else {
-                    existing.last_transition_time.clone()
-                };
-                result.push(replacement);
-            }
-        }
-    }
-    for mut added in pending.into_iter().flatten() {
-        added.last_transition_time = added.last_probe_time.clone();
-        result.push(added);
-    }
-    result
 }
 
 /// The conditions without those of modification (upstream's `clearModifyVolumeConditions`).
@@ -159,8 +123,10 @@ impl Inner {
                     ));
                 }
             }
-            let merged =
-                merge_pvc_conditions(new_status.conditions.as_deref().unwrap_or_default(), wanted);
+            let merged = merge_pvc_conditions(
+                new_status.conditions.as_deref().unwrap_or_default(),
+                &wanted,
+            );
             new_status.conditions = (!merged.is_empty()).then_some(merged);
         }
         patch_claim(self.api.as_ref(), pvc, &new, true)

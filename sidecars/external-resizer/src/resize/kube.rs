@@ -1,16 +1,16 @@
 //! Every access to Kubernetes expansion makes, behind small traits: [`Listers`] (reads from
 //! the shared watch caches) and [`ResizerApi`] (the two patches, and secrets through
 //! [`SecretGetter`]); Events go to a [`csi_kube::EventRecorder`]. Real implementations:
-//! [`StoreListers`], [`ApiClient`] and [`csi_kube::Recorder`]; the tests implement them in
-//! memory.
+//! [`StoreListers`], [`crate::kube::ApiClient`] and [`csi_kube::Recorder`]; the tests
+//! implement them in memory.
 
 use std::fmt;
 use std::sync::Arc;
 
-use csi_controller::{ApiError, PatchBody, Patcher, SecretGetter};
+use csi_controller::{ApiError, SecretGetter};
 use csi_kube::Store;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
@@ -58,64 +58,4 @@ pub trait ResizerApi: SecretGetter + Send + Sync + fmt::Debug {
         name: &'a str,
         strategic_patch: &'a Value,
     ) -> BoxFuture<'a, Result<PersistentVolume, ApiError>>;
-}
-
-/// [`ResizerApi`] over a `kube::Client`.
-#[derive(Clone)]
-pub struct ApiClient {
-    client: kube::Client,
-    patcher: Patcher,
-}
-
-impl fmt::Debug for ApiClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiClient").finish_non_exhaustive()
-    }
-}
-
-impl ApiClient {
-    /// A client sending through `client`.
-    pub fn new(client: kube::Client) -> Self {
-        ApiClient {
-            patcher: Patcher::new(client.clone()),
-            client,
-        }
-    }
-}
-
-impl SecretGetter for ApiClient {
-    fn get_secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Secret, ApiError>> {
-        self.client.get_secret(namespace, name)
-    }
-}
-
-impl ResizerApi for ApiClient {
-    fn patch_claim_status<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        merge_patch: &'a Value,
-    ) -> BoxFuture<'a, Result<PersistentVolumeClaim, ApiError>> {
-        Box::pin(async move {
-            self.patcher
-                .patch_status(Some(namespace), name, PatchBody::Merge(merge_patch))
-                .await
-        })
-    }
-
-    fn patch_volume<'a>(
-        &'a self,
-        name: &'a str,
-        strategic_patch: &'a Value,
-    ) -> BoxFuture<'a, Result<PersistentVolume, ApiError>> {
-        Box::pin(async move {
-            self.patcher
-                .patch(None, name, PatchBody::Strategic(strategic_patch))
-                .await
-        })
-    }
 }

@@ -21,6 +21,7 @@
 //! # use std::sync::Arc;
 //! # use std::time::Duration;
 //! # use csi_kube::Caches;
+//! # use external_resizer::kube::ApiClient;
 //! # use external_resizer::resize::*;
 //! # async fn wire(caches: Caches, client: ::kube::Client, connection: csi_connection::Connection,
 //! #     shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
@@ -84,7 +85,7 @@ use tracing::info;
 pub use controller::{Reconciler, ReconcilerParts, SyncError};
 pub use csi::{CsiError, CsiExpandDriver, ExpandDriver};
 pub use inuse::{InUseClaims, PodClaims};
-pub use kube::{ApiClient, Listers, ResizerApi, StoreListers};
+pub use kube::{Listers, ResizerApi, StoreListers};
 pub use resizer::{NewResizerError, Resizer, new_resizer};
 
 /// The settings of expansion, from the flags.
@@ -154,7 +155,7 @@ pub fn queue_name(driver: &str) -> String {
 pub struct Parts {
     /// The resizer ([`new_resizer`]).
     pub resizer: Arc<dyn Resizer>,
-    /// The API (an [`ApiClient`]).
+    /// The API (a [`crate::kube::ApiClient`]).
     pub api: Arc<dyn ResizerApi>,
     /// Events (a `Recorder` with component `external-resizer <driver>`).
     pub events: Arc<dyn EventRecorder>,

@@ -1,5 +1,5 @@
-//! Upstream's `pkg/util` for expansion: annotations, Event reasons, the PVC condition merges,
-//! the PVC status patch, sizes, and how a CSI error is classified.
+//! Upstream's `pkg/util` for expansion: annotations, Event reasons, the PVC condition merges
+//! (modification's too), the PVC status patch, sizes, and how a CSI error is classified.
 
 use csi_controller::patch::create_merge_patch;
 pub use csi_controller::quantity::{bytes_to_quantity, cmp_quantity, quantity_value};
@@ -97,39 +97,40 @@ pub fn merge_resize_conditions(
     result
 }
 
-/// Upstream's `MergePVCConditions` (used by modification): conditions of the new types
-/// replace the old ones of the same type, keeping the old `lastTransitionTime` unless the
-/// reason or status changed (then it is the new `lastProbeTime`); others stay; new types are
+/// Upstream's `MergePVCConditions` (used by modification): a condition of a new type replaces
+/// the old one of its type, keeping the old `lastTransitionTime` unless the reason or status
+/// changed (then it is the new `lastProbeTime`); the other old conditions stay; new types are
 /// appended in order with `lastTransitionTime` = `lastProbeTime`.
 pub fn merge_pvc_conditions(
     old: &[PersistentVolumeClaimCondition],
     new: &[PersistentVolumeClaimCondition],
 ) -> Vec<PersistentVolumeClaimCondition> {
-    let mut result = Vec::new();
-    let mut used = vec![false; new.len()];
-    for old_condition in old {
-        match new.iter().position(|c| c.type_ == old_condition.type_) {
-            None => result.push(old_condition.clone()),
-            Some(at) => {
-                used[at] = true;
-                let mut condition = new[at].clone();
-                condition.last_transition_time = if condition.reason != old_condition.reason
-                    || condition.status != old_condition.status
+    let mut result = Vec::with_capacity(old.len() + new.len());
+    let mut pending: Vec<Option<&PersistentVolumeClaimCondition>> = new.iter().map(Some).collect();
+    for existing in old {
+        let replacement = pending
+            .iter_mut()
+            .find(|c| matches!(c, Some(c) if c.type_ == existing.type_))
+            .and_then(Option::take);
+        match replacement {
+            None => result.push(existing.clone()),
+            Some(replacement) => {
+                let mut replacement = replacement.clone();
+                replacement.last_transition_time = if replacement.reason != existing.reason
+                    || replacement.status != existing.status
                 {
-                    condition.last_probe_time.clone()
+                    replacement.last_probe_time.clone()
                 } else {
-                    old_condition.last_transition_time.clone()
+                    existing.last_transition_time.clone()
                 };
-                result.push(condition);
+                result.push(replacement);
             }
         }
     }
-    for (condition, used) in new.iter().zip(used) {
-        if !used && !result.iter().any(|c| c.type_ == condition.type_) {
-            let mut condition = condition.clone();
-            condition.last_transition_time = condition.last_probe_time.clone();
-            result.push(condition);
-        }
+    for added in pending.into_iter().flatten() {
+        let mut added = added.clone();
+        added.last_transition_time = added.last_probe_time.clone();
+        result.push(added);
     }
     result
 }
@@ -146,16 +147,8 @@ pub fn claim_patch(
     let old_json = serde_json::to_value(old).unwrap_or(Value::Null);
     let new_json = serde_json::to_value(new).unwrap_or(Value::Null);
     let mut patch = create_merge_patch(&old_json, &new_json);
-    if resource_version_check && let Value::Object(map) = &mut patch {
-        let metadata = map
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Value::Object(metadata) = metadata {
-            metadata.insert(
-                "resourceVersion".into(),
-                Value::String(old.metadata.resource_version.clone().unwrap_or_default()),
-            );
-        }
+    if resource_version_check {
+        crate::kube::add_resource_version_check(&mut patch, &old.metadata);
     }
     patch
 }
