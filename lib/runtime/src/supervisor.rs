@@ -249,7 +249,9 @@ async fn run_once(controller: Controller) -> Result<(), Failure> {
     }
 }
 
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+/// The message of a panic payload (what `panic!` was given, as text), `(no message)` when it
+/// has none; for controllers that report a panicked task.
+pub fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = payload.downcast_ref::<String>() {

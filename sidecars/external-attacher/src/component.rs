@@ -352,7 +352,7 @@ impl Run {
                     if let Err(err) = joined
                         && err.is_panic()
                     {
-                        break Some(panic_message(err.into_panic()));
+                        break Some(csi_sidecar_runtime::supervisor::panic_message(err.into_panic()));
                     }
                 }
             }
@@ -474,13 +474,4 @@ fn queue_outcome(key: &str, outcome: SyncOutcome) -> Outcome {
             Outcome::Requeue
         }
     }
-}
-
-/// The message of a panic payload, when it has one.
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_string())
 }

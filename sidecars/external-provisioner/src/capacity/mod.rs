@@ -459,7 +459,7 @@ impl Capacity {
                     if let Err(err) = joined
                         && err.is_panic()
                     {
-                        break Some(panic_message(err.into_panic()));
+                        break Some(csi_sidecar_runtime::supervisor::panic_message(err.into_panic()));
                     }
                 }
             }
@@ -491,14 +491,6 @@ async fn feed<K: csi_kube::cache::Cacheable>(
             },
         }
     }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_string())
 }
 
 /// How the provisioning loop tells capacity tracking that capacity probably changed
