@@ -740,7 +740,6 @@ impl Run {
                     }
                     Some(Change::Deleted { last, .. }) => {
                         self.volume_queue.forget(&last.metadata.name.clone().unwrap_or_default());
-                        self.controller.volume_deleted(&last);
                     }
                 },
             }

@@ -7,7 +7,7 @@
 //! | PVC added / updated / resynced | [`ProvisionController::claim_key`] | `claims` (PVC UID) |
 //! | PVC deleted | [`ProvisionController::claim_deleted`] | |
 //! | PV added / updated / resynced | PV name | `volumes` |
-//! | PV deleted | forget the PV name; [`ProvisionController::volume_deleted`] | `volumes` |
+//! | PV deleted | forget the PV name | `volumes` |
 //! | `claims` worker | [`ProvisionController::sync_claim`] | |
 //! | `volumes` worker | [`ProvisionController::sync_volume`] | |
 //! | `unsavedpvs` worker | [`ProvisionController::save_unsaved`] | |
@@ -26,7 +26,7 @@ mod volumes;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use csi_controller::SlowSet;
 use csi_kube::EventRecorder;
@@ -126,7 +126,7 @@ pub struct ProvisionController {
     /// Claims (by UID) that failed as infeasible, with the StorageClass UID they failed with.
     slow: SlowSet,
     unsaved: Mutex<HashMap<String, PersistentVolume>>,
-    deleted: Mutex<std::collections::HashSet<String>>,
+    deleted: Mutex<HashMap<String, Instant>>,
 }
 
 impl fmt::Debug for ProvisionController {
@@ -191,7 +191,7 @@ impl ProvisionController {
             in_progress: Mutex::new(HashMap::new()),
             slow: SlowSet::new(parts.retry_interval_max),
             unsaved: Mutex::new(HashMap::new()),
-            deleted: Mutex::new(std::collections::HashSet::new()),
+            deleted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -217,13 +217,6 @@ impl ProvisionController {
         }
         if !lock(&self.in_progress).contains_key(uid) {
             lock(&self.memo).forget(uid);
-        }
-    }
-
-    /// A PV was deleted: forget that its volume was.
-    pub fn volume_deleted(&self, pv: &PersistentVolume) {
-        if let Some(uid) = pv.metadata.uid.as_deref() {
-            lock(&self.deleted).remove(uid);
         }
     }
 

@@ -24,6 +24,16 @@ fn annotation<'a>(pv: &'a PersistentVolume, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// A PV whose volume was deleted: its name and UID (a PV of the same name made later is
+/// another one).
+fn deleted_key(pv: &PersistentVolume) -> String {
+    format!(
+        "{}/{}",
+        pv.metadata.name.as_deref().unwrap_or_default(),
+        pv.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
 fn finalizers(pv: &PersistentVolume) -> &[String] {
     pv.metadata.finalizers.as_deref().unwrap_or_default()
 }
@@ -83,9 +93,7 @@ impl ProvisionController {
             return Ok(());
         }
         let pv = self.handle_protection_finalizer(pv).await?;
-        if let Some(uid) = pv.metadata.uid.as_deref()
-            && lock(&self.deleted).contains(uid)
-        {
+        if lock(&self.deleted).contains_key(&deleted_key(&pv)) {
             // Its volume is deleted and the PV is going: the update that says so must not
             // call DeleteVolume again (the library does, when the update overtakes the
             // finalizer's removal); only the finalizer may still have to go.
@@ -252,8 +260,12 @@ impl ProvisionController {
             return Err(err.into());
         }
         debug!(PV = name, "Volume deleted");
-        if let Some(uid) = pv.metadata.uid.clone() {
-            lock(&self.deleted).insert(uid);
+        {
+            // Kept for a while, not until the PV's deletion is seen: a worker may have read
+            // the PV just before it went.
+            let mut deleted = lock(&self.deleted);
+            deleted.retain(|_, at| at.elapsed() < super::RESYNC_PERIOD);
+            deleted.insert(deleted_key(pv), std::time::Instant::now());
         }
         if let Some(observer) = &self.observer {
             observer.deleted(pv);

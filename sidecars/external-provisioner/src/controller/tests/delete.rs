@@ -265,12 +265,13 @@ async fn pv_deleted_but_finalizer_removal_fails() {
     assert_eq!(server_finalizers(&h, "volume-1"), Some(vec![F.to_string()]));
     assert_eq!(h.metrics(), deleted(0, 1));
 
-    // The retry sees the PV being deleted, still with the finalizer: deletes again.
+    // The retry sees the PV being deleted, still with the finalizer: its volume is gone
+    // already, so only the finalizer is removed (upstream calls DeleteVolume again).
     h.cluster.sync_cache();
     assert_eq!(h.sync_volumes().await, vec![Outcome::Forget]);
     assert!(h.cluster.volumes().is_empty());
-    assert_eq!(h.driver.deleted_ids().len(), 2);
-    assert_eq!(h.metrics(), deleted(1, 1));
+    assert_eq!(h.driver.deleted_ids().len(), 1);
+    assert_eq!(h.metrics(), deleted(0, 1));
 }
 
 /// "ensure finalizer is added on statically provisioned, migrated, in-tree volumes" and "… if
@@ -1249,4 +1250,28 @@ async fn test_delete() {
             }
         }
     }
+}
+
+/// Ours: an update of the PV that the worker reads before the cache shows the deletion (or
+/// the finalizer's removal) calls no second `DeleteVolume` (upstream's library does).
+#[tokio::test]
+async fn a_stale_update_after_the_deletion_calls_no_second_delete_volume() {
+    let h = harness_with(ours(
+        "Released",
+        "Delete",
+        Some(&[F, "kubernetes.io/pv-protection"]),
+        false,
+    ));
+
+    assert_eq!(h.sync_volumes().await, vec![Outcome::Forget]);
+    assert_eq!(h.driver.deleted_ids(), vec!["test-volume-id-1"]);
+    // The cache still holds the PV as it was before the deletion: sync it again.
+    assert_eq!(h.sync_volumes().await, vec![Outcome::Forget]);
+
+    assert_eq!(
+        h.driver.deleted_ids(),
+        vec!["test-volume-id-1"],
+        "DeleteVolume once"
+    );
+    assert_eq!(h.metrics(), deleted(1, 0));
 }
