@@ -17,16 +17,21 @@
 //!
 //! Per run and configuration: idle RSS once the watches are open (from the audit log), peak RSS
 //! and CPU seconds over the workloads, API requests from the audit log by user agent, and the
-//! workloads' timings: attach/detach of N VolumeAttachments, and, when a provisioner runs, N
+//! workloads' timings: attach/detach of N VolumeAttachments; when a provisioner runs, N
 //! claims provisioned (created → Bound, p50/p99, all Bound) and deleted (until their volumes
-//! are gone), with the requests per claim and the CPU seconds of that workload alone. Then the scale measurement: idle
-//! RSS of each configuration with 0, 5 000 and 20 000 PVs and as many PVCs in the cluster, and
-//! from it the KiB of RSS per cached object (the slope of RSS against the number of objects the
-//! process caches). The report is the median of the runs, with min and max; a full run also
-//! writes the summary into README.md.
+//! are gone), with the requests per claim and the CPU seconds of that workload alone; when a
+//! resizer runs next to the provisioner, N/2 claims of an expandable class provisioned, then
+//! all their requests raised at once (patch → volume and claim at the new capacity, p50/p99,
+//! all done), with the requests per expansion, the CPU seconds and the peak RSS of that window
+//! alone. A workload whose Go sidecar is missing here has no Go figure, and the report says
+//! why. Then the scale measurement: idle RSS of each configuration with 0, 5 000 and 20 000 PVs
+//! and as many PVCs in the cluster, and from it the KiB of RSS per cached object (the slope of
+//! RSS against the number of objects the process caches). The report is the median of the
+//! runs, with min and max; a full run also writes the summary into README.md.
 
 mod audit;
 mod charts;
+mod expand;
 mod procfs;
 mod provision;
 mod report;
@@ -46,9 +51,11 @@ use crate::{cluster, tools};
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--debug] [--scale-only]
 
-  --quick       N = 200 instead of 1000, scale with 0/1000/5000 instead of 0/5000/20000
+  --quick       N = 200 instead of 1000 (100 expansions instead of 500), scale with
+                0/1000/5000 instead of 0/5000/20000
   --only        which configurations: ours (split and all-in-one), go, or all (default)
-  --n N         VolumeAttachments, and claims to provision, per run (overrides --quick)
+  --n N         VolumeAttachments, and claims to provision, per run (overrides --quick);
+                half as many claims are expanded
   --runs R      runs per configuration (default 3); figures are medians, with min and max
   --debug       use debug builds of ours (fast to build; sizes and CPU are then not comparable)
   --scale-only  only the scale measurement (idle RSS with objects present), not the workload
@@ -98,6 +105,27 @@ const SIDECARS: &[Sidecar] = &[
             ScaleKind::PersistentVolumeClaim,
         ],
         workload: Some(Workload::ProvisionDelete),
+    },
+    Sidecar {
+        upstream: "external-resizer",
+        binary: "csi-resizer",
+        package: "external-resizer",
+        controller: "resizer",
+        flags: resizer_flags,
+        // With --handle-volume-inuse-error (on by default) it watches Pods; with a driver that
+        // modifies volumes (the mock driver does) and the VolumeAttributesClass v1 API, also
+        // VolumeAttributesClasses.
+        watches: &[
+            "persistentvolumeclaims",
+            "persistentvolumes",
+            "pods",
+            "volumeattributesclasses",
+        ],
+        caches: &[
+            ScaleKind::PersistentVolume,
+            ScaleKind::PersistentVolumeClaim,
+        ],
+        workload: Some(Workload::Expand),
     },
     Sidecar {
         upstream: "livenessprobe",
@@ -261,6 +289,21 @@ enum Workload {
     /// N PersistentVolumeClaims created at once, timed until Bound, then deleted, timed until
     /// their volumes are gone ([`provision::provision_delete`]).
     ProvisionDelete,
+    /// N/2 PersistentVolumeClaims of an expandable class, provisioned by the configuration's
+    /// provisioner, then all their requests raised at once, timed until the volume and the
+    /// claim show the new capacity ([`expand::expand`]). Runs only next to a provisioner.
+    Expand,
+}
+
+impl Workload {
+    /// Its name in the report.
+    pub fn key(self) -> &'static str {
+        match self {
+            Workload::AttachDetach => "attach",
+            Workload::ProvisionDelete => "provision",
+            Workload::Expand => "expand",
+        }
+    }
 }
 
 /// The kinds of object the scale measurement fills the cluster with.
@@ -295,6 +338,16 @@ fn kube_flags(paths: &Paths) -> Vec<String> {
         format!("--kube-api-qps={QPS}"),
         format!("--kube-api-burst={BURST}"),
         format!("--worker-threads={WORKERS}"),
+    ]
+}
+
+/// external-resizer names its worker count `--workers` (the others `--worker-threads`).
+fn resizer_flags(paths: &Paths) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", paths.kubeconfig.display()),
+        format!("--kube-api-qps={QPS}"),
+        format!("--kube-api-burst={BURST}"),
+        format!("--workers={WORKERS}"),
     ]
 }
 
@@ -357,17 +410,37 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut not_run = Vec::new();
     // The Go sidecars that can be built here, with their binaries.
     let mut go = Vec::new();
+    // Why a Go sidecar is not in the Go configuration, by its workload (`Workload::key`): that
+    // workload then has no Go figure, and the report says why.
+    let mut go_absent = BTreeMap::new();
     for sidecar in &sidecars {
         let binary = sidecar.sidecar.binary;
+        let mut absent = |why: String| {
+            if let Some(workload) = sidecar.sidecar.workload {
+                go_absent.insert(workload.key().to_string(), why);
+            }
+        };
         if let Some(reason) = &sidecar.unavailable {
             not_run.push(format!(
                 "upstream Go {binary} {}: {reason} (marked unavailable in {VERSIONS_FILE})",
                 sidecar.version
             ));
-        } else if options.only != Only::Ours {
+            absent(format!(
+                "upstream Go {binary} {} cannot be built here: {reason} (see {VERSIONS_FILE})",
+                sidecar.version
+            ));
+        } else if options.only == Only::Ours {
+            absent("the Go configuration was not run (--only ours)".to_string());
+        } else {
             match tools::ensure(binary) {
                 Ok(path) => go.push((sidecar.clone(), path)),
-                Err(e) => not_run.push(format!("upstream Go {binary} {}: {e:#}", sidecar.version)),
+                Err(e) => {
+                    not_run.push(format!("upstream Go {binary} {}: {e:#}", sidecar.version));
+                    absent(format!(
+                        "upstream Go {binary} {} could not be built: {e:#}",
+                        sidecar.version
+                    ));
+                }
             }
         }
     }
@@ -496,6 +569,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         scale,
         binaries,
         not_run,
+        go_absent,
         started.elapsed().as_secs_f64(),
     );
     report.write(&out)?;
@@ -522,6 +596,7 @@ async fn workload_runs(
 ) -> anyhow::Result<Vec<RunResult>> {
     workload::setup(client, options.n).await?;
     provision::setup(client).await?;
+    expand::setup(client).await?;
     let mut results = Vec::new();
     let outcome: anyhow::Result<()> = async {
         // Interleaved (run 1 of each, run 2 of each, ...) so drift hits all alike.
@@ -550,6 +625,18 @@ async fn workload_runs(
                         p.cpu_s
                     );
                 }
+                if let Some(e) = &result.expand {
+                    eprintln!(
+                        "bench:   expand {} {:.2}s p50 {:.0}ms p99 {:.0}ms, {:.1} API requests per expansion, {:.2} CPU s, peak {:.1} MiB",
+                        e.n,
+                        e.done.total_s,
+                        e.done.quantile_ms(0.5),
+                        e.done.quantile_ms(0.99),
+                        e.requests_per_expansion(),
+                        e.cpu_s,
+                        e.peak_rss_kib as f64 / 1024.0
+                    );
+                }
                 results.push(result);
             }
         }
@@ -558,6 +645,7 @@ async fn workload_runs(
     .await;
     workload::cleanup(client).await?;
     provision::cleanup(client).await?;
+    expand::cleanup(client).await?;
     outcome.map(|()| results)
 }
 
@@ -724,6 +812,9 @@ pub struct RunResult {
     /// The provisioning workload, when the configuration runs a provisioner.
     #[serde(default)]
     pub provision: Option<ProvisionResult>,
+    /// The expansion workload, when the configuration runs a resizer and a provisioner.
+    #[serde(default)]
+    pub expand: Option<ExpandResult>,
 }
 
 /// One run of the provisioning workload.
@@ -742,6 +833,27 @@ pub struct ProvisionResult {
 
 impl ProvisionResult {
     pub fn requests_per_claim(&self) -> f64 {
+        self.api.total as f64 / self.n.max(1) as f64
+    }
+}
+
+/// One run of the expansion workload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpandResult {
+    /// Claims expanded.
+    pub n: usize,
+    /// Request raised -> volume and claim at the new capacity.
+    pub done: workload::Phase,
+    /// The configuration's requests from the first patch until the last claim was done.
+    pub api: audit::ApiLoad,
+    /// CPU seconds of all the configuration's processes over the same window.
+    pub cpu_s: f64,
+    /// The sum of its processes' peak RSS over the same window, KiB.
+    pub peak_rss_kib: u64,
+}
+
+impl ExpandResult {
+    pub fn requests_per_expansion(&self) -> f64 {
         self.api.total as f64 / self.n.max(1) as f64
     }
 }
@@ -1076,6 +1188,13 @@ impl Config {
             }
             _ => None,
         };
+        let expand = match (&timings, &provision) {
+            (Ok(_), Some(Ok(_))) if self.runs(Workload::Expand) => Some(
+                self.expand(expand::count(options.n), audit_log, &pids, client)
+                    .await,
+            ),
+            _ => None,
+        };
         let peaks = sampler.finish();
         let cpu_after: Vec<u64> = pids
             .iter()
@@ -1087,6 +1206,14 @@ impl Config {
             Some(Err(e)) => {
                 // The next run starts without the claims and volumes this one left.
                 provision::clear(client).await?;
+                return Err(e);
+            }
+            None => None,
+        };
+        let expand = match expand {
+            Some(Ok(result)) => Some(result),
+            Some(Err(e)) => {
+                expand::clear(client).await?;
                 return Err(e);
             }
             None => None,
@@ -1113,6 +1240,7 @@ impl Config {
             detach,
             api,
             provision,
+            expand,
         })
     }
 
@@ -1141,6 +1269,41 @@ impl Config {
             deleted,
             api,
             cpu_s,
+        })
+    }
+
+    /// The expansion workload: `n` claims provisioned (not measured), then expanded, with the
+    /// configuration's requests, CPU and peak RSS from the first patch until the last claim
+    /// is done (requests: and the second after, for those still in flight); then deleted.
+    async fn expand(
+        &self,
+        n: usize,
+        audit_log: &Path,
+        pids: &[u32],
+        client: &kube::Client,
+    ) -> anyhow::Result<ExpandResult> {
+        let cpu = || -> u64 {
+            pids.iter()
+                .map(|pid| procfs::cpu_ticks(*pid).unwrap_or(0))
+                .sum()
+        };
+        expand::provision(client, n).await?;
+        let from = audit::offset(audit_log);
+        let before = cpu();
+        let sampler = procfs::Sampler::start(pids.to_vec());
+        let done = expand::expand(client, n).await;
+        let peaks = sampler.finish();
+        let cpu_s = cpu().saturating_sub(before) as f64 / procfs::USER_HZ;
+        let done = done?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let api = audit::load_since(audit_log, from, AUDIT_USER, &self.agents)?;
+        expand::delete(client, n).await?;
+        Ok(ExpandResult {
+            n,
+            done,
+            api,
+            cpu_s,
+            peak_rss_kib: peaks.iter().sum(),
         })
     }
 }
@@ -1225,9 +1388,17 @@ mod tests {
         let split = Config::ours_split(dir, &rows);
         let aio = Config::ours_aio(dir, &rows);
         let all = args(&aio.processes[0], &paths, "e");
-        assert!(all.contains(
-            &"--controllers=attacher,provisioner,livenessprobe,node-driver-registrar".to_string()
-        ));
+        assert!(
+            all.contains(
+                &"--controllers=attacher,provisioner,resizer,livenessprobe,node-driver-registrar"
+                    .to_string()
+            )
+        );
+        // Each row's own worker flag, in csi-sidecars too.
+        assert!(all.contains(&"--worker-threads=10".to_string()));
+        assert!(all.contains(&"--workers=10".to_string()));
+        let resizer = args(&split.processes[2], &paths, "e");
+        assert!(!resizer.contains(&"--worker-threads=10".to_string()));
         for spec in &split.processes {
             for flag in args(spec, &paths, "e") {
                 assert!(all.contains(&flag), "{flag}");
@@ -1248,23 +1419,30 @@ mod tests {
             [
                 "persistentvolumeclaims",
                 "persistentvolumes",
+                "pods",
                 "storageclasses",
-                "volumeattachments"
+                "volumeattachments",
+                "volumeattributesclasses"
             ]
         );
         assert_eq!(aio.processes[0].caches(), ScaleKind::ALL);
         assert_eq!(split.processes[0].caches(), [ScaleKind::PersistentVolume]);
-        assert!(split.processes[2].caches().is_empty());
+        assert!(split.processes[3].caches().is_empty());
         assert_eq!(
             split.agents,
             [
                 "csi-attacher",
                 "csi-provisioner",
+                "csi-resizer",
                 "livenessprobe",
                 "csi-node-driver-registrar"
             ]
         );
-        assert!(aio.runs(Workload::AttachDetach) && aio.runs(Workload::ProvisionDelete));
+        assert!(
+            aio.runs(Workload::AttachDetach)
+                && aio.runs(Workload::ProvisionDelete)
+                && aio.runs(Workload::Expand)
+        );
         // A sidecar whose binary is not built yet is left out of ours, workload included.
         let without: Vec<&'static Sidecar> = SIDECARS
             .iter()
@@ -1272,11 +1450,9 @@ mod tests {
             .collect();
         let aio = Config::ours_aio(dir, &without);
         assert!(!aio.runs(Workload::ProvisionDelete));
-        assert!(
-            args(&aio.processes[0], &paths, "e").contains(
-                &"--controllers=attacher,livenessprobe,node-driver-registrar".to_string()
-            )
-        );
+        assert!(args(&aio.processes[0], &paths, "e").contains(
+            &"--controllers=attacher,resizer,livenessprobe,node-driver-registrar".to_string()
+        ));
     }
 
     #[test]
@@ -1298,6 +1474,7 @@ mod tests {
             [
                 ("csi-attacher", "v4.13.0", false),
                 ("csi-provisioner", "v6.4.0", false),
+                ("csi-resizer", "v2.3.0", false),
                 ("livenessprobe", "v2.20.0", true),
                 ("csi-node-driver-registrar", "v2.17.0", true),
             ]
@@ -1306,7 +1483,7 @@ mod tests {
             "unavailable = \"the Go module proxy refuses github.com/kubernetes-csi/livenessprobe",
             "# ",
         );
-        assert!(go_sidecars(&text).unwrap()[2].unavailable.is_none());
+        assert!(go_sidecars(&text).unwrap()[3].unavailable.is_none());
     }
 
     #[test]

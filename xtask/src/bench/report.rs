@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{ConfigInfo, ProvisionResult, RunResult, ScaleKind, ScaleResult, Settings};
+use super::{
+    ConfigInfo, ExpandResult, ProvisionResult, RunResult, ScaleKind, ScaleResult, Settings,
+};
 
 /// The markers of the generated section of README.md.
 pub const README_START: &str = "<!-- bench:start -->";
@@ -91,6 +93,8 @@ pub struct Summary {
     pub user_agents: Vec<String>,
     /// The provisioning workload, when every run of the configuration had it.
     pub provision: Option<ProvisionSummary>,
+    /// The expansion workload, when every run of the configuration had it.
+    pub expand: Option<ExpandSummary>,
 }
 
 /// The provisioning workload of one configuration, over its runs.
@@ -124,6 +128,41 @@ fn summarize_provision(runs: &[&RunResult]) -> Option<ProvisionSummary> {
         all_deleted_s: f(&|p| p.deleted.total_s),
         requests_per_claim: f(&|p| p.requests_per_claim()),
         cpu_s: f(&|p| p.cpu_s),
+    })
+}
+
+/// The expansion workload of one configuration, over its runs.
+#[derive(Debug, Serialize)]
+pub struct ExpandSummary {
+    /// Claims expanded per run.
+    pub n: usize,
+    /// Request raised -> volume and claim at the new capacity: the last one, p50, p99.
+    pub all_done_s: Stat,
+    pub done_p50_ms: Stat,
+    pub done_p99_ms: Stat,
+    pub requests_per_expansion: Stat,
+    pub cpu_s: Stat,
+    /// The sum of the processes' peak RSS while expanding, MiB.
+    pub peak_rss_mib: Stat,
+}
+
+fn summarize_expand(runs: &[&RunResult]) -> Option<ExpandSummary> {
+    let expansions: Vec<&ExpandResult> = runs
+        .iter()
+        .map(|r| r.expand.as_ref())
+        .collect::<Option<_>>()?;
+    let n = expansions.first()?.n;
+    let f = |g: &dyn Fn(&ExpandResult) -> f64| -> Stat {
+        Stat::of(&expansions.iter().map(|e| g(e)).collect::<Vec<_>>())
+    };
+    Some(ExpandSummary {
+        n,
+        all_done_s: f(&|e| e.done.total_s),
+        done_p50_ms: f(&|e| e.done.quantile_ms(0.5)),
+        done_p99_ms: f(&|e| e.done.quantile_ms(0.99)),
+        requests_per_expansion: f(&|e| e.requests_per_expansion()),
+        cpu_s: f(&|e| e.cpu_s),
+        peak_rss_mib: f(&|e| e.peak_rss_kib as f64 / 1024.0),
     })
 }
 
@@ -182,6 +221,7 @@ fn summarize(key: &str, runs: &[&RunResult]) -> Summary {
         by_verb_resource,
         user_agents,
         provision: summarize_provision(runs),
+        expand: summarize_expand(runs),
     }
 }
 
@@ -283,6 +323,9 @@ pub struct Report {
     /// KiB per cached object, per process and per configuration.
     pub per_object: Vec<PerObject>,
     pub binaries: Vec<Binary>,
+    /// Why the Go configuration has no figure for a workload (`attach`, `provision`,
+    /// `expand`): its Go sidecar is not in it.
+    pub go_absent: BTreeMap<String, String>,
     pub runs: Vec<RunResult>,
     pub scale_runs: Vec<ScaleResult>,
     pub wall_s: f64,
@@ -330,6 +373,7 @@ impl Report {
         scale_runs: Vec<ScaleResult>,
         binaries: Vec<Binary>,
         mut not_run: Vec<String>,
+        go_absent: BTreeMap<String, String>,
         wall_s: f64,
     ) -> Report {
         let summaries = if runs.is_empty() {
@@ -359,6 +403,7 @@ impl Report {
             scale,
             per_object,
             binaries,
+            go_absent,
             runs,
             scale_runs,
             wall_s,
@@ -391,6 +436,21 @@ impl Report {
 
     fn summary_of(&self, key: &str) -> Option<&Summary> {
         self.summaries.iter().find(|s| s.key == key)
+    }
+
+    /// Why ours expanded claims and Go did not; `None` when Go did, or nobody did.
+    fn expand_without_go(&self) -> Option<String> {
+        if !self.summaries.iter().any(|s| s.expand.is_some())
+            || self.summary_of("go").is_some_and(|g| g.expand.is_some())
+        {
+            return None;
+        }
+        Some(
+            self.go_absent
+                .get("expand")
+                .cloned()
+                .unwrap_or_else(|| "the Go configuration did not expand".to_string()),
+        )
     }
 
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
@@ -440,6 +500,23 @@ impl Report {
                 sum.requests.median,
                 sum.watches.median
             );
+            if let Some(e) = &sum.expand {
+                let _ = writeln!(
+                    s,
+                    "{:<11} expand {} {:>6.2}s (p50 {:.0} ms, p99 {:.0} ms)  {:.1} requests per expansion  cpu {:.2}s  peak {:.1} MiB",
+                    sum.key,
+                    e.n,
+                    e.all_done_s.median,
+                    e.done_p50_ms.median,
+                    e.done_p99_ms.median,
+                    e.requests_per_expansion.median,
+                    e.cpu_s.median,
+                    e.peak_rss_mib.median
+                );
+            }
+        }
+        if let Some(why) = self.expand_without_go() {
+            let _ = writeln!(s, "expand: no Go figure: {why}");
         }
         for count in self.scale_counts() {
             let cells: Vec<String> = self
@@ -777,6 +854,7 @@ impl Report {
                 let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
             }
         }
+        self.expand_markdown(md);
         let _ = writeln!(
             md,
             "\n## API requests by verb and resource (median per run)\n"
@@ -825,6 +903,70 @@ impl Report {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+        }
+    }
+
+    fn expand_markdown(&self, md: &mut String) {
+        let Some(n) = self
+            .summaries
+            .iter()
+            .find_map(|s| s.expand.as_ref().map(|e| e.n))
+        else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "\n## Expansion\n\nN = {n} claims of an Immediate, reclaim-Delete class with \
+             `allowVolumeExpansion: true`, provisioned by the configuration's provisioner, then \
+             every request raised from 1Gi to 2Gi at once; each timed from its patch until the \
+             PersistentVolume and the claim's status both show 2Gi (the mock driver expands on \
+             the controller, no node expansion). Requests, CPU and peak RSS: the \
+             configuration's, from the first patch until the last claim was done. Ratios are \
+             ours/Go.\n"
+        );
+        if let Some(why) = self.expand_without_go() {
+            let _ = writeln!(md, "No Go figure: {why}.\n");
+        }
+        let _ = writeln!(
+            md,
+            "| figure | {} |",
+            self.summaries
+                .iter()
+                .map(|s| s.key.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(md, "|---|{}", "---|".repeat(self.summaries.len()));
+        type GetE = fn(&ExpandSummary) -> Stat;
+        let rows: [(&str, GetE, &str, usize); 6] = [
+            ("all expanded", |e| e.all_done_s, " s", 2),
+            ("patched → expanded p50", |e| e.done_p50_ms, " ms", 0),
+            ("patched → expanded p99", |e| e.done_p99_ms, " ms", 0),
+            (
+                "API requests per expansion",
+                |e| e.requests_per_expansion,
+                "",
+                1,
+            ),
+            ("CPU seconds", |e| e.cpu_s, " s", 2),
+            ("peak RSS, sum", |e| e.peak_rss_mib, " MiB", 1),
+        ];
+        let go_e = self.summary_of("go").and_then(|g| g.expand.as_ref());
+        for (label, get, unit, decimals) in rows {
+            let cells: Vec<String> = self
+                .summaries
+                .iter()
+                .map(|s| match &s.expand {
+                    None => "–".to_string(),
+                    Some(e) if s.key == "go" => get(e).show(unit, decimals),
+                    Some(e) => format!(
+                        "{} (×{})",
+                        get(e).show(unit, decimals),
+                        ratio(get(e).median, go_e.map(|g| get(g).median))
+                    ),
+                })
+                .collect();
+            let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
         }
     }
 
@@ -1182,6 +1324,49 @@ impl Report {
                     ));
                 }
             }
+            if let Some(n) = self
+                .summaries
+                .iter()
+                .find_map(|s| s.expand.as_ref().map(|e| e.n))
+            {
+                type GetE = fn(&ExpandSummary) -> f64;
+                let expand_rows: [(String, GetE, &str, usize); 6] = [
+                    (
+                        format!("expand {n}: all at the new capacity"),
+                        |e| e.all_done_s.median,
+                        " s",
+                        2,
+                    ),
+                    ("expand p50".into(), |e| e.done_p50_ms.median, " ms", 0),
+                    ("expand p99".into(), |e| e.done_p99_ms.median, " ms", 0),
+                    (
+                        "expand: API requests per expansion".into(),
+                        |e| e.requests_per_expansion.median,
+                        "",
+                        1,
+                    ),
+                    (
+                        "expand: CPU (all processes)".into(),
+                        |e| e.cpu_s.median,
+                        " s",
+                        2,
+                    ),
+                    (
+                        "expand: peak RSS, sum".into(),
+                        |e| e.peak_rss_mib.median,
+                        " MiB",
+                        1,
+                    ),
+                ];
+                for (label, get, unit, decimals) in expand_rows {
+                    md.push_str(&row(
+                        &label,
+                        &|s| s.expand.as_ref().map(get),
+                        unit,
+                        decimals,
+                    ));
+                }
+            }
             md.push_str(&row("API requests", &|s| Some(s.requests.median), "", 0));
             md.push_str(&row("watches opened", &|s| Some(s.watches.median), "", 0));
         }
@@ -1235,6 +1420,9 @@ impl Report {
             .map(|(k, v)| cell(k, *v, go_size, " MiB", 1))
             .collect();
         let _ = writeln!(md, "| binary size, sum | {} |", cells.join(" | "));
+        if let Some(why) = self.expand_without_go() {
+            let _ = writeln!(md, "\nThe expand rows have no Go figure: {why}.");
+        }
         let _ = writeln!(md, "\nTargets:\n");
         for line in self.targets() {
             let _ = writeln!(md, "- {line}");
@@ -1464,6 +1652,7 @@ mod tests {
             scale_runs,
             Vec::new(),
             Vec::new(),
+            BTreeMap::new(),
             1.0,
         )
     }
@@ -1499,6 +1688,103 @@ mod tests {
         assert!(
             readme.contains("| idle RSS, sum, 1000 PVs and 1000 PVCs in the cluster |"),
             "{readme}"
+        );
+    }
+
+    /// Ours expands claims, Go cannot: the expand rows show "–" for Go and say why.
+    #[test]
+    fn expansions_without_a_go_figure_say_why() {
+        use super::super::workload::Phase;
+        use super::super::{ExpandResult, ProcessResult};
+        let config = |key: &str, process: &str| ConfigInfo {
+            key: key.into(),
+            title: key.into(),
+            processes: vec![process.into()],
+            commands: Vec::new(),
+            caches: vec![Vec::new()],
+        };
+        let phase = |ms: &[f64]| Phase {
+            total_s: ms.iter().copied().fold(0.0, f64::max) / 1000.0,
+            latencies_ms: ms.to_vec(),
+        };
+        let run = |key: &str, process: &str, expand: Option<ExpandResult>| RunResult {
+            config: key.into(),
+            run: 0,
+            processes: vec![ProcessResult {
+                name: process.into(),
+                idle_rss_kib: 10_240,
+                peak_rss_kib: 20_480,
+                cpu_s: 1.0,
+            }],
+            attach: phase(&[100.0]),
+            detach: phase(&[100.0]),
+            api: Default::default(),
+            provision: None,
+            expand,
+        };
+        let expanded = ExpandResult {
+            n: 2,
+            done: phase(&[500.0, 1500.0]),
+            api: super::super::audit::ApiLoad {
+                total: 9,
+                ..Default::default()
+            },
+            cpu_s: 0.25,
+            peak_rss_kib: 30_720,
+        };
+        let settings = Settings {
+            command: "cargo xtask bench --n 4".into(),
+            n: 4,
+            scale_pvs: Vec::new(),
+            scale_only: false,
+            runs: 1,
+            only: "all".into(),
+            profile: "release".into(),
+            qps: "50".into(),
+            burst: "100".into(),
+            workers: "10".into(),
+            driver: "mock".into(),
+        };
+        let why = "upstream Go csi-resizer v2.3.0 cannot be built here: the reason";
+        let report = Report::new(
+            "20261130-080000".into(),
+            settings,
+            vec!["csi-attacher".into(), "csi-resizer".into()],
+            vec![
+                config("go", "csi-attacher"),
+                config("ours-aio", "csi-sidecars"),
+            ],
+            vec![
+                run("go", "csi-attacher", None),
+                run("ours-aio", "csi-sidecars", Some(expanded)),
+            ],
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            BTreeMap::from([("expand".to_string(), why.to_string())]),
+            1.0,
+        );
+        let readme = report.readme_block("target/bench/x");
+        assert!(
+            readme.contains("| expand 2: all at the new capacity | – | 1.50 s |"),
+            "{readme}"
+        );
+        assert!(readme.contains("| expand p50 | – | 500 ms |"), "{readme}");
+        assert!(
+            readme.contains("| expand: API requests per expansion | – | 4.5 |"),
+            "{readme}"
+        );
+        assert!(
+            readme.contains(&format!("The expand rows have no Go figure: {why}.")),
+            "{readme}"
+        );
+        let md = report.markdown(&[]);
+        assert!(md.contains(&format!("No Go figure: {why}.")), "{md}");
+        assert!(md.contains("| peak RSS, sum | – | 30.0 MiB (×–) |"), "{md}");
+        assert!(
+            report
+                .summary()
+                .contains(&format!("expand: no Go figure: {why}"))
         );
     }
 
