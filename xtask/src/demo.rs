@@ -2,11 +2,11 @@
 //!
 //! Brings the local control plane up (etcd, kube-apiserver, kube-controller-manager), starts a
 //! real CSI driver process and `csi-sidecars` with every controller that exists so far
-//! (attacher, provisioner, livenessprobe, node-driver-registrar), plays the kubelet's plugin
-//! watcher, provisions a claim, attaches and detaches its volume through
-//! kube-controller-manager's VolumeAttachments, deletes the claim (and so the volume), and shows
-//! what each step proves. The control plane stays up at
-//! the end so you can look around; the driver and `csi-sidecars` stop with the demo.
+//! (attacher, provisioner, resizer, livenessprobe, node-driver-registrar), plays the kubelet's
+//! plugin watcher, provisions a claim, attaches and detaches its volume through
+//! kube-controller-manager's VolumeAttachments, grows the claim, deletes it (and so the
+//! volume), and shows what each step proves. The control plane stays up at the end so you can
+//! look around; the driver and `csi-sidecars` stop with the demo.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, 
 use k8s_openapi::api::storage::v1::{
     CSINode, CSINodeDriver, CSINodeSpec, StorageClass, VolumeAttachment,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
 use xshell::{Shell, cmd};
@@ -122,7 +123,7 @@ async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> 
     // DaemonSet — two csi-sidecars processes, each with the controllers of its side.
     let controller_args = vec![
         format!("--csi-address=unix:{}", socket.display()),
-        "--controllers=attacher,provisioner,livenessprobe".to_string(),
+        "--controllers=attacher,provisioner,resizer,livenessprobe".to_string(),
         format!("--kubeconfig={}", info.kubeconfig.display()),
         "--leader-election".to_string(),
         "--leader-election-namespace=default".to_string(),
@@ -211,7 +212,9 @@ impl Demo<'_> {
         );
         proves("the registration a real kubelet would make, visible in the API server");
 
-        say("Controller side: leader election, then the attacher's and provisioner's watches");
+        say(
+            "Controller side: leader election, then the attacher's, provisioner's and resizer's watches",
+        );
         let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
         let lease_name = "csi-sidecars-demo-csi-k8s-io";
         let holder = wait_for(|| async {
@@ -302,10 +305,64 @@ impl Demo<'_> {
             "    VolumeAttachment {va_name} is gone (ControllerUnpublishVolume, finalizer removed)"
         );
 
-        say("The claim is deleted: the provisioner deletes the volume and its PV");
-        Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default")
-            .delete(PVC, &DeleteParams::default())
+        say("The claim grows from 1Gi to 2Gi: the resizer expands its volume");
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+        claims
+            .patch(
+                PVC,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({
+                    "spec": {"resources": {"requests": {"storage": "2Gi"}}}
+                })),
+            )
             .await?;
+        let grown = wait_for(|| async {
+            let claim = claims.get(PVC).await.ok()?;
+            let volume = pvs.get(&pv).await.ok()?;
+            let storage = |c: Option<&BTreeMap<String, Quantity>>| {
+                c.and_then(|c| c.get("storage")).map(|q| q.0.clone())
+            };
+            let claim_capacity = storage(claim.status.as_ref()?.capacity.as_ref())?;
+            let volume_capacity = storage(volume.spec.as_ref()?.capacity.as_ref())?;
+            (claim_capacity == "2Gi" && volume_capacity == "2Gi").then_some((claim, volume))
+        })
+        .await
+        .context("the claim was not expanded")?;
+        let (claim, volume) = grown;
+        let status = claim.status.unwrap_or_default();
+        println!(
+            "    PersistentVolume {pv}: capacity {}",
+            volume
+                .spec
+                .and_then(|s| s.capacity)
+                .and_then(|c| c.get("storage").map(|q| q.0.clone()))
+                .unwrap_or_default()
+        );
+        println!(
+            "    claim default/{PVC}: request 2Gi, status capacity {}, allocatedResources {:?}, conditions {:?}",
+            status
+                .capacity
+                .and_then(|c| c.get("storage").map(|q| q.0.clone()))
+                .unwrap_or_default(),
+            status
+                .allocated_resources
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={}", v.0))
+                .collect::<Vec<_>>(),
+            status
+                .conditions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.type_)
+                .collect::<Vec<_>>()
+        );
+        proves(
+            "ControllerExpandVolume through the one connection; the claim's status as external-resizer writes it",
+        );
+
+        say("The claim is deleted: the provisioner deletes the volume and its PV");
+        claims.delete(PVC, &DeleteParams::default()).await?;
         wait_for(|| async { matches!(pvs.get_opt(&pv).await, Ok(None)).then_some(()) })
             .await
             .context("the PV of the deleted claim was not deleted")?;
@@ -416,8 +473,8 @@ where
     None
 }
 
-/// A StorageClass of the demo driver and a claim of it; waits until it is Bound and returns
-/// the name of its PV.
+/// An expandable StorageClass of the demo driver and a claim of it; waits until it is Bound
+/// and returns the name of its PV.
 async fn create_claim(client: &Client) -> anyhow::Result<String> {
     let params = PatchParams::apply("csi-sidecars-demo").force();
     let class: StorageClass = serde_json::from_value(serde_json::json!({
@@ -425,6 +482,7 @@ async fn create_claim(client: &Client) -> anyhow::Result<String> {
         "metadata": {"name": CLASS},
         "provisioner": DRIVER,
         "reclaimPolicy": "Delete",
+        "allowVolumeExpansion": true,
     }))?;
     Api::<StorageClass>::all(client.clone())
         .patch(CLASS, &params, &Patch::Apply(&class))
