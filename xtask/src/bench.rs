@@ -844,7 +844,8 @@ pub struct ExpandResult {
     pub n: usize,
     /// Request raised -> volume and claim at the new capacity.
     pub done: workload::Phase,
-    /// The configuration's requests from the first patch until the last claim was done.
+    /// The configuration's requests from the first patch until the last claim was done and
+    /// its requests stopped for a second.
     pub api: audit::ApiLoad,
     /// CPU seconds of all the configuration's processes over the same window.
     pub cpu_s: f64,
@@ -1272,9 +1273,23 @@ impl Config {
         })
     }
 
+    /// Waits until the configuration made no request for a second, at most [`WAIT`].
+    async fn quiet(&self, audit_log: &Path) -> anyhow::Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let from = audit::offset(audit_log);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let load = audit::load_since(audit_log, from, AUDIT_USER, &self.agents)?;
+            if load.total == 0 || Instant::now() > deadline {
+                return Ok(());
+            }
+        }
+    }
+
     /// The expansion workload: `n` claims provisioned (not measured), then expanded, with the
     /// configuration's requests, CPU and peak RSS from the first patch until the last claim
-    /// is done (requests: and the second after, for those still in flight); then deleted.
+    /// is done and the configuration has made no request for a second (its Events); then
+    /// deleted.
     async fn expand(
         &self,
         n: usize,
@@ -1288,14 +1303,20 @@ impl Config {
                 .sum()
         };
         expand::provision(client, n).await?;
+        // The provisioner's Events about these claims are written behind its rate limit, after
+        // they are Bound: let them out of the window.
+        self.quiet(audit_log).await?;
         let from = audit::offset(audit_log);
         let before = cpu();
         let sampler = procfs::Sampler::start(pids.to_vec());
         let done = expand::expand(client, n).await;
+        if done.is_ok() {
+            // The Events of the expansions, written behind the client's rate limit.
+            self.quiet(audit_log).await?;
+        }
         let peaks = sampler.finish();
         let cpu_s = cpu().saturating_sub(before) as f64 / procfs::USER_HZ;
         let done = done?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let api = audit::load_since(audit_log, from, AUDIT_USER, &self.agents)?;
         expand::delete(client, n).await?;
         Ok(ExpandResult {

@@ -30,14 +30,8 @@ fn pvc_name(i: usize) -> String {
 
 /// The namespace and the StorageClass.
 pub async fn setup(client: &Client) -> anyhow::Result<()> {
+    workload::namespace(client, NAMESPACE, LABEL).await?;
     let params = PatchParams::apply("csi-sidecars-bench").force();
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": NAMESPACE, "labels": {LABEL: "true"}}
-    }))?;
-    Api::<Namespace>::all(client.clone())
-        .patch(NAMESPACE, &params, &Patch::Apply(&ns))
-        .await?;
     let class: StorageClass = serde_json::from_value(serde_json::json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": CLASS, "labels": {LABEL: "true"}},

@@ -921,8 +921,8 @@ impl Report {
              every request raised from 1Gi to 2Gi at once; each timed from its patch until the \
              PersistentVolume and the claim's status both show 2Gi (the mock driver expands on \
              the controller, no node expansion). Requests, CPU and peak RSS: the \
-             configuration's, from the first patch until the last claim was done. Ratios are \
-             ours/Go.\n"
+             configuration's, from the first patch until the last claim was done and its \
+             requests stopped for a second (the Events it still owed). Ratios are ours/Go.\n"
         );
         if let Some(why) = self.expand_without_go() {
             let _ = writeln!(md, "No Go figure: {why}.\n");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use csi_proto::csi::v1 as csi;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -160,6 +160,35 @@ pub async fn reset_pvs(client: &Client) -> anyhow::Result<()> {
         .try_collect::<()>()
         .await
         .context("removing PV finalizers")
+}
+
+/// Creates (or keeps) the namespace `name` with the label `label=true`. One that is still being
+/// deleted (a previous run's cleanup) is waited out first: applied to while terminating, it
+/// would be gone a moment later, and requests into it would fail.
+pub(super) async fn namespace(client: &Client, name: &str, label: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while let Some(ns) = namespaces.get_opt(name).await? {
+        if ns.metadata.deletion_timestamp.is_none() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("namespace {name} is still being deleted");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {label: "true"}}
+    }))?;
+    namespaces
+        .patch(
+            name,
+            &PatchParams::apply("csi-sidecars-bench").force(),
+            &Patch::Apply(&ns),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Removes every object the benchmark made (finalizers included: the attachers are stopped).
