@@ -11,15 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
-use super::workload::{self, DRIVER, Phase};
+use super::workload::{self, Phase};
 
 /// The namespace of the claims; left in place between runs, removed by [`cleanup`].
 pub const NAMESPACE: &str = "csi-bench-expand";
@@ -42,61 +41,18 @@ pub fn count(n: usize) -> usize {
 
 /// The namespace and the expandable StorageClass.
 pub async fn setup(client: &Client) -> anyhow::Result<()> {
-    workload::namespace(client, NAMESPACE, LABEL).await?;
-    let params = PatchParams::apply("csi-sidecars-bench").force();
-    let class: StorageClass = serde_json::from_value(serde_json::json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": CLASS, "labels": {LABEL: "true"}},
-        "provisioner": DRIVER,
-        "reclaimPolicy": "Delete",
-        "volumeBindingMode": "Immediate",
-        "allowVolumeExpansion": true
-    }))?;
-    Api::<StorageClass>::all(client.clone())
-        .patch(CLASS, &params, &Patch::Apply(&class))
-        .await?;
-    Ok(())
+    workload::claim_class(client, NAMESPACE, CLASS, LABEL, true).await
 }
 
 /// Removes the claims and their volumes (finalizers included: the sidecars are stopped), then
 /// the class and the namespace.
 pub async fn cleanup(client: &Client) -> anyhow::Result<()> {
-    clear(client).await?;
-    let _ = Api::<StorageClass>::all(client.clone())
-        .delete(CLASS, &DeleteParams::default())
-        .await;
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(NAMESPACE, &DeleteParams::default())
-        .await;
-    Ok(())
+    workload::remove_claim_class(client, NAMESPACE, CLASS).await
 }
 
 /// Removes what a run left: the claims and the volumes of [`CLASS`].
 pub async fn clear(client: &Client) -> anyhow::Result<()> {
-    let all = ListParams::default();
-    workload::delete_all(
-        Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE),
-        &all,
-    )
-    .await?;
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    for pv in pvs.list(&all).await?.items {
-        if storage_class(&pv) != Some(CLASS) {
-            continue;
-        }
-        let Some(name) = pv.metadata.name else {
-            continue;
-        };
-        let _ = pvs.delete(&name, &DeleteParams::default()).await;
-        let _ = pvs
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-            )
-            .await;
-    }
-    Ok(())
+    workload::clear_claims(client, NAMESPACE, CLASS).await
 }
 
 fn storage_class(pv: &PersistentVolume) -> Option<&str> {

@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
-use super::workload::{self, DRIVER, Phase};
+use super::workload::{self, Phase};
 
 /// The namespace of the claims; left in place between runs, removed by [`cleanup`].
 pub const NAMESPACE: &str = "csi-bench-provision";
@@ -30,67 +29,18 @@ fn pvc_name(i: usize) -> String {
 
 /// The namespace and the StorageClass.
 pub async fn setup(client: &Client) -> anyhow::Result<()> {
-    workload::namespace(client, NAMESPACE, LABEL).await?;
-    let params = PatchParams::apply("csi-sidecars-bench").force();
-    let class: StorageClass = serde_json::from_value(serde_json::json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": CLASS, "labels": {LABEL: "true"}},
-        "provisioner": DRIVER,
-        "reclaimPolicy": "Delete",
-        "volumeBindingMode": "Immediate"
-    }))?;
-    Api::<StorageClass>::all(client.clone())
-        .patch(CLASS, &params, &Patch::Apply(&class))
-        .await?;
-    Ok(())
+    workload::claim_class(client, NAMESPACE, CLASS, LABEL, false).await
 }
 
 /// Removes the claims and the volumes provisioned for them, finalizers included (the
 /// provisioners are stopped), then the class and the namespace.
 pub async fn cleanup(client: &Client) -> anyhow::Result<()> {
-    clear(client).await?;
-    let _ = Api::<StorageClass>::all(client.clone())
-        .delete(CLASS, &DeleteParams::default())
-        .await;
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(NAMESPACE, &DeleteParams::default())
-        .await;
-    Ok(())
+    workload::remove_claim_class(client, NAMESPACE, CLASS).await
 }
 
 /// Removes what a run left: the claims and the volumes of [`CLASS`].
 pub async fn clear(client: &Client) -> anyhow::Result<()> {
-    let all = ListParams::default();
-    workload::delete_all(
-        Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE),
-        &all,
-    )
-    .await?;
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let names: Vec<String> = pvs
-        .list(&all)
-        .await?
-        .items
-        .into_iter()
-        .filter(|pv| {
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.storage_class_name.as_deref())
-                == Some(CLASS)
-        })
-        .filter_map(|pv| pv.metadata.name)
-        .collect();
-    for name in names {
-        let _ = pvs.delete(&name, &DeleteParams::default()).await;
-        let _ = pvs
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-            )
-            .await;
-    }
-    Ok(())
+    workload::clear_claims(client, NAMESPACE, CLASS).await
 }
 
 #[derive(Debug)]

@@ -613,6 +613,92 @@ async fn watch_attachments(
     }
 }
 
+/// The namespace `namespace` and a StorageClass `class` of the bench driver (Immediate,
+/// reclaim Delete; `expandable` sets `allowVolumeExpansion`), both labelled `label`.
+pub async fn claim_class(
+    client: &kube::Client,
+    namespace: &str,
+    class: &str,
+    label: &str,
+    expandable: bool,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    use kube::api::{Patch, PatchParams};
+    self::namespace(client, namespace, label).await?;
+    let params = PatchParams::apply("csi-sidecars-bench").force();
+    let mut value = serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": class, "labels": {label: "true"}},
+        "provisioner": DRIVER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate"
+    });
+    if expandable {
+        value["allowVolumeExpansion"] = serde_json::json!(true);
+    }
+    let object: StorageClass = serde_json::from_value(value)?;
+    kube::Api::<StorageClass>::all(client.clone())
+        .patch(class, &params, &Patch::Apply(&object))
+        .await?;
+    Ok(())
+}
+
+/// Removes what a run of a claim workload left: the claims in `namespace` and the volumes of
+/// `class`, finalizers included (the sidecars are stopped).
+pub async fn clear_claims(
+    client: &kube::Client,
+    namespace: &str,
+    class: &str,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+    let all = ListParams::default();
+    delete_all(
+        kube::Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace),
+        &all,
+    )
+    .await?;
+    let pvs: kube::Api<PersistentVolume> = kube::Api::all(client.clone());
+    for pv in pvs.list(&all).await?.items {
+        let of_class = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref())
+            == Some(class);
+        let Some(name) = pv.metadata.name.filter(|_| of_class) else {
+            continue;
+        };
+        let _ = pvs.delete(&name, &DeleteParams::default()).await;
+        let _ = pvs
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+/// [`clear_claims`], then the class and the namespace.
+pub async fn remove_claim_class(
+    client: &kube::Client,
+    namespace: &str,
+    class: &str,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    use kube::api::DeleteParams;
+    clear_claims(client, namespace, class).await?;
+    let _ = kube::Api::<StorageClass>::all(client.clone())
+        .delete(class, &DeleteParams::default())
+        .await;
+    let _ = kube::Api::<Namespace>::all(client.clone())
+        .delete(namespace, &DeleteParams::default())
+        .await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
