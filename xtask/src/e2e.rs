@@ -22,6 +22,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let go_clients = tools::ensure("foreign-clients")?;
     let python = tools::python::ensure()?;
     let go_provisioner = tools::ensure("csi-provisioner")?;
+    let go_resizer = tools::ensure("csi-resizer")?;
     println!("==> e2e: building our binaries");
     cmd!(sh, "cargo build --locked --bins").run()?;
 
@@ -31,6 +32,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         go_clients,
         python,
         go_provisioner,
+        go_resizer,
     };
     let result = run_tests(&sh, &info, &driver, &test_tools, args);
     if info.started {
@@ -51,6 +53,8 @@ struct TestTools {
     python: PathBuf,
     /// Upstream's Go `csi-provisioner`, which ours is compared with object for object.
     go_provisioner: PathBuf,
+    /// Upstream's Go `csi-resizer`, likewise.
+    go_resizer: PathBuf,
 }
 
 fn run_tests(
@@ -64,6 +68,7 @@ fn run_tests(
     let _kubelet = sh.push_env("CSI_E2E_FOREIGN_CLIENTS", &test_tools.go_clients);
     let _python = sh.push_env("CSI_E2E_PYTHON", &test_tools.python);
     let _provisioner = sh.push_env("CSI_E2E_GO_PROVISIONER", &test_tools.go_provisioner);
+    let _resizer = sh.push_env("CSI_E2E_GO_RESIZER", &test_tools.go_resizer);
     let _driver = sh.push_env("CSI_E2E_DRIVER", driver);
     let _state = sh.push_env("CSI_E2E_STATE_DIR", &info.state_dir);
     cmd!(sh, "cargo test --locked -p csi-e2e {args...}")
