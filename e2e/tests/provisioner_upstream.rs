@@ -31,9 +31,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use csi_e2e_support::compare::{compare_values, digits_to_n, strip_metadata, uuids_to_placeholder};
 use csi_e2e_support::{
     DriverOptions, DriverProcess, E2eEnv, TestNamespace, create_fake_node, delete_nodes,
-    describe_events, wait_until,
+    describe_events, ignore_not_found, tail, wait_until,
 };
 use csi_test_support::ChildProcess;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Secret};
@@ -330,11 +331,6 @@ fn reclaim_policy(class: &str) -> &'static str {
     } else {
         "Delete"
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Which provisioner a side runs.
@@ -656,13 +652,6 @@ impl Side {
     }
 }
 
-fn ignore_not_found(result: Result<(), kube::Error>) -> anyhow::Result<()> {
-    match result {
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        other => Ok(other?),
-    }
-}
-
 /// What makes one side's objects comparable with the other's: names become placeholders.
 struct Normalizer {
     /// `(text, placeholder)`, longest first.
@@ -727,42 +716,17 @@ impl Normalizer {
     }
 }
 
-/// Drops what differs between any two runs (UIDs, resource versions, timestamps) and replaces
-/// managedFields by who wrote with which operation.
-fn strip_metadata(object: &mut Value) {
-    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for field in [
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "namespace",
-    ] {
-        meta.remove(field);
-    }
-    if let Some(Value::Array(fields)) = meta.remove("managedFields") {
-        let managers: BTreeSet<String> = fields
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {} {}",
-                    f["manager"].as_str().unwrap_or("?"),
-                    f["operation"].as_str().unwrap_or("?"),
-                    f["subresource"].as_str().unwrap_or("")
-                )
-                .trim_end()
-                .to_string()
-            })
-            .collect();
-        meta.insert("managers".to_string(), json!(managers));
+/// [`strip_metadata`], and the deletion timestamp (a released PV may be caught being deleted).
+fn strip_run_metadata(object: &mut Value) {
+    strip_metadata(object);
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("deletionTimestamp");
     }
 }
 
 fn normalize_pv(pv: &PersistentVolume, n: &Normalizer) -> anyhow::Result<Value> {
     let mut value = serde_json::to_value(pv)?;
-    strip_metadata(&mut value);
+    strip_run_metadata(&mut value);
     if let Some(claim_ref) = value
         .pointer_mut("/spec/claimRef")
         .and_then(Value::as_object_mut)
@@ -788,51 +752,8 @@ fn normalize_pv(pv: &PersistentVolume, n: &Normalizer) -> anyhow::Result<Value> 
 
 fn normalize_claim(claim: &PersistentVolumeClaim, n: &Normalizer) -> anyhow::Result<Value> {
     let mut value = serde_json::to_value(claim)?;
-    strip_metadata(&mut value);
+    strip_run_metadata(&mut value);
     Ok(n.value(&value))
-}
-
-/// Every run of digits becomes `N`.
-fn digits_to_n(text: &str) -> String {
-    let mut out = String::new();
-    let mut in_digits = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('N');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
-        }
-    }
-    out
-}
-
-/// Every UUID (8-4-4-4-12 hex digits) becomes `UUID`.
-fn uuids_to_placeholder(text: &str) -> String {
-    fn is_uuid(b: &[u8]) -> bool {
-        b.len() == 36
-            && b.iter().enumerate().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => *c == b'-',
-                _ => c.is_ascii_hexdigit(),
-            })
-    }
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if i + 36 <= bytes.len() && is_uuid(&bytes[i..i + 36]) {
-            out.push_str("UUID");
-            i += 36;
-        } else {
-            let c = text[i..].chars().next().unwrap_or_default();
-            out.push(c);
-            i += c.len_utf8();
-        }
-    }
-    out
 }
 
 /// One Event as compared: who reported it, its type, reason and message. The count and times
@@ -1163,45 +1084,6 @@ fn differences(go: &Snapshot, ours: &Snapshot) -> Vec<String> {
         ));
     }
     out
-}
-
-/// Objects compared field by field: one paragraph per object, one line per JSON path that
-/// differs.
-fn compare_values(
-    what: &str,
-    go: &BTreeMap<String, Value>,
-    ours: &BTreeMap<String, Value>,
-    out: &mut Vec<String>,
-) {
-    fn walk(path: String, a: Option<&Value>, b: Option<&Value>, lines: &mut Vec<String>) {
-        match (a, b) {
-            (Some(Value::Object(a)), Some(Value::Object(b))) => {
-                let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-                for key in keys {
-                    let path = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
-                    walk(path, a.get(key), b.get(key), lines);
-                }
-            }
-            (a, b) if a != b => {
-                let show =
-                    |v: Option<&Value>| v.map_or_else(|| "(absent)".to_string(), Value::to_string);
-                lines.push(format!(
-                    "  {path}\n    upstream: {}\n    ours:     {}",
-                    show(a),
-                    show(b)
-                ));
-            }
-            _ => {}
-        }
-    }
-    let keys: BTreeSet<&String> = go.keys().chain(ours.keys()).collect();
-    for key in keys {
-        let mut lines = Vec::new();
-        walk(String::new(), go.get(key), ours.get(key), &mut lines);
-        if !lines.is_empty() {
-            out.push(format!("{what} of {key}:\n{}", lines.join("\n")));
-        }
-    }
 }
 
 /// Fails with every difference that [`DELIBERATE`] does not name.

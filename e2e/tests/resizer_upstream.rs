@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use csi_e2e_support::compare::{compare_values, digits_to_n, strip_metadata, uuids_to_placeholder};
 use csi_e2e_support::storage::{StorageFixture, WAIT};
 use csi_e2e_support::{E2eEnv, ignore_not_found, wait_until};
 use csi_test_support::ChildProcess;
@@ -599,33 +600,6 @@ impl Normalizer {
     }
 }
 
-/// Drops what differs between any two runs (UIDs, resource versions, timestamps) and replaces
-/// managedFields by who wrote with which operation.
-fn strip_metadata(object: &mut Value) {
-    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for field in ["uid", "resourceVersion", "creationTimestamp", "namespace"] {
-        meta.remove(field);
-    }
-    if let Some(Value::Array(fields)) = meta.remove("managedFields") {
-        let managers: BTreeSet<String> = fields
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {} {}",
-                    f["manager"].as_str().unwrap_or("?"),
-                    f["operation"].as_str().unwrap_or("?"),
-                    f["subresource"].as_str().unwrap_or("")
-                )
-                .trim_end()
-                .to_string()
-            })
-            .collect();
-        meta.insert("managers".to_string(), json!(managers));
-    }
-}
-
 fn normalize_pv(pv: &PersistentVolume, n: &Normalizer) -> anyhow::Result<Value> {
     let mut value = serde_json::to_value(pv)?;
     strip_metadata(&mut value);
@@ -664,24 +638,6 @@ fn normalize_claim(claim: &PersistentVolumeClaim, n: &Normalizer) -> anyhow::Res
     Ok(n.value(&value))
 }
 
-/// Every run of digits becomes `N`.
-fn digits_to_n(text: &str) -> String {
-    let mut out = String::new();
-    let mut in_digits = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('N');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
-        }
-    }
-    out
-}
-
 /// One Event as compared: its type, reason, reporters and message. The count and times are not
 /// compared (retries follow each run's timing); the UUID in the provisioner's reporting
 /// instance (`<driver>_<host>_<random UUID>`) becomes `UUID`.
@@ -698,31 +654,6 @@ fn describe_event(event: &Event, n: &Normalizer) -> String {
         text(event.reporting_instance.as_deref()),
         text(event.message.as_deref()),
     )
-}
-
-/// Every UUID (8-4-4-4-12 hex digits) becomes `UUID`.
-fn uuids_to_placeholder(text: &str) -> String {
-    fn is_uuid(b: &[u8]) -> bool {
-        b.len() == 36
-            && b.iter().enumerate().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => *c == b'-',
-                _ => c.is_ascii_hexdigit(),
-            })
-    }
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if i + 36 <= bytes.len() && is_uuid(&bytes[i..i + 36]) {
-            out.push_str("UUID");
-            i += 36;
-        } else {
-            let c = text[i..].chars().next().unwrap_or_default();
-            out.push(c);
-            i += c.len_utf8();
-        }
-    }
-    out
 }
 
 /// What one side wrote, normalised, by `<part>/<claim>`.
@@ -763,51 +694,12 @@ fn differences(go: &Snapshot, ours: &Snapshot) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    values("PersistentVolume", &go.pvs, &ours.pvs, &mut out);
-    values("PersistentVolumeClaim", &go.claims, &ours.claims, &mut out);
+    compare_values("PersistentVolume", &go.pvs, &ours.pvs, &mut out);
+    compare_values("PersistentVolumeClaim", &go.claims, &ours.claims, &mut out);
     sets("Events", &go.events, &ours.events, &mut out);
     sets("ControllerExpandVolume", &go.expand, &ours.expand, &mut out);
     sets("ControllerModifyVolume", &go.modify, &ours.modify, &mut out);
     out
-}
-
-/// Objects compared field by field: one paragraph per object, one line per JSON path that
-/// differs.
-fn values(
-    what: &str,
-    go: &BTreeMap<String, Value>,
-    ours: &BTreeMap<String, Value>,
-    out: &mut Vec<String>,
-) {
-    fn walk(path: String, a: Option<&Value>, b: Option<&Value>, lines: &mut Vec<String>) {
-        match (a, b) {
-            (Some(Value::Object(a)), Some(Value::Object(b))) => {
-                let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-                for key in keys {
-                    let path = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
-                    walk(path, a.get(key), b.get(key), lines);
-                }
-            }
-            (a, b) if a != b => {
-                let show =
-                    |v: Option<&Value>| v.map_or_else(|| "(absent)".to_string(), Value::to_string);
-                lines.push(format!(
-                    "  {path}\n    upstream: {}\n    ours:     {}",
-                    show(a),
-                    show(b)
-                ));
-            }
-            _ => {}
-        }
-    }
-    let keys: BTreeSet<&String> = go.keys().chain(ours.keys()).collect();
-    for key in keys {
-        let mut lines = Vec::new();
-        walk(String::new(), go.get(key), ours.get(key), &mut lines);
-        if !lines.is_empty() {
-            out.push(format!("{what} of {key}:\n{}", lines.join("\n")));
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,6 +29,7 @@
 //! [`driver`], [`wait`], [`audit`], [`rbac`], [`volumes`]; everything is re-exported here.
 
 pub mod audit;
+pub mod compare;
 pub mod driver;
 pub mod env;
 pub mod namespace;

@@ -1,0 +1,148 @@
+//! Comparing what two programs wrote (upstream's Go sidecar and ours, side by side): objects as
+//! JSON with what differs between any two runs taken out, and their differences by JSON path.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+/// Drops from `object`'s metadata what differs between any two runs (UID, resourceVersion,
+/// creationTimestamp, namespace) and replaces `managedFields` by `managers`: who wrote with
+/// which operation (and subresource), sorted.
+pub fn strip_metadata(object: &mut Value) {
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["uid", "resourceVersion", "creationTimestamp", "namespace"] {
+        meta.remove(field);
+    }
+    if let Some(Value::Array(fields)) = meta.remove("managedFields") {
+        let managers: BTreeSet<String> = fields
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} {}",
+                    f["manager"].as_str().unwrap_or("?"),
+                    f["operation"].as_str().unwrap_or("?"),
+                    f["subresource"].as_str().unwrap_or("")
+                )
+                .trim_end()
+                .to_string()
+            })
+            .collect();
+        meta.insert("managers".to_string(), json!(managers));
+    }
+}
+
+/// Every run of digits becomes `N`.
+pub fn digits_to_n(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_digits = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('N');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// Every UUID (8-4-4-4-12 hex digits) becomes `UUID`.
+pub fn uuids_to_placeholder(text: &str) -> String {
+    fn is_uuid(b: &[u8]) -> bool {
+        b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 36 <= bytes.len() && is_uuid(&bytes[i..i + 36]) {
+            out.push_str("UUID");
+            i += 36;
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Objects compared field by field, upstream's (`go`) against ours, by key: one paragraph per
+/// object that differs (`<what> of <key>:`), one line per JSON path, appended to `out`.
+pub fn compare_values(
+    what: &str,
+    go: &BTreeMap<String, Value>,
+    ours: &BTreeMap<String, Value>,
+    out: &mut Vec<String>,
+) {
+    fn walk(path: String, a: Option<&Value>, b: Option<&Value>, lines: &mut Vec<String>) {
+        match (a, b) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                for key in keys {
+                    let path = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
+                    walk(path, a.get(key), b.get(key), lines);
+                }
+            }
+            (a, b) if a != b => {
+                let show =
+                    |v: Option<&Value>| v.map_or_else(|| "(absent)".to_string(), Value::to_string);
+                lines.push(format!(
+                    "  {path}\n    upstream: {}\n    ours:     {}",
+                    show(a),
+                    show(b)
+                ));
+            }
+            _ => {}
+        }
+    }
+    let keys: BTreeSet<&String> = go.keys().chain(ours.keys()).collect();
+    for key in keys {
+        let mut lines = Vec::new();
+        walk(String::new(), go.get(key), ours.get(key), &mut lines);
+        if !lines.is_empty() {
+            out.push(format!("{what} of {key}:\n{}", lines.join("\n")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_differences() {
+        assert_eq!(digits_to_n("1796031183-42-x"), "N-N-x");
+        assert_eq!(
+            uuids_to_placeholder("drv_host_0f8b2a6c-1234-4abc-9def-0123456789ab!"),
+            "drv_host_UUID!"
+        );
+        let mut object = json!({"metadata": {"uid": "u", "name": "n",
+            "managedFields": [{"manager": "m", "operation": "Update", "subresource": "status"}]}});
+        strip_metadata(&mut object);
+        assert_eq!(
+            object,
+            json!({"metadata": {"name": "n", "managers": ["m Update status"]}})
+        );
+        let go = BTreeMap::from([("a".to_string(), json!({"x": 1, "y/z": 2}))]);
+        let ours = BTreeMap::from([("a".to_string(), json!({"x": 1, "y/z": 3}))]);
+        let mut out = Vec::new();
+        compare_values("PV", &go, &ours, &mut out);
+        assert_eq!(
+            out,
+            vec!["PV of a:\n  /y~1z\n    upstream: 2\n    ours:     3".to_string()]
+        );
+        out.clear();
+        compare_values("PV", &go, &go, &mut out);
+        assert!(out.is_empty());
+    }
+}
