@@ -211,7 +211,26 @@ async fn provision_and_delete(
     }
     check_pv(fixture, &pvs["fs"], &fs, "Delete")?;
     check_pv(fixture, &pvs["block"], &fs, "Delete")?;
-    check_pv(fixture, &pvs["retained"], &retain, "Retain")?;
+    // As upstream, every new PV carries the finalizer and the volume loop takes it off a PV
+    // whose reclaim policy is not Delete: wait for that before checking.
+    let retained_name = pvs["retained"].metadata.name.clone().unwrap_or_default();
+    let retained = wait_until(
+        "the finalizer to leave the retained PV",
+        WAIT,
+        || async {
+            let pv = fixture.pvs().get(&retained_name).await.ok()?;
+            (!pv.metadata
+                .finalizers
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|f| f == PV_FINALIZER))
+            .then_some(pv)
+        },
+        || fixture.diagnostics(&processes),
+    )
+    .await?;
+    check_pv(fixture, &retained, &retain, "Retain")?;
     let fs_csi = pvs["fs"]
         .spec
         .clone()
