@@ -4,6 +4,9 @@
 //! - [`snapshot::v1`]: `snapshot.storage.k8s.io/v1` [`VolumeSnapshot`],
 //!   [`VolumeSnapshotContent`] and [`VolumeSnapshotClass`], with every field of
 //!   external-snapshotter's `client/v8` (v8.7.0);
+//! - [`group_snapshot::v1`]: `groupsnapshot.storage.k8s.io/v1` [`VolumeGroupSnapshot`],
+//!   [`VolumeGroupSnapshotContent`] and [`VolumeGroupSnapshotClass`] (group snapshots, GA in
+//!   v8.7.0);
 //! - [`gateway::v1beta1`]: `gateway.networking.k8s.io/v1beta1` [`ReferenceGrant`], which
 //!   allows a PersistentVolumeClaim to name a data source in another namespace.
 //!
@@ -21,9 +24,13 @@
 #![deny(missing_docs)]
 
 pub mod gateway;
+pub mod group_snapshot;
 pub mod snapshot;
 
 pub use gateway::v1beta1::ReferenceGrant;
+pub use group_snapshot::v1::{
+    VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent,
+};
 pub use snapshot::v1::{VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent};
 
 /// Implements k8s-openapi's `Resource`, `ListableResource` and `Metadata` for an API type,

@@ -198,3 +198,119 @@ fn kube_resource_names() {
         "VolumeSnapshotList"
     );
 }
+
+#[test]
+fn volume_group_snapshot() {
+    round_trip(
+        json!({
+            "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+            "kind": "VolumeGroupSnapshot",
+            "metadata": {"name": "group-1", "namespace": "default"},
+            "spec": {
+                "source": {"selector": {"matchLabels": {"app": "db"}}},
+                "volumeGroupSnapshotClassName": "group-class"
+            },
+            "status": {
+                "boundVolumeGroupSnapshotContentName": "groupsnapcontent-1",
+                "creationTime": "2026-05-01T10:00:01Z",
+                "readyToUse": false,
+                "error": {"message": "failed"}
+            }
+        }),
+        |g: &VolumeGroupSnapshot| {
+            let selector = g.spec.source.selector.as_ref().unwrap();
+            assert_eq!(selector.match_labels.as_ref().unwrap()["app"], "db");
+            assert_eq!(g.status.as_ref().unwrap().ready_to_use, Some(false));
+        },
+    );
+    round_trip(
+        json!({
+            "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+            "kind": "VolumeGroupSnapshot",
+            "metadata": {"name": "pre", "namespace": "ns1"},
+            "spec": {"source": {"volumeGroupSnapshotContentName": "imported"}}
+        }),
+        |g: &VolumeGroupSnapshot| assert!(g.status.is_none()),
+    );
+}
+
+#[test]
+fn volume_group_snapshot_content() {
+    round_trip(
+        json!({
+            "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+            "kind": "VolumeGroupSnapshotContent",
+            "metadata": {"name": "groupsnapcontent-1"},
+            "spec": {
+                "deletionPolicy": "Delete",
+                "driver": "hostpath.csi.k8s.io",
+                "source": {"volumeHandles": ["vol-1", "vol-2"]},
+                "volumeGroupSnapshotClassName": "group-class",
+                "volumeGroupSnapshotRef": {"name": "group-1", "namespace": "default", "uid": "u1"}
+            },
+            "status": {
+                "volumeGroupSnapshotHandle": "group-handle",
+                "creationTime": "2026-05-01T10:00:01Z",
+                "readyToUse": true,
+                "volumeSnapshotInfoList": [
+                    {"volumeHandle": "vol-1", "snapshotHandle": "snap-1",
+                     "creationTime": 1777629601000000000_i64, "readyToUse": true,
+                     "restoreSize": 1073741824},
+                    {"volumeHandle": "vol-2", "snapshotHandle": "snap-2"}
+                ]
+            }
+        }),
+        |c: &VolumeGroupSnapshotContent| {
+            assert_eq!(c.spec.source.volume_handles, ["vol-1", "vol-2"]);
+            let status = c.status.as_ref().unwrap();
+            assert_eq!(status.volume_snapshot_info_list.len(), 2);
+            assert_eq!(status.volume_snapshot_info_list[1].restore_size, None);
+        },
+    );
+    round_trip(
+        json!({
+            "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+            "kind": "VolumeGroupSnapshotContent",
+            "metadata": {"name": "imported"},
+            "spec": {
+                "deletionPolicy": "Retain",
+                "driver": "hostpath.csi.k8s.io",
+                "source": {"groupSnapshotHandles": {
+                    "volumeGroupSnapshotHandle": "group-handle",
+                    "volumeSnapshotHandles": ["snap-1", "snap-2"]
+                }},
+                "volumeGroupSnapshotRef": {"name": "pre", "namespace": "ns1"}
+            }
+        }),
+        |c: &VolumeGroupSnapshotContent| {
+            let handles = c.spec.source.group_snapshot_handles.as_ref().unwrap();
+            assert_eq!(handles.volume_snapshot_handles, ["snap-1", "snap-2"]);
+        },
+    );
+}
+
+#[test]
+fn volume_group_snapshot_class() {
+    round_trip(
+        json!({
+            "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+            "kind": "VolumeGroupSnapshotClass",
+            "metadata": {
+                "name": "group-class",
+                "annotations": {"groupsnapshot.storage.kubernetes.io/is-default-class": "true"}
+            },
+            "driver": "hostpath.csi.k8s.io",
+            "deletionPolicy": "Delete"
+        }),
+        |c: &VolumeGroupSnapshotClass| assert!(c.parameters.is_none()),
+    );
+    use kube::Resource as _;
+    assert_eq!(
+        VolumeGroupSnapshotContent::url_path(&(), None),
+        "/apis/groupsnapshot.storage.k8s.io/v1/volumegroupsnapshotcontents"
+    );
+    assert_eq!(
+        VolumeGroupSnapshot::url_path(&(), Some("ns")),
+        "/apis/groupsnapshot.storage.k8s.io/v1/namespaces/ns/volumegroupsnapshots"
+    );
+}
