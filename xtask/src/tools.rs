@@ -864,12 +864,18 @@ fn wrapper_go_mod(name: &str, section: &Section, upstream_go_mod: &str) -> anyho
 const GENERATED_MAINS: &[(&str, &str)] = &[
     ("csi-mock-driver", CSI_MOCK_DRIVER_MAIN),
     ("foreign-clients", FOREIGN_CLIENTS_MAIN),
+    ("csi-translation", CSI_TRANSLATION_MAIN),
 ];
 
 /// `foreign-clients`: other programs' client code for what our sidecars serve — the kubelet's
 /// plugin manager and plugin-socket dial, the kubelet's HTTP prober, Prometheus' metrics
 /// decoder — as one test program; its commands are described at the top of the file.
 const FOREIGN_CLIENTS_MAIN: &str = include_str!("tools/foreign_clients.go");
+
+/// `csi-translation`: Kubernetes' csi-translation-lib run on a corpus of JSON lines, the oracle
+/// our port of it (lib/translation) is compared with; its input is described at the top of the
+/// file.
+const CSI_TRANSLATION_MAIN: &str = include_str!("tools/csi_translation.go");
 
 fn generated_main(binary: &str) -> Option<&'static str> {
     GENERATED_MAINS
