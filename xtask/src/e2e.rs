@@ -23,6 +23,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let python = tools::python::ensure()?;
     let go_provisioner = tools::ensure("csi-provisioner")?;
     let go_resizer = tools::ensure("csi-resizer")?;
+    let go_translation = tools::ensure("csi-translation")?;
     println!("==> e2e: building our binaries");
     cmd!(sh, "cargo build --locked --bins").run()?;
 
@@ -33,6 +34,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         python,
         go_provisioner,
         go_resizer,
+        go_translation,
     };
     let result = run_tests(&sh, &info, &driver, &test_tools, args);
     if info.started {
@@ -55,6 +57,8 @@ struct TestTools {
     go_provisioner: PathBuf,
     /// Upstream's Go `csi-resizer`, likewise.
     go_resizer: PathBuf,
+    /// Kubernetes' csi-translation-lib on a corpus, which our translation is compared with.
+    go_translation: PathBuf,
 }
 
 fn run_tests(
@@ -69,6 +73,7 @@ fn run_tests(
     let _python = sh.push_env("CSI_E2E_PYTHON", &test_tools.python);
     let _provisioner = sh.push_env("CSI_E2E_GO_PROVISIONER", &test_tools.go_provisioner);
     let _resizer = sh.push_env("CSI_E2E_GO_RESIZER", &test_tools.go_resizer);
+    let _translation = sh.push_env("CSI_E2E_GO_TRANSLATION", &test_tools.go_translation);
     let _driver = sh.push_env("CSI_E2E_DRIVER", driver);
     let _state = sh.push_env("CSI_E2E_STATE_DIR", &info.state_dir);
     cmd!(sh, "cargo test --locked -p csi-e2e {args...}")

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use csi_connection::rpc;
-use csi_kube::{Change, EventType, Recorder, Selector, Store, Subscription};
+use csi_kube::{Change, Selector, Subscription};
 use csi_proto::csi::v1::controller_service_capability::rpc::Type as ControllerCapability;
 use csi_proto::csi::v1::plugin_capability::service::Type as PluginCapability;
 use csi_sidecar_runtime::controller::Validated;
@@ -27,7 +27,6 @@ use csi_workqueue::{ItemExponentialFailureRateLimiter, Outcome, QueueConfig, Wor
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
-use kube::runtime::reflector::ObjectRef;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
@@ -39,9 +38,6 @@ use crate::{
 
 /// Timeout of the start-up calls (GetPluginInfo, capabilities), as upstream's `csiTimeout`.
 const CSI_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The Event reason when a PersistentVolume would need CSI migration.
-pub const REASON_MIGRATION_UNSUPPORTED: &str = "MigrationUnsupported";
 
 /// external-attacher v4.13.0's own flags (the common ones are in
 /// [`csi_sidecar_runtime::kube::FLAGS`]).
@@ -226,11 +222,8 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
         } else {
             None
         };
-        let listers: Arc<dyn KubeListers> = Arc::new(StoreListers::new(
-            pv_store.clone(),
-            va_store.clone(),
-            csi_nodes,
-        ));
+        let listers: Arc<dyn KubeListers> =
+            Arc::new(StoreListers::new(pv_store.clone(), va_store, csi_nodes));
         let api: Arc<dyn crate::KubeClient> =
             Arc::new(ApiClient::new(client.clone()).with_field_manager("csi-attacher"));
         let handler: Arc<dyn Handler> = if supports_attach {
@@ -289,8 +282,6 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             controller: Arc::new(AttachController::new(driver.clone(), handler, listers)),
             va_queue: WorkQueue::with_config(backoff(), queue_config(VA_QUEUE_NAME)),
             pv_queue: WorkQueue::with_config(backoff(), queue_config(PV_QUEUE_NAME)),
-            va_store,
-            recorder: kube.recorder(client, "csi-attacher"),
             workers: usize::try_from(flags.int("worker-threads")).unwrap_or(1),
             reconcile: supports_list_published.then(|| flags.duration("reconcile-sync")),
             shutdown: shared.shutdown.clone(),
@@ -304,8 +295,6 @@ struct Run {
     controller: Arc<AttachController>,
     va_queue: WorkQueue<String>,
     pv_queue: WorkQueue<String>,
-    va_store: Store<VolumeAttachment>,
-    recorder: Recorder,
     workers: usize,
     reconcile: Option<Duration>,
     shutdown: CancellationToken,
@@ -431,15 +420,9 @@ impl Run {
         }
     }
 
-    /// Upstream's `syncVA` for one key: the controller's outcome, with a VolumeAttachment
-    /// that would need CSI migration reported as an Event.
+    /// Upstream's `syncVA` for one key.
     async fn sync_va(self: Arc<Self>, key: String) -> Outcome {
         let outcome = self.controller.sync_va(&key).await;
-        if let SyncOutcome::Requeue(err) = &outcome
-            && err.is_unsupported()
-        {
-            self.report_unsupported(&key, &err.to_string());
-        }
         queue_outcome(&key, outcome)
     }
 
@@ -447,19 +430,6 @@ impl Run {
     async fn sync_pv(self: Arc<Self>, key: String) -> Outcome {
         let outcome = self.controller.sync_pv(&key).await;
         queue_outcome(&key, outcome)
-    }
-
-    /// One Warning per retry, as upstream; the recorder folds repeats into one Event with a
-    /// count.
-    fn report_unsupported(&self, va_name: &str, message: &str) {
-        if let Some(va) = self.va_store.get(&ObjectRef::new(va_name)) {
-            self.recorder.record(
-                va.as_ref(),
-                EventType::Warning,
-                REASON_MIGRATION_UNSUPPORTED,
-                message,
-            );
-        }
     }
 }
 

@@ -24,7 +24,8 @@ use tracing::{debug, error};
 
 use crate::handler::{Handler, ReconcileError, SyncError, SyncOutcome};
 use crate::kube::KubeListers;
-use crate::util::{ANN_MIGRATED_TO, finalizer_name, is_pv_migratable};
+use crate::util::{ANN_MIGRATED_TO, finalizer_name};
+use csi_translation::is_pv_migratable;
 
 /// The name of the VolumeAttachment queue (its `workqueue_*{name}` metrics label).
 pub const VA_QUEUE_NAME: &str = "csi-attacher-va";

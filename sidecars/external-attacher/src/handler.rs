@@ -37,9 +37,10 @@ use crate::kube::{ApiError, KubeClient, KubeListers};
 use crate::lister::{ListVolumesError, VolumeLister};
 use crate::util::{
     ANN_MIGRATED_TO, VA_NODE_ID_ANNOTATION, VolumeCapabilityError, finalizer_name, is_attached,
-    is_migrated_csi_driver, is_pv_migratable, mark_as_attached, mark_as_detached,
-    migratable_in_tree_source, node_id_from_csi_node, va_patch, volume_capabilities, volume_handle,
+    mark_as_attached, mark_as_detached, node_id_from_csi_node, va_patch, volume_capabilities,
+    volume_handle,
 };
+use csi_translation::is_pv_migratable;
 
 /// What the runtime does with a queue key after processing it.
 #[derive(Debug)]
@@ -61,20 +62,6 @@ impl SyncOutcome {
             _ => None,
         }
     }
-}
-
-/// A volume that upstream would hand to csi-translation-lib (CSI migration of in-tree
-/// volumes), which this attacher does not do. The caller should tell the user, e.g. with an
-/// Event on the VolumeAttachment.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "PersistentVolume {persistent_volume:?} has the in-tree volume source {volume_source} and no CSI source: in-tree volume migration (CSI translation) is not supported"
-)]
-pub struct UnsupportedMigration {
-    /// The PersistentVolume's name.
-    pub persistent_volume: String,
-    /// Its in-tree source, as the `PersistentVolumeSpec` field name (`gcePersistentDisk`, ...).
-    pub volume_source: &'static str,
 }
 
 /// Why the node ID of a node could not be found.
@@ -118,9 +105,17 @@ pub enum OperationError {
     /// The PersistentVolume has neither a CSI source nor a migratable in-tree one.
     #[error("pv spec contained non-csi source that was not migrated")]
     NonCsiSource,
-    /// The PersistentVolume needs CSI migration, which is not supported.
-    #[error(transparent)]
-    Unsupported(UnsupportedMigration),
+    /// The in-tree PersistentVolume could not be translated to CSI (CSI migration).
+    #[error("failed to translate in tree pv to CSI: {0}")]
+    Translate(csi_translation::Error),
+    /// The in-tree PersistentVolume could not be translated to CSI, while reconciling.
+    #[error("failed to TranslateInTreePVToCSI({persistent_volume}): {error}")]
+    TranslateSpec {
+        /// The PersistentVolume's name.
+        persistent_volume: String,
+        /// Why.
+        error: csi_translation::Error,
+    },
     /// No CSI volume capability for this spec.
     #[error(transparent)]
     VolumeCapability(VolumeCapabilityError),
@@ -175,23 +170,6 @@ pub enum SyncError {
     /// Removing the finalizer from the PersistentVolume failed.
     #[error("failed to remove finalizer from PersistentVolume: {0}")]
     RemovePersistentVolumeFinalizer(ApiError),
-}
-
-impl SyncError {
-    /// The unsupported CSI migration behind this error, if that is what it is: the caller
-    /// should report it (an Event), since retrying will not help until the volume changes.
-    pub fn unsupported_migration(&self) -> Option<&UnsupportedMigration> {
-        match self {
-            SyncError::Attach(OperationError::Unsupported(u))
-            | SyncError::Detach(OperationError::Unsupported(u)) => Some(u),
-            _ => None,
-        }
-    }
-
-    /// Whether this is an unsupported CSI migration ([`Self::unsupported_migration`]).
-    pub fn is_unsupported(&self) -> bool {
-        self.unsupported_migration().is_some()
-    }
 }
 
 /// Why one reconcile pass failed.
@@ -459,15 +437,12 @@ impl CsiHandler {
                         pv_name.clone(),
                     )));
                 }
-                // Upstream adds the PV finalizer first and then translates; we refuse before
-                // putting a finalizer on a volume we will not handle.
-                if let Some(unsupported) = unsupported_migration(&pv) {
-                    return Err(fail(OperationError::Unsupported(unsupported)));
-                }
                 let pv = self
                     .add_pv_finalizer(&pv)
                     .await
                     .map_err(|e| fail(OperationError::AddPersistentVolumeFinalizer(e)))?;
+                // CSI migration: an in-tree PV is attached as the CSI PV it translates to.
+                let pv = translate_if_migratable(pv).map_err(fail)?;
                 (pv.spec.unwrap_or_default(), false)
             }
             (None, Some(inline)) => ((*inline).clone(), true),
@@ -582,9 +557,7 @@ impl CsiHandler {
                 (Some(_), Some(_)) => return Err(fail(OperationError::BothSources)),
                 (Some(pv_name), None) => {
                     let pv = self.persistent_volume(pv_name).map_err(fail)?;
-                    if let Some(unsupported) = unsupported_migration(&pv) {
-                        return Err(fail(OperationError::Unsupported(unsupported)));
-                    }
+                    let pv = translate_if_migratable((*pv).clone()).map_err(fail)?;
                     pv.spec
                         .as_ref()
                         .and_then(|spec| spec.csi.clone())
@@ -866,10 +839,15 @@ impl CsiHandler {
             (Some(_), Some(_)) => Err(OperationError::BothSources),
             (Some(pv_name), None) => {
                 let pv = self.persistent_volume(pv_name)?;
-                if let Some(unsupported) = unsupported_migration(&pv) {
-                    return Err(OperationError::Unsupported(unsupported));
+                if !is_pv_migratable(&pv) {
+                    return Ok(pv.spec.clone().unwrap_or_default());
                 }
-                Ok(pv.spec.clone().unwrap_or_default())
+                csi_translation::translate_in_tree_pv_to_csi(&pv)
+                    .map(|pv| pv.spec.unwrap_or_default())
+                    .map_err(|error| OperationError::TranslateSpec {
+                        persistent_volume: pv.metadata.name.clone().unwrap_or_default(),
+                        error,
+                    })
             }
             (None, Some(inline)) => {
                 if inline.csi.is_none() {
@@ -959,7 +937,8 @@ impl CsiHandler {
                 }
             };
             if migratable {
-                handle = match repair_volume_handle(&csi.driver, &handle, &node_id) {
+                handle = match csi_translation::repair_volume_handle(&csi.driver, &handle, &node_id)
+                {
                     Ok(handle) => handle,
                     Err(err) => {
                         error!(
@@ -994,31 +973,13 @@ impl CsiHandler {
     }
 }
 
-/// The [`UnsupportedMigration`] of a PersistentVolume that upstream would translate.
-fn unsupported_migration(pv: &PersistentVolume) -> Option<UnsupportedMigration> {
-    let source = pv.spec.as_ref().and_then(migratable_in_tree_source)?;
-    Some(UnsupportedMigration {
-        persistent_volume: pv.metadata.name.clone().unwrap_or_default(),
-        volume_source: source,
-    })
-}
-
-/// csi-translation-lib's `RepairVolumeHandle`, as far as it needs no translation: drivers that
-/// replaced no in-tree plugin fail (as upstream, whose reconciler then skips the
-/// VolumeAttachment), the GCE PD driver's repair is translation and is not supported, and the
-/// other migrated drivers keep the handle as it is (as their translators do).
-fn repair_volume_handle(driver: &str, handle: &str, _node_id: &str) -> Result<String, String> {
-    if !is_migrated_csi_driver(driver) {
-        return Err(format!(
-            "could not find In-Tree driver name for CSI plugin {driver}"
-        ));
+/// CSI migration: an in-tree PV becomes the CSI PV csi-translation-lib makes of it; a CSI PV
+/// stays as it is.
+fn translate_if_migratable(pv: PersistentVolume) -> Result<PersistentVolume, OperationError> {
+    if !is_pv_migratable(&pv) {
+        return Ok(pv);
     }
-    if driver == "pd.csi.storage.gke.io" {
-        return Err(format!(
-            "repairing the volume handle of driver {driver} is CSI migration (translation), which is not supported"
-        ));
-    }
-    Ok(handle.to_string())
+    csi_translation::translate_in_tree_pv_to_csi(&pv).map_err(OperationError::Translate)
 }
 
 impl Handler for CsiHandler {

@@ -17,10 +17,10 @@
 //! [`component`] makes it a component of our runtime (flags, capability checks, watches, work
 //! queues, workers, timers); the runtime owns leader election, HTTP and the driver connection.
 //!
-//! Not supported: CSI migration of in-tree volumes (csi-translation-lib). A VolumeAttachment
-//! whose PersistentVolume upstream would translate fails with
-//! [`handler::OperationError::Unsupported`] (saved in its status like any other error; see
-//! [`handler::SyncError::unsupported_migration`] for reporting it).
+//! CSI migration: a VolumeAttachment of an in-tree PersistentVolume (GCE PD, AWS EBS, …) whose
+//! driver replaced the in-tree plugin is attached and detached as the CSI PV `csi-translation`
+//! makes of it, as upstream does with csi-translation-lib; the reconciler repairs such volume
+//! handles with the node ID.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -38,7 +38,7 @@ pub use component::DESCRIPTOR;
 pub use controller::{AttachController, PV_QUEUE_NAME, VA_QUEUE_NAME, should_enqueue_va_change};
 pub use handler::{
     CsiHandler, CsiHandlerConfig, Handler, OperationError, ReconcileError, SyncError, SyncOutcome,
-    TrivialHandler, UnsupportedMigration,
+    TrivialHandler,
 };
 pub use kube::{ApiClient, ApiError, KubeClient, KubeListers, StoreListers};
 pub use lister::{CsiVolumeLister, ListVolumesError, PublishedNodes, VolumeLister};

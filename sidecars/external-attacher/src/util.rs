@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 
 use csi_proto::csi::v1::VolumeCapability;
 use csi_proto::csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
-use k8s_openapi::api::core::v1::{
-    CSIPersistentVolumeSource, PersistentVolume, PersistentVolumeSpec,
-};
+use k8s_openapi::api::core::v1::{CSIPersistentVolumeSource, PersistentVolumeSpec};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use serde_json::Value;
 use tracing::debug;
@@ -24,18 +22,6 @@ pub const VA_NODE_ID_ANNOTATION: &str = "csi.alpha.kubernetes.io/node-id";
 
 /// The PersistentVolume annotation naming the CSI driver an in-tree volume was migrated to.
 pub const ANN_MIGRATED_TO: &str = "pv.kubernetes.io/migrated-to";
-
-/// The in-tree volume sources csi-translation-lib (v0.36) can translate, by their
-/// `PersistentVolumeSpec` field name, with the CSI driver each migrates to.
-pub const MIGRATABLE_IN_TREE_SOURCES: [(&str, &str); 7] = [
-    ("gcePersistentDisk", "pd.csi.storage.gke.io"),
-    ("awsElasticBlockStore", "ebs.csi.aws.com"),
-    ("cinder", "cinder.csi.openstack.org"),
-    ("azureDisk", "disk.csi.azure.com"),
-    ("azureFile", "file.csi.azure.com"),
-    ("vsphereVolume", "csi.vsphere.vmware.com"),
-    ("portworxVolume", "pxd.portworx.com"),
-];
 
 /// Upstream's `GetFinalizerName`: `external-attacher/<sanitized driver name>` (its
 /// `SanitizeDriverName` is the toolkit's [`sanitize_name`]), used on both
@@ -107,40 +93,6 @@ pub fn volume_capabilities(
 /// Upstream's `GetVolumeHandle`: the volume handle and the read-only flag.
 pub fn volume_handle(csi: &CSIPersistentVolumeSource) -> (String, bool) {
     (csi.volume_handle.clone(), csi.read_only.unwrap_or(false))
-}
-
-/// The migratable in-tree source of a spec (its field name), if it has one: what
-/// csi-translation-lib's `IsPVMigratable` looks for.
-pub fn migratable_in_tree_source(spec: &PersistentVolumeSpec) -> Option<&'static str> {
-    let present = [
-        spec.gce_persistent_disk.is_some(),
-        spec.aws_elastic_block_store.is_some(),
-        spec.cinder.is_some(),
-        spec.azure_disk.is_some(),
-        spec.azure_file.is_some(),
-        spec.vsphere_volume.is_some(),
-        spec.portworx_volume.is_some(),
-    ];
-    MIGRATABLE_IN_TREE_SOURCES
-        .iter()
-        .zip(present)
-        .find(|(_, present)| *present)
-        .map(|((field, _), _)| *field)
-}
-
-/// csi-translation-lib's `IsPVMigratable`: the PV has an in-tree source that CSI migration
-/// could translate. (This crate detects such volumes; it does not translate them.)
-pub fn is_pv_migratable(pv: &PersistentVolume) -> bool {
-    pv.spec
-        .as_ref()
-        .and_then(migratable_in_tree_source)
-        .is_some()
-}
-
-/// Whether `driver` is the CSI driver of a migratable in-tree plugin (csi-translation-lib's
-/// `IsMigratedCSIDriverByName`).
-pub fn is_migrated_csi_driver(driver: &str) -> bool {
-    MIGRATABLE_IN_TREE_SOURCES.iter().any(|(_, d)| *d == driver)
 }
 
 /// Whether the VolumeAttachment is marked attached.

@@ -1,12 +1,9 @@
 //! Port of upstream's `pkg/controller/csi_handler_test.go`: `TestCSIHandler` (61 cases),
 //! `TestVolumeAttachmentWithErrorCode` (1), `TestCSIHandlerReconcileVA` (4) and
 //! `TestCSIHandlerReadOnly` (2), with upstream's case names. `TestMarkAsMigrated` is not
-//! ported: it tests the `migrated` label of CSI migration, which is out of scope.
-//!
-//! Cases that depend on CSI migration (a GCE PD PersistentVolume attached or detached) expect
-//! the volume to be reported as unsupported instead; their comments say so. The PV-finalizer
-//! cases with GCE PD volumes need no translation (only the detection of an in-tree source) and
-//! keep upstream's expectations.
+//! ported: it tests the `migrated` label of the CSI call metric, which this attacher does not
+//! add. The CSI migration cases (a GCE PD PersistentVolume attached and detached as the CSI
+//! volume it translates to) keep upstream's expectations.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +22,7 @@ use tonic::{Code, Status};
 
 use super::framework::*;
 use crate::attacher::{Attacher, CsiError};
-use crate::handler::{CsiHandler, CsiHandlerConfig, Handler, UnsupportedMigration};
+use crate::handler::{CsiHandler, CsiHandlerConfig, Handler};
 use crate::kube::{ApiError, KubeClient, KubeListers, resources};
 use crate::lister::VolumeLister;
 use crate::tests::fake::{FakeKube, Verb, resource};
@@ -290,15 +287,6 @@ fn va_forbidden_lowercase() -> ApiError {
     ApiError::forbidden(resources::VOLUME_ATTACHMENTS, "pv1-node1", "mock error")
 }
 
-/// What replaces a successful attach or detach of a volume that needs CSI migration.
-pub(super) fn unsupported_gce_pd() -> String {
-    UnsupportedMigration {
-        persistent_volume: TEST_PV_NAME.to_string(),
-        volume_source: "gcePersistentDisk",
-    }
-    .to_string()
-}
-
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
@@ -398,36 +386,6 @@ fn check_other_pv_finalizers_preserved(kube: &FakeKube) -> Result<(), String> {
     let expected = vec!["foo/bar".to_string(), "bar/baz".to_string()];
     if pv.metadata.finalizers != Some(expected) {
         return Err(format!("PV finalizers: {:?}", pv.metadata.finalizers));
-    }
-    Ok(())
-}
-
-fn check_attach_unsupported(kube: &FakeKube) -> Result<(), String> {
-    let va = server_va(kube)?;
-    let message = va
-        .status
-        .and_then(|s| s.attach_error)
-        .and_then(|e| e.message);
-    if message.as_deref() != Some(unsupported_gce_pd().as_str()) {
-        return Err(format!("attachError: {message:?}"));
-    }
-    if va.metadata.finalizers.is_some() {
-        return Err("a finalizer was added to an unsupported VolumeAttachment".into());
-    }
-    Ok(())
-}
-
-fn check_detach_unsupported(kube: &FakeKube) -> Result<(), String> {
-    let va = server_va(kube)?;
-    let message = va
-        .status
-        .and_then(|s| s.detach_error)
-        .and_then(|e| e.message);
-    if message.as_deref() != Some(unsupported_gce_pd().as_str()) {
-        return Err(format!("detachError: {message:?}"));
-    }
-    if va.metadata.finalizers.as_deref() != Some(&[FIN.to_string()][..]) {
-        return Err("the finalizer of an undetached VolumeAttachment was removed".into());
     }
     Ok(())
 }
@@ -1243,19 +1201,26 @@ fn csi_handler_cases() -> Vec<TestCase> {
             ..Default::default()
         },
         TestCase {
-            // CSI MIGRATION: upstream translates the GCE PD PV and attaches
-            // "projects/UNSPECIFIED/zones/testZone/disks/testpd" with {"partition": ""}.
-            // Translation is out of scope: the volume is reported as unsupported (saved in
-            // attachError, no finalizer added, no CSI call).
             name: "VolumeAttachment with GCEPersistentDiskVolumeSource -> successful attachment",
             initial_objects: vec![gce_pd_pv_with_finalizer().into(), csi_node().into()],
             added_va: Some(va(false, "", None)),
-            expected_actions: vec![va_status_patch_action(
-                va(false, "", None),
-                va_with_attach_error(va(false, "", None), &unsupported_gce_pd()),
+            expected_actions: vec![
+                // Finalizer is saved first
+                va_patch_action(va(false, "", None), va(false, fin(), ann())),
+                va_status_patch_action(va(false, fin(), ann()), va(true, fin(), ann())),
+            ],
+            expected_csi_calls: vec![call(
+                "attach",
+                "projects/UNSPECIFIED/zones/testZone/disks/testpd",
+                TEST_NODE_ID,
+                m(&[("partition", "")]),
+                no_secrets(),
+                READ_WRITE,
+                SUCCESS,
+                NOT_DETACHED,
+                no_metadata(),
+                ms(0),
             )],
-            expected_csi_calls: vec![],
-            additional_check: Some(check_attach_unsupported),
             ..Default::default()
         },
         //
@@ -1827,22 +1792,32 @@ fn csi_handler_cases() -> Vec<TestCase> {
             ..Default::default()
         },
         TestCase {
-            // CSI MIGRATION: upstream translates the GCE PD PV and detaches
-            // "projects/UNSPECIFIED/zones/testZone/disks/testpd" with {"partition": "0"}, then
-            // removes the finalizer. Translation is out of scope: the volume is reported as
-            // unsupported (saved in detachError, the finalizer stays, no CSI call).
             name: "VolumeAttachment with GCEPersistentDiskVolumeSource marked for deletion -> successful detach",
             initial_objects: vec![gce_pd_pv_with_finalizer().into(), csi_node().into()],
             added_va: Some(deleted(va(true, fin(), ann()))),
-            expected_actions: vec![va_status_patch_action(
-                deleted(va(true, fin(), ann())),
-                deleted(va_with_detach_error(
-                    va(true, fin(), ann()),
-                    &unsupported_gce_pd(),
-                )),
+            expected_actions: vec![
+                va_patch_action(
+                    deleted(va(true, fin(), ann())),
+                    deleted(va(true /*attached*/, "", ann())),
+                ),
+                va_status_patch_action(
+                    deleted(va(true, "", ann())),
+                    deleted(va(false /*attached*/, "", ann())),
+                ),
+            ],
+            expected_csi_calls: vec![call(
+                "detach",
+                "projects/UNSPECIFIED/zones/testZone/disks/testpd",
+                TEST_NODE_ID,
+                m(&[("partition", "0")]),
+                no_secrets(),
+                READ_WRITE,
+                SUCCESS,
+                DETACHED,
+                no_metadata(),
+                ms(0),
             )],
-            expected_csi_calls: vec![],
-            additional_check: Some(check_detach_unsupported),
+            additional_check: Some(check_detached),
             ..Default::default()
         },
         //

@@ -1,8 +1,8 @@
 //! Tests of our own (no upstream counterpart): the exact patch bodies on the wire, the patch
 //! algorithms, the handler over the real CSI attacher and a mock driver, ListVolumes paging,
-//! the unsupported-migration report, reconcile of inline volumes, and the fake's modes.
+//! CSI migration (translation errors, handle repair), reconcile of inline volumes, and the fake's modes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +20,7 @@ use k8s_openapi::api::core::v1::{
 use serde_json::{Value, json};
 use tonic::Status;
 
-use super::csi_handler_test::{
-    csi_node, gce_pd_pv_with_finalizer, pv_with_finalizer, unsupported_gce_pd,
-};
+use super::csi_handler_test::{csi_node, gce_pd_pv_with_finalizer, pv_with_finalizer};
 use super::framework::*;
 use crate::attacher::CsiAttacher;
 use crate::controller::AttachController;
@@ -232,27 +230,62 @@ async fn error_code_is_not_saved_with_the_gate_off() {
 }
 
 #[tokio::test]
-async fn unsupported_migration_is_reported_and_nothing_else_happens() {
+async fn in_tree_pv_that_cannot_be_translated_fails_before_any_csi_call() {
     let (mock, conn) = mock_connection().await;
     let kube = FakeKube::new();
-    kube.add_persistent_volume(gce_pd_pv_with_finalizer());
+    // Two zones in different regions: GCE PD cannot name a regional disk for them.
+    let mut pv = gce_pd_pv_with_finalizer();
+    pv.metadata.labels = Some(BTreeMap::from([(
+        "topology.kubernetes.io/zone".to_string(),
+        "us-central1-a__us-east1-b".to_string(),
+    )]));
+    kube.add_persistent_volume(pv);
     kube.add_csi_node(csi_node());
     kube.add_volume_attachment(va(false, "", None));
     let ctrl = real_controller(&kube, conn, None);
 
     let outcome = ctrl.sync_va(VA_NAME).await;
     let err = outcome.error().expect("requeued");
-    assert!(err.is_unsupported());
-    let unsupported = err.unsupported_migration().expect("unsupported");
-    assert_eq!(unsupported.persistent_volume, TEST_PV_NAME);
-    assert_eq!(unsupported.volume_source, "gcePersistentDisk");
     assert_eq!(
         err.to_string(),
-        format!("failed to attach: {}", unsupported_gce_pd())
+        "failed to attach: failed to translate in tree pv to CSI: failed to get region from zones: \
+         multiple or no regions gotten from zones, got: map[us-central1:{} us-east1:{}]"
     );
     assert!(mock.calls_to("ControllerPublishVolume").is_empty());
-    // Only the error was written.
-    assert_eq!(kube.action_count(), 1);
+}
+
+/// The GCE PD handle of a translated in-tree PV has `UNSPECIFIED` for the project: the
+/// reconciler completes it from the node ID before looking it up in ListVolumes' answer.
+#[tokio::test]
+async fn reconcile_repairs_the_gce_pd_volume_handle_with_the_node_id() {
+    let (_mock, conn) = mock_connection().await;
+    let node_id = "projects/project-1/zones/us-central1-c/instances/node1";
+    let kube = FakeKube::new();
+    kube.add_persistent_volume(gce_pd_pv_with_finalizer());
+    let mut node = csi_node();
+    if let Some(driver) = node.spec.drivers.first_mut() {
+        driver.node_id = node_id.to_string();
+    }
+    kube.add_csi_node(node);
+    // Not attached according to the VolumeAttachment, published according to the driver.
+    kube.add_volume_attachment(va(false, FIN, ann()));
+    let published = PublishedNodes::from([(
+        "projects/project-1/zones/testZone/disks/testpd".to_string(),
+        vec![node_id.to_string()],
+    )]);
+    let ctrl = real_controller(&kube, conn.clone(), Some(Arc::new(StaticLister(published))));
+    assert_eq!(
+        ctrl.reconcile_va().await.expect("reconcile"),
+        vec![VA_NAME.to_string()]
+    );
+
+    // Published under the unrepaired handle only: not found, nothing to do.
+    let published = PublishedNodes::from([(
+        "projects/UNSPECIFIED/zones/testZone/disks/testpd".to_string(),
+        vec![node_id.to_string()],
+    )]);
+    let ctrl = real_controller(&kube, conn, Some(Arc::new(StaticLister(published))));
+    assert!(ctrl.reconcile_va().await.expect("reconcile").is_empty());
 }
 
 #[tokio::test]
