@@ -32,7 +32,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass, VolumeAttachment};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::capacity::{
     Capacity, CapacityMetrics, CapacityOptions, KubeCapacityApi, KubeObjectReader, lookup_owner,
@@ -49,6 +49,7 @@ use crate::data_source::{
 };
 use crate::kube::{ApiClient, StoreListers, UID_INDEX, uid_index};
 use crate::metrics::ProvisionMetrics;
+use crate::migration::Migration;
 use crate::node_deployment::{NodeDeploymentConfig, NodeOwner};
 use crate::provision::{DriverCapabilities, NodeDeployment, ProvisionerConfig};
 use crate::snapshot_protection::SnapshotFinalizerSweep;
@@ -408,7 +409,14 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             volume_attributes_class: ctx.features.enabled("VolumeAttributesClass"),
             capabilities,
             node_deployment: node_deployment.clone(),
+            migration: Migration::for_driver(&driver),
         };
+        if let Some(migration) = &config.migration {
+            debug!(
+                v = 2,
+                "Supports migration from in-tree plugin: {}", migration.in_tree_plugin_name
+            );
+        }
 
         let kube = shared.kube();
         let client = kube

@@ -12,9 +12,10 @@ use csi_controller::secrets::{
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, SecretReference};
 use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::csi::{CsiError, VolumeDriver};
+use crate::migration::Migration;
 use crate::provision::{
     ANN_BETA_STORAGE_CLASS, ANN_DELETION_SECRET_NAME, ANN_DELETION_SECRET_NAMESPACE,
     ProvisionerConfig,
@@ -28,6 +29,9 @@ pub enum DeleteError {
     /// The PV has no CSI source.
     #[error("invalid CSI PV")]
     InvalidPv,
+    /// CSI migration: the in-tree PV or its StorageClass could not be translated.
+    #[error("{0}")]
+    Translate(csi_translation::Error),
     /// With `--node-deployment`: the volume is not accessible from this node, another
     /// instance deletes it (upstream's `IgnoredError`: not an error for the PV).
     #[error("PV was not provisioned on this node")]
@@ -91,6 +95,7 @@ pub fn pv_class(pv: &PersistentVolume) -> String {
 pub fn deletion_secret(
     pv: &PersistentVolume,
     classes: &[StorageClass],
+    migration: Option<&Migration>,
 ) -> Result<Option<SecretReference>, DeleteError> {
     let pv_name = pv.metadata.name.clone().unwrap_or_default();
     let annotations = pv.metadata.annotations.clone().unwrap_or_default();
@@ -122,6 +127,19 @@ pub fn deletion_secret(
             "failed to get storageclass: {class_name}, proceeding to delete without secrets. storageclass.storage.k8s.io \"{class_name}\" not found"
         );
         return Ok(None);
+    };
+    // CSI migration: the in-tree class's secret parameters, as the driver knows them.
+    let translated;
+    let class = match migration.and_then(|m| m.translate_class(class)) {
+        Some(result) => {
+            debug!(
+                v = 2,
+                "translating storage class for in-tree plugin {} to CSI", class.provisioner
+            );
+            translated = result.map_err(DeleteError::Translate)?;
+            &translated
+        }
+        None => class,
     };
     let Some(claim_ref) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
         warn!(
@@ -162,6 +180,23 @@ pub async fn delete_volume(
     driver: &dyn VolumeDriver,
     secrets: &dyn SecretGetter,
 ) -> Result<(), DeleteError> {
+    // CSI migration: an in-tree PV (kube-controller-manager hands its deletion over to the
+    // driver) is deleted as the CSI PV it translates to.
+    let migration = config
+        .migration
+        .as_ref()
+        .filter(|m| m.translator.is_pv_migratable(pv));
+    let translated;
+    let pv = match migration {
+        Some(m) => {
+            translated = m
+                .translator
+                .translate_in_tree_pv_to_csi(pv)
+                .map_err(DeleteError::Translate)?;
+            &translated
+        }
+        None => pv,
+    };
     let csi = pv
         .spec
         .as_ref()
@@ -192,7 +227,7 @@ pub async fn delete_volume(
         volume_id: csi.volume_handle.clone(),
         ..Default::default()
     };
-    if let Some(reference) = deletion_secret(pv, classes)? {
+    if let Some(reference) = deletion_secret(pv, classes, migration)? {
         match secret_data(secrets, &reference).await {
             Ok(data) => request.secrets = data.into_map(),
             Err(e) => error!("failed to get credentials for volume {pv_name}: {e}"),

@@ -24,9 +24,9 @@
 //! - [`kube`]: the cache reads and API calls, behind traits; [`csi`]: the CSI calls.
 //! - [`component`]: upstream's flags, the start-up checks, the watches and workers.
 //!
-//! Not supported: CSI migration of in-tree volumes. A claim that names an in-tree provisioner
-//! is not ours ([`ProvisionError::NotOurs`]); an in-tree PV fails [`delete_volume`] as
-//! upstream's does without a CSI source ([`DeleteError::InvalidPv`]).
+//! CSI migration ([`migration`]): a driver that replaced an in-tree plugin provisions claims of
+//! that plugin's StorageClasses (translated to its parameters), writes their PVs in the in-tree
+//! form, and deletes in-tree PVs through their CSI translation, as upstream does.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -40,6 +40,7 @@ pub mod data_source;
 pub mod delete;
 pub mod kube;
 pub mod metrics;
+pub mod migration;
 pub mod node_deployment;
 pub mod params;
 pub mod provision;

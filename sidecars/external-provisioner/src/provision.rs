@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 
 use crate::csi::{CsiError, VolumeDriver};
 use crate::data_source::{DataSourceRef, DataSources, ReferenceError};
+use crate::migration::Migration;
 use crate::params::{self, ParamsError};
 use crate::source::{SourceError, clone_source};
 use crate::topology::{
@@ -162,6 +163,20 @@ pub struct ProvisionerConfig {
     pub capabilities: DriverCapabilities,
     /// `--node-deployment`: this node's name and accessible topology (from `NodeGetInfo`).
     pub node_deployment: Option<NodeDeployment>,
+    /// CSI migration: the in-tree plugin the driver replaced, when it replaced one.
+    pub migration: Option<Migration>,
+}
+
+impl ProvisionerConfig {
+    /// The library's `knownProvisioner`: the driver, or the in-tree plugin it replaced
+    /// (`AdditionalProvisionerNames`).
+    pub fn known_provisioner(&self, name: &str) -> bool {
+        name == self.driver_name
+            || self
+                .migration
+                .as_ref()
+                .is_some_and(|m| m.in_tree_plugin_name == name)
+    }
 }
 
 /// The node a `--node-deployment` provisioner runs on.
@@ -307,6 +322,18 @@ pub enum ProvisionError {
         /// Ours.
         driver: String,
     },
+    /// CSI migration: the in-tree StorageClass could not be translated.
+    #[error("failed to translate storage class: {0}")]
+    TranslateStorageClass(csi_translation::Error),
+    /// CSI migration: the provisioned CSI PV could not be written back in the in-tree form; the
+    /// volume was deleted (or not: `cleanup`, and the claim keeps being retried).
+    #[error("{error}")]
+    TranslatePv {
+        /// Why.
+        error: csi_translation::Error,
+        /// Why the volume could not be deleted.
+        cleanup: Option<CsiError>,
+    },
     /// `CreateVolume` failed.
     #[error("{error}")]
     CreateVolume {
@@ -359,7 +386,12 @@ impl ProvisionError {
             | Selector
             | Params(_)
             | StripParameters(_)
-            | VolumeAttributesClassDriver { .. } => ProvisioningState::Finished,
+            | VolumeAttributesClassDriver { .. }
+            | TranslateStorageClass(_)
+            | TranslatePv { cleanup: None, .. } => ProvisioningState::Finished,
+            TranslatePv {
+                cleanup: Some(_), ..
+            } => ProvisioningState::InBackground,
             TopologyNotFound(_) => ProvisioningState::Reschedule,
             NotResponsible { .. }
             | Topology(_)
@@ -442,6 +474,9 @@ pub struct Prepared {
     pub deletion_secret: Option<SecretReference>,
     /// The controller-modify secret, if any.
     pub modify_secret: Option<SecretReference>,
+    /// CSI migration: the StorageClass was the in-tree plugin's and was translated; the PV is
+    /// written back in the in-tree form.
+    pub migrated: bool,
 }
 
 fn annotation<'a>(claim: &'a PersistentVolumeClaim, key: &str) -> Option<&'a str> {
@@ -514,9 +549,27 @@ pub async fn prepare(
     memo: &mut TopologyMemo,
 ) -> Result<Prepared, ProvisionError> {
     let claim = options.claim;
-    let class = options.storage_class;
     let caps = &config.capabilities;
     let claim_name = claim.metadata.name.clone().unwrap_or_default();
+    let (class, migrated) = match config
+        .migration
+        .as_ref()
+        .and_then(|m| m.translate_class(options.storage_class))
+    {
+        Some(translated) => {
+            debug!(
+                v = 2,
+                "translating storage class for in-tree plugin {} to CSI",
+                options.storage_class.provisioner
+            );
+            (
+                std::borrow::Cow::Owned(translated.map_err(ProvisionError::TranslateStorageClass)?),
+                true,
+            )
+        }
+        None => (std::borrow::Cow::Borrowed(options.storage_class), false),
+    };
+    let class: &StorageClass = &class;
 
     let (mut needs_snapshot, mut needs_clone) = (false, false);
     let reference = match options.data_source {
@@ -719,6 +772,7 @@ pub async fn prepare(
         csi_source,
         deletion_secret: provisioner_secret,
         modify_secret,
+        migrated,
     })
 }
 
@@ -798,7 +852,30 @@ pub async fn provision(
         });
     }
 
-    let pv = build_pv(config, options, prepared, &response, capacity);
+    let migrated = prepared.migrated;
+    let cleanup_request = DeleteVolumeRequest {
+        volume_id: volume.volume_id.clone(),
+        secrets: prepared.request.secrets.clone(),
+    };
+    let mut pv = build_pv(config, options, prepared, &response, capacity);
+    if migrated && let Some(migration) = &config.migration {
+        pv = match migration.translator.translate_csi_pv_to_in_tree(&pv) {
+            Ok(pv) => pv,
+            Err(error) => {
+                warn!(
+                    "failed to translate CSI PV to in-tree due to: {error}. Deleting provisioned PV"
+                );
+                let cleanup = driver
+                    .delete_volume(cleanup_request, config.timeout)
+                    .await
+                    .err();
+                if let Some(e) = &cleanup {
+                    warn!("failed to delete partly provisioned PV: {e}");
+                }
+                return Err(ProvisionError::TranslatePv { error, cleanup });
+            }
+        };
+    }
     if config.capabilities.topology {
         memo.forget(&uid);
     }

@@ -231,7 +231,7 @@ impl ProvisionController {
         }
         let provisioner = annotation(claim, ANN_STORAGE_PROVISIONER)
             .or_else(|| annotation(claim, ANN_BETA_STORAGE_PROVISIONER));
-        if provisioner != Some(self.config.driver_name.as_str()) {
+        if !provisioner.is_some_and(|p| self.config.known_provisioner(p)) {
             return Ok(false);
         }
         let class = self.storage_class(claim)?;
@@ -270,7 +270,7 @@ impl ProvisionController {
                 return (ProvisioningState::Finished, Attempt::Failed(err));
             }
         };
-        if class.provisioner != self.config.driver_name {
+        if !self.config.known_provisioner(&class.provisioner) {
             error!(
                 PVC = claim_name(claim),
                 provisioner = class.provisioner,

@@ -124,14 +124,14 @@ impl ProvisionController {
     /// `pv.kubernetes.io/migrated-to`) names this driver; without the annotation, a CSI PV of
     /// this driver (a static one, for the finalizer).
     pub fn is_provisioner_for_volume(&self, pv: &PersistentVolume) -> bool {
-        let driver = self.config.driver_name.as_str();
+        let known = |name: Option<&str>| name.is_some_and(|n| self.config.known_provisioner(n));
         match annotation(pv, ANN_PROVISIONED_BY) {
             Some(provisioned_by) => {
-                provisioned_by == driver || annotation(pv, ANN_MIGRATED_TO) == Some(driver)
+                known(Some(provisioned_by)) || known(annotation(pv, ANN_MIGRATED_TO))
             }
             None => match pv.spec.as_ref().and_then(|s| s.csi.as_ref()) {
-                Some(csi) => csi.driver == driver,
-                None => annotation(pv, ANN_MIGRATED_TO) == Some(driver),
+                Some(csi) => known(Some(&csi.driver)),
+                None => known(annotation(pv, ANN_MIGRATED_TO)),
             },
         }
     }

@@ -119,6 +119,7 @@ fn config(capabilities: DriverCapabilities) -> ProvisionerConfig {
         volume_attributes_class: true,
         capabilities,
         node_deployment: None,
+        migration: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn config() -> ProvisionerConfig {
             ..Default::default()
         },
         node_deployment: None,
+        migration: None,
     }
 }
 

@@ -27,9 +27,9 @@
 //! | `TestProvisionWithTopologyDisabled` | 1 | 1 | `tests::controller_test` | |
 //! | `TestDelete` | 18 | 18 | `tests::delete_test` (17) and, all 18, `controller::tests::delete` | "fail - nil PV" only through the loop (a PV gone): `delete_volume` takes a PV, never nil |
 //! | `TestProvisionFromPVC` | 49 | 49 | `tests::source_test` (27 also with the objects handed in) | |
-//! | `TestProvisionWithMigration` | 9 | — | | out of scope: CSI migration of in-tree volumes |
-//! | `TestDeleteMigration` | 2 | — | | out of scope: CSI migration |
-//! | `TestMarkAsMigrated` | 1 | — | | out of scope: CSI migration |
+//! | `TestProvisionWithMigration` | 9 | 9 | `tests::migration_test` | |
+//! | `TestDeleteMigration` | 2 | 2 | `tests::migration_test` | |
+//! | `TestMarkAsMigrated` | 1 | — | | the `migrated` label of `csi_sidecar_operations_seconds` is not added: one shared connection serves migrated and native volumes |
 //! | **topology_test.go** (all in `tests::topology_test`) | | | | |
 //! | `TestGenerateVolumeNodeAffinity` | 5 | 5 | | |
 //! | `TestStatefulSetSpreading` | 7 (× strict/immediate) | 7 | | |
@@ -72,6 +72,7 @@
 mod controller_test;
 mod delete_test;
 mod driver_name_test;
+mod migration_test;
 mod params_test;
 mod protection_test;
 mod snapshot_test;

@@ -673,6 +673,7 @@ pub(crate) fn config() -> ProvisionerConfig {
             ..Default::default()
         },
         node_deployment: None,
+        migration: None,
     }
 }
 

@@ -618,6 +618,7 @@ impl Case {
                 ..Default::default()
             },
             node_deployment: None,
+            migration: None,
         }
     }
 

@@ -946,6 +946,7 @@ pub fn config() -> ProvisionerConfig {
             ..Default::default()
         },
         node_deployment: None,
+        migration: None,
     }
 }
 

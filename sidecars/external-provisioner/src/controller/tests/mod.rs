@@ -5,7 +5,7 @@
 //! upstream's case names (in each test's doc or table), upstream's expectations (PVs created
 //! and deleted, claims, Events, finalizers, claims in progress, unsaved PVs, metrics) and, in
 //! addition, whether the key is requeued:
-//! - `TestController`: 37 of its 41 cases ([`provision`], [`delete`]; its two identical rows
+//! - `TestController`: 38 of its 41 cases ([`provision`], [`delete`]; its two identical rows
 //!   "ensure finalizer is added on statically provisioned, migrated, in-tree volumes" and "… if
 //!   it is in a Bound state" are one test). The provisioner is
 //!   external-provisioner's: "fails to provision" is a final `CreateVolume` error, "provisional"
@@ -13,7 +13,8 @@
 //!   populator fills, "reschedule" ResourceExhausted with topology and a selected node; PVs to
 //!   delete are CSI PVs. A claim gets in progress only through a failed attempt, so the cases
 //!   that start with a claim in progress count one failure more.
-//! - `TestShouldProvision`: 12 of 13 (the qualifier is the `--node-deployment` node check).
+//! - `TestShouldProvision`: all 13 (the qualifier is the `--node-deployment` node check; "should
+//!   provision based on additionalProvisionerNames" with CSI migration's in-tree name).
 //! - `TestShouldDelete` (7), `TestShouldDeleteWithFinalizer` (4), `TestIsProvisionerForVolume`
 //!   (11), `TestDeleteVolumeErrorHandling` (3).
 //! - `TestAddFinalizer` (4) and `TestRemoveFinalizer` (5): as what `sync_volume` sends for a
@@ -22,7 +23,7 @@
 //! - `TestTopologyParams` (4): as the `CreateVolume` accessibility requirements.
 //! - `TestControllerSharedInformers` (2), `TestInfeasibleRetry` (3).
 //!
-//! 95 library cases in all; 11 not ported (below).
+//! 97 library cases in all; 9 not ported (below).
 //!
 //! From external-provisioner v6.4.0's `controller_test.go`: `TestDelete` (18, through
 //! `sync_volume`: the `DeleteVolume` secrets, `VolumeFailedDelete`, `VolumeDelete` while
@@ -33,10 +34,6 @@
 //! - `TestController` "don't provision, provisioner does not support raw block" and the six
 //!   `TestCanProvision` rows of a provisioner without Block support: external-provisioner
 //!   always supports Block (the driver decides).
-//! - `TestController` "provision for claim-1 with storage class provisioner name distinct from
-//!   controller provisioner name" and `TestShouldProvision` "should provision based on
-//!   additionalProvisionerNames": additional provisioner names exist only for in-tree
-//!   migration, which we do not support.
 //! - `TestController` "try to provision for claim-1 but fail to save the pv object": it runs
 //!   the library's blocking backoff store; external-provisioner uses the queue store, whose
 //!   cases ("PV save backoff: …") are ported.

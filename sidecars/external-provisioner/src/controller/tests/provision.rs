@@ -1311,3 +1311,96 @@ async fn provision_error_handling() {
         }
     }
 }
+
+// ----- additional provisioner names (CSI migration) -------------------------------------------
+
+/// A translation that changes nothing: what these cases check is which claims the loop takes.
+struct Identity;
+
+impl crate::migration::ProvisionerTranslator for Identity {
+    fn translate_in_tree_storage_class_to_csi(
+        &self,
+        _in_tree: &str,
+        class: &StorageClass,
+    ) -> Result<StorageClass, csi_translation::Error> {
+        Ok(class.clone())
+    }
+    fn translate_csi_pv_to_in_tree(
+        &self,
+        pv: &k8s_openapi::api::core::v1::PersistentVolume,
+    ) -> Result<k8s_openapi::api::core::v1::PersistentVolume, csi_translation::Error> {
+        Ok(pv.clone())
+    }
+    fn is_pv_migratable(&self, _pv: &k8s_openapi::api::core::v1::PersistentVolume) -> bool {
+        false
+    }
+    fn translate_in_tree_pv_to_csi(
+        &self,
+        pv: &k8s_openapi::api::core::v1::PersistentVolume,
+    ) -> Result<k8s_openapi::api::core::v1::PersistentVolume, csi_translation::Error> {
+        Ok(pv.clone())
+    }
+}
+
+/// upstream's `provisionerName` of these cases; the in-tree name is `DRIVER` ("foo.bar/baz"),
+/// upstream's additional provisioner name.
+const MOCK_CSI: &str = "csi.com/mock-csi";
+
+fn migrating_harness(migrates: bool) -> Harness {
+    let mut setup = Setup::default();
+    setup.config.driver_name = MOCK_CSI.into();
+    setup.config.migration = migrates.then(|| crate::migration::Migration {
+        in_tree_plugin_name: DRIVER.into(),
+        translator: std::sync::Arc::new(Identity),
+    });
+    setup.build()
+}
+
+/// `TestController` "provision for claim-1 with storage class provisioner name distinct from
+/// controller provisioner name" and `TestShouldProvision` "should provision based on
+/// additionalProvisionerNames": the in-tree plugin a driver replaced is the loop's additional
+/// provisioner name (upstream's `AdditionalProvisionerNames`). external-provisioner's own check
+/// also wants the claim handed to the driver, which kube-controller-manager does with
+/// `pv.kubernetes.io/migrated-to`. Without migration the same claim is not provisioned.
+#[tokio::test]
+async fn provision_for_claim_1_with_storage_class_provisioner_name_distinct_from_controller_provisioner_name()
+ {
+    let claim = new_claim(
+        "claim-1",
+        "uid-1-1",
+        "class-1",
+        DRIVER,
+        "",
+        &[(crate::provision::ANN_MIGRATED_TO, MOCK_CSI)],
+    );
+    let class1 = new_storage_class("class-1", DRIVER);
+
+    let h = migrating_harness(true);
+    h.cluster.add_class(class1.clone());
+    h.cluster.add_claim(claim.clone());
+    assert_eq!(h.sync_claims().await, vec![Outcome::Forget]);
+    assert_eq!(h.cluster.volume_names(), vec!["pvc-uid-1-1"]);
+    let pv = h.cluster.volume_on_server("pvc-uid-1-1").unwrap();
+    assert_eq!(
+        pv.metadata.annotations.as_ref().unwrap()[ANN_PROVISIONED_BY],
+        DRIVER
+    );
+    assert_eq!(
+        pv.spec.as_ref().unwrap().csi.as_ref().unwrap().driver,
+        MOCK_CSI
+    );
+    assert_eq!(
+        h.metrics(),
+        TestMetrics {
+            provisioned: counts(&[("class-1", 1, 0)]),
+            ..Default::default()
+        }
+    );
+
+    let h = migrating_harness(false);
+    h.cluster.add_class(class1);
+    h.cluster.add_claim(claim);
+    h.sync_claims().await;
+    assert_eq!(h.cluster.volume_names(), Vec::<String>::new());
+    assert!(h.driver.created_names().is_empty());
+}
