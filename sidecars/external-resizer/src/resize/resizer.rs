@@ -3,9 +3,9 @@
 //! [`TrivialResizer`], for drivers that expand only on the node, reports the requested size
 //! with node expansion required; [`new_resizer`] picks one from the driver's capabilities.
 //!
-//! Not supported: CSI migration of in-tree volumes (csi-translation-lib). An in-tree PV is
-//! never ours ([`Resizer::can_support`] is false), as upstream with a driver that is not a
-//! migration target.
+//! CSI migration: a driver that replaced an in-tree plugin also expands that plugin's PVs when
+//! kube-controller-manager handed the claim to it (`volume.kubernetes.io/storage-resizer` is the
+//! driver), through the CSI PV `csi-translation` makes of them, as upstream does.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use tonic::Code;
 use tracing::{debug, info};
 
 use super::csi::{CsiError, ExpandDriver};
-use super::util::{bytes_to_quantity, quantity_value};
+use super::util::{ANN_VOLUME_RESIZER, bytes_to_quantity, quantity_value};
 
 /// The outcome of a successful expansion.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +146,23 @@ pub async fn new_resizer(
 }
 
 /// Whether `pv` is a CSI volume of `driver` (both resizers' `CanSupport`).
+/// Upstream's `CanSupport` of both resizers: a CSI PV of `driver`, or any PV of a claim that
+/// kube-controller-manager handed to `driver` by CSI migration (its resizer annotation is the
+/// driver rather than the in-tree plugin).
+fn supports(driver: &str, pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+    let resizer = claim
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_VOLUME_RESIZER));
+    if csi_translation::is_migrated_csi_driver_by_name(driver)
+        && resizer.map(String::as_str) == Some(driver)
+    {
+        return true;
+    }
+    is_csi_volume_of(pv, driver)
+}
+
 fn is_csi_volume_of(pv: &PersistentVolume, driver: &str) -> bool {
     match pv.spec.as_ref().and_then(|s| s.csi.as_ref()) {
         None => {
@@ -207,8 +224,8 @@ impl Resizer for CsiResizer {
         true
     }
 
-    fn can_support(&self, pv: &PersistentVolume, _claim: &PersistentVolumeClaim) -> bool {
-        is_csi_volume_of(pv, &self.name)
+    fn can_support(&self, pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+        supports(&self.name, pv, claim)
     }
 
     fn resize<'a>(
@@ -218,7 +235,18 @@ impl Resizer for CsiResizer {
     ) -> BoxFuture<'a, Result<Resized, ResizeError>> {
         Box::pin(async move {
             let pv_name = pv.metadata.name.clone().unwrap_or_default();
-            let spec = pv.spec.clone().unwrap_or_default();
+            let mut spec = pv.spec.clone().unwrap_or_default();
+            if spec.csi.is_none() {
+                if !csi_translation::is_migrated_csi_driver_by_name(&self.name) {
+                    return Err(ResizeError::Other(format!(
+                        "volume {pv_name} is not migrated to CSI"
+                    )));
+                }
+                let translated = csi_translation::translate_in_tree_pv_to_csi(pv).map_err(|e| {
+                    ResizeError::Other(format!("failed to translate persistent volume: {e}"))
+                })?;
+                spec = translated.spec.unwrap_or_default();
+            }
             let Some(source) = spec.csi.as_ref() else {
                 return Err(ResizeError::Other(format!(
                     "volume {pv_name} is not migrated to CSI"
@@ -283,8 +311,8 @@ impl Resizer for TrivialResizer {
         false
     }
 
-    fn can_support(&self, pv: &PersistentVolume, _claim: &PersistentVolumeClaim) -> bool {
-        is_csi_volume_of(pv, &self.name)
+    fn can_support(&self, pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+        supports(&self.name, pv, claim)
     }
 
     fn resize<'a>(

@@ -182,19 +182,29 @@ fn create_pvc(resizer_name: &str) -> PersistentVolumeClaim {
 
 #[tokio::test]
 async fn test_resize_migrated_pv() {
-    // Ours: no CSI migration, so every in-tree PV fails as upstream's "unknown driver" case.
-    for (name, driver_name, pv) in [
+    // (name, driver, PV, node resize required, error)
+    for (name, driver_name, pv, node_resize_required, err) in [
         (
             "Test AWS EBS CSI Driver",
             "ebs.csi.aws.com",
             create_in_tree_ebs_pv(1),
+            true,
+            None,
         ),
         (
             "Test GCE PD Driver",
             "pd.csi.storage.gke.io",
             create_in_tree_gce_pd_pv(1),
+            true,
+            None,
         ),
-        ("Test unknonwn driver", "unknown", create_in_tree_ebs_pv(1)),
+        (
+            "Test unknonwn driver",
+            "unknown",
+            create_in_tree_ebs_pv(1),
+            true,
+            Some("volume testEBSPV is not migrated to CSI"),
+        ),
     ] {
         let driver = FakeDriver::new(true, true, true, true);
         let resizer = new_resizer(
@@ -205,14 +215,23 @@ async fn test_resize_migrated_pv() {
         )
         .await
         .unwrap();
-        let err = resizer.resize(&pv, &quantity_gb(2)).await.unwrap_err();
-        let pv_name = pv.metadata.name.clone().unwrap();
-        assert_eq!(
-            err.to_string(),
-            format!("volume {pv_name} is not migrated to CSI"),
-            "{name}"
-        );
-        assert_eq!(driver.expand_count(), 0, "{name}");
+        let expected_size = quantity_gb(2);
+        let result = resizer.resize(&pv, &expected_size).await;
+        match err {
+            Some(err) => {
+                assert_eq!(result.unwrap_err().to_string(), err, "{name}");
+                assert_eq!(driver.expand_count(), 0, "{name}");
+            }
+            None => {
+                let resized = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(resized.size, expected_size, "{name}");
+                assert_eq!(
+                    resized.node_expansion_required, node_resize_required,
+                    "{name}"
+                );
+                assert_eq!(driver.expand_count(), 1, "{name}");
+            }
+        }
     }
 }
 
@@ -427,32 +446,34 @@ fn test_get_volume_capabilities() {
 
 #[tokio::test]
 async fn test_can_support() {
-    // Ours: in-tree PVs are never supported (no CSI migration); upstream supports the first and
-    // the third.
-    for (name, driver_name, pv, resizer_annotation) in [
+    for (name, driver_name, pv, resizer_annotation, can_support) in [
         (
             "EBS PV/PVC is supported",
             "ebs.csi.aws.com",
             create_in_tree_ebs_pv(1),
             "ebs.csi.aws.com",
+            true,
         ),
         (
             "EBS PV/PVC is not supported when migartion is disabled",
             "ebs.csi.aws.com",
             create_in_tree_ebs_pv(1),
             "kubernetes.io/aws-ebs",
+            false,
         ),
         (
             "PD PV/PVC is supported",
             "pd.csi.storage.gke.io",
             create_in_tree_gce_pd_pv(1),
             "pd.csi.storage.gke.io",
+            true,
         ),
         (
             "unknown PV/PVC is not supported",
             "ebs.csi.aws.com",
             create_in_tree_ebs_pv(1),
             "unknown",
+            false,
         ),
     ] {
         let resizer: Arc<dyn Resizer> = new_resizer(
@@ -463,8 +484,9 @@ async fn test_can_support() {
         )
         .await
         .unwrap();
-        assert!(
-            !resizer.can_support(&pv, &create_pvc(resizer_annotation)),
+        assert_eq!(
+            resizer.can_support(&pv, &create_pvc(resizer_annotation)),
+            can_support,
             "{name}"
         );
     }

@@ -18,10 +18,6 @@
 //!   path skipped it for Conflicts). `TestController`'s "PV nodeExpand Complete" finishes the
 //!   expansion with `markOverallExpansionAsFinished` instead of the legacy
 //!   `markPVCResizeFinished`.
-//! - CSI migration of in-tree volumes is not supported: `TestResizeMigratedPV` expects every
-//!   in-tree PV to fail with `volume <name> is not migrated to CSI` (upstream's error for a
-//!   driver that is not a migration target) and `TestCanSupport` expects in-tree PVs to be
-//!   unsupported.
 //! - Upstream's tests run informers for two seconds; here a test calls `sync_pvc` itself, and
 //!   the fake cluster writes patched objects back into the caches, as upstream's controller
 //!   does with `claims.Update`.
