@@ -44,6 +44,27 @@ impl Sandbox {
     /// A namespace `e2e-<prefix>-…`, the manifest `rbac` applied into it, and a driver started
     /// with `options` (its name is set here).
     pub async fn new(prefix: &str, rbac: &Path, options: DriverOptions) -> anyhow::Result<Sandbox> {
+        Self::create(prefix, rbac, options, None).await
+    }
+
+    /// As [`Sandbox::new`], with the driver named as `options` says: for a name that matters,
+    /// such as the CSI driver of a migrated in-tree plugin (`ebs.csi.aws.com`). Two tests with
+    /// one such name must not run at the same time.
+    pub async fn with_driver_name(
+        prefix: &str,
+        rbac: &Path,
+        options: DriverOptions,
+    ) -> anyhow::Result<Sandbox> {
+        let name = options.driver_name.clone();
+        Self::create(prefix, rbac, options, Some(name)).await
+    }
+
+    async fn create(
+        prefix: &str,
+        rbac: &Path,
+        options: DriverOptions,
+        driver_name: Option<String>,
+    ) -> anyhow::Result<Sandbox> {
         let env = E2eEnv::from_env()?;
         let admin = env.admin().await?;
         let ns = TestNamespace::create(&admin, prefix).await?;
@@ -54,7 +75,7 @@ impl Sandbox {
                 return Err(err);
             }
         };
-        let driver_name = format!("{}.csi.e2e.k8s.io", ns.name);
+        let driver_name = driver_name.unwrap_or_else(|| format!("{}.csi.e2e.k8s.io", ns.name));
         let rest = async {
             let account = rbac.service_account()?.to_string();
             let dir = tempfile::tempdir()?;
