@@ -58,6 +58,12 @@ pub trait InTreePlugin: Sync + std::fmt::Debug {
     }
 }
 
+/// GCE PD's region parser, for the topology tests.
+#[cfg(test)]
+pub(crate) fn gce_region_parser() -> crate::topology::RegionParser {
+    gce_pd::gce_get_region_from_zones
+}
+
 /// Every plugin `csi-translation-lib` knows.
 pub static ALL: &[&dyn InTreePlugin] = &[
     &gce_pd::GcePersistentDisk,

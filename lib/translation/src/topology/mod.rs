@@ -71,15 +71,16 @@ pub(crate) fn get_topology_values(pv: &PersistentVolume, key: &str) -> Vec<Strin
 }
 
 /// Adds `key In zones` (trimmed, non-empty, distinct, sorted) to every node selector term,
-/// creating the node affinity when there is none. Does nothing without a valid zone.
-pub(crate) fn add_topology(pv: &mut PersistentVolume, key: &str, zones: &[&str]) {
+/// creating the node affinity when there is none; an error (and nothing done) without a valid
+/// zone. The translations ignore that error, as upstream's do.
+pub(crate) fn add_topology(pv: &mut PersistentVolume, key: &str, zones: &[&str]) -> Result<()> {
     let zones: BTreeSet<String> = zones
         .iter()
         .map(|z| z.trim_matches(is_go_space).to_owned())
         .filter(|z| !z.is_empty())
         .collect();
     if zones.is_empty() {
-        return;
+        return Err(Error::new("there are no valid zones to add to pv"));
     }
     let spec = pv.spec.get_or_insert_with(Default::default);
     let affinity = spec
@@ -99,6 +100,7 @@ pub(crate) fn add_topology(pv: &mut PersistentVolume, key: &str, zones: &[&str])
             .get_or_insert_with(Vec::new)
             .push(requirement.clone());
     }
+    Ok(())
 }
 
 /// Go's `unicode.IsSpace`, which `strings.TrimSpace` trims.
@@ -155,7 +157,7 @@ pub(crate) fn translate_topology_from_in_tree_to_csi(pv: &mut PersistentVolume, 
         replace_topology(pv, zone_label, csi_key);
     } else if let Some(value) = label(pv, zone_label).cloned() {
         let zones: Vec<&str> = value.split(LABEL_MULTI_ZONE_DELIMITER).collect();
-        add_topology(pv, csi_key, &zones);
+        let _ = add_topology(pv, csi_key, &zones);
     }
     if region_label == LABEL_FAILURE_DOMAIN_BETA_REGION
         && !get_topology_values(pv, region_label).is_empty()
@@ -280,7 +282,7 @@ pub(crate) fn translate_topology_from_in_tree_vsphere_to_csi(
         } else if let Some(value) = label(pv, label_key).cloned()
             && !value.is_empty()
         {
-            add_topology(pv, csi_key, &[value.as_str()]);
+            let _ = add_topology(pv, csi_key, &[value.as_str()]);
         }
     }
 }
@@ -302,3 +304,6 @@ pub(crate) fn translate_topology_from_csi_to_in_tree_vsphere(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
