@@ -75,6 +75,11 @@ pub static ALL: &[&dyn InTreePlugin] = &[
     &portworx::Portworx,
 ];
 
+/// The plugin of a migrated CSI driver.
+pub fn by_csi_name(driver: &str) -> Option<&'static dyn InTreePlugin> {
+    ALL.iter().copied().find(|p| p.csi_plugin_name() == driver)
+}
+
 /// StorageClass parameter names (compared in lower case).
 pub(crate) const FS_TYPE_KEY: &str = "fstype";
 pub(crate) const CSI_FS_TYPE_KEY: &str = "csi.storage.k8s.io/fstype";
