@@ -227,3 +227,7 @@ fn replace_failure_domains_to_csi(terms: Vec<TopologySelectorTerm>) -> Vec<Topol
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "azure_disk_tests.rs"]
+mod tests;

@@ -45,21 +45,25 @@ fn secret_ref(name: &str, namespace: &str) -> SecretReference {
     }
 }
 
-/// The storage account of a secret name, or the secret name itself when it has another form.
-fn storage_account_name(secret_name: &str) -> String {
-    match SECRET_NAME_FORMAT_RE
+/// The storage account of a secret name `azure-storage-account-<account>-secret`.
+fn get_storage_account_name(secret_name: &str) -> Result<String> {
+    SECRET_NAME_FORMAT_RE
         .captures(secret_name)
         .and_then(|c| c.get(1))
-    {
-        Some(account) => account.as_str().to_owned(),
-        None => {
-            tracing::debug!(
-                secret_name,
-                "could not get account name from the secret name, correct format: {SECRET_NAME_FORMAT}"
-            );
-            secret_name.to_owned()
-        }
-    }
+        .map(|account| account.as_str().to_owned())
+        .ok_or_else(|| {
+            Error::new(format!(
+                "could not get account name from {secret_name}, correct format: {SECRET_NAME_FORMAT}"
+            ))
+        })
+}
+
+/// The storage account of a secret name, or the secret name itself when it has another form.
+fn storage_account_name(secret_name: &str) -> String {
+    get_storage_account_name(secret_name).unwrap_or_else(|err| {
+        tracing::debug!(secret_name, %err, "getStorageAccountName returned with error");
+        secret_name.to_owned()
+    })
 }
 
 impl InTreePlugin for AzureFile {
@@ -176,7 +180,7 @@ impl InTreePlugin for AzureFile {
             source.secret_namespace = Some(go::str(&secret.namespace).to_owned());
         }
         if source.share_name.is_empty() || source.secret_name.is_empty() {
-            let (rg, account, share) = get_file_share_info(&csi.volume_handle)?;
+            let (rg, account, share, _) = get_file_share_info(&csi.volume_handle)?;
             if source.share_name.is_empty() {
                 source.share_name = share;
             }
@@ -215,8 +219,8 @@ impl InTreePlugin for AzureFile {
     }
 }
 
-/// Resource group, storage account and share of a CSI volume handle.
-fn get_file_share_info(id: &str) -> Result<(String, String, String)> {
+/// Resource group, storage account, share and disk name of a CSI volume handle.
+fn get_file_share_info(id: &str) -> Result<(String, String, String, String)> {
     let segments: Vec<&str> = id.split('#').collect();
     if segments.len() < 3 {
         return Err(Error::new(format!(
@@ -228,5 +232,10 @@ fn get_file_share_info(id: &str) -> Result<(String, String, String)> {
         segments[0].to_owned(),
         segments[1].to_owned(),
         segments[2].to_owned(),
+        segments.get(3).copied().unwrap_or_default().to_owned(),
     ))
 }
+
+#[cfg(test)]
+#[path = "azure_file_tests.rs"]
+mod tests;
