@@ -487,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn the_attacher_rbac_is_upstreams_plus_events() {
+    fn the_attacher_rbac_is_upstreams() {
         let root = crate::project_root();
         let source = "sidecars/external-attacher/deploy/rbac.yaml";
         let text = fs::read_to_string(root.join(source)).unwrap();
@@ -515,7 +515,6 @@ mod tests {
                     &["volumeattachments/status"],
                     &["patch"]
                 ),
-                rule(&[""], &["events"], &["create", "patch"]),
             ]
         );
         assert_eq!(
