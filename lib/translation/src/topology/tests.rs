@@ -2,6 +2,9 @@
 //! `TestTranslateTopologyFromCSIToInTree` (9), `TestTranslateTopologyFromInTreeToCSI` (2),
 //! `TestTranslateAllowedTopologies` (4), `TestAddTopology` (4), `TestReplaceTopology` (4).
 
+// The tables are tuples, as upstream's are anonymous structs.
+#![allow(clippy::type_complexity)]
+
 use k8s_openapi::api::core::v1::{NodeSelectorTerm, PersistentVolume, TopologySelectorTerm};
 use serde_json::{Value, json};
 
