@@ -10,12 +10,12 @@
 //!   the translated parameters and writes an in-tree PV, which kube-controller-manager binds;
 //!   deleting the claim deletes the volume through the translation again.
 //!
-//! AWS EBS rather than GCE PD: GCE PD volume handles are `projects/…/disks/<name>`, while the
+//! AWS EBS for the whole flow rather than GCE PD: GCE PD volume handles are `projects/…/disks/<name>`, while the
 //! mock driver's volume IDs are counters, so it would answer NotFound to a translated GCE PD
 //! handle and its new volumes could not be written back as GCE PD PVs (csi-translation-lib
 //! fails on a handle without six parts, and so do we; `csi-translation`'s oracle test covers
-//! every GCE PD rule). The driver's name is fixed by the translation, so only this test may use
-//! it.
+//! every GCE PD rule); `gce_pd_volumes_reach_the_driver_in_gce_pd_form` follows GCE PD as far as
+//! the mock driver can. A driver's name is fixed by the translation, so only one test uses each.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +34,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const DRIVER: &str = "ebs.csi.aws.com";
+const GCE_DRIVER: &str = "pd.csi.storage.gke.io";
 const IN_TREE: &str = "kubernetes.io/aws-ebs";
 /// external-attacher's finalizer for the driver.
 const ATTACHER_FINALIZER: &str = "external-attacher/ebs-csi-aws-com";
@@ -60,6 +61,7 @@ struct Test<'a> {
     sandbox: &'a Sandbox,
     node: String,
     sidecars: ChildProcess,
+    driver: &'static str,
 }
 
 impl Test<'_> {
@@ -76,7 +78,7 @@ impl Test<'_> {
             "--- events in {} ---\n{}\n--- VolumeAttachments ---\n{}\n--- driver log (tail) ---\n{}\n--- csi-sidecars ({}) log (tail) ---\n{}",
             self.ns(),
             describe_events(&self.admin(), self.ns()).await,
-            describe_volume_attachments(&self.admin(), DRIVER).await,
+            describe_volume_attachments(&self.admin(), self.driver).await,
             tail(&self.sandbox.driver.logs(), 60),
             if has_exited(&self.sidecars) {
                 "exited"
@@ -315,8 +317,155 @@ impl Test<'_> {
     }
 }
 
+impl Test<'_> {
+    async fn gce_pd_attach(&self) -> anyhow::Result<()> {
+        let pv_name = format!("{}-gce", self.ns());
+        // kube-controller-manager runs one attach per volume name at a time, and waits two
+        // minutes for one that fails: a disk name of its own keeps runs apart.
+        let disk = format!("{}-disk", self.ns());
+        self.create(
+            &Api::<PersistentVolume>::all(self.admin()),
+            json!({
+                "metadata": {"name": pv_name, "labels": {"topology.kubernetes.io/zone": "us-central1-a"}},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "claimRef": {"namespace": self.ns(), "name": "gce"},
+                    "gcePersistentDisk": {"pdName": disk, "fsType": "ext4"},
+                }
+            }),
+        )
+        .await?;
+        self.create(
+            &Api::<PersistentVolumeClaim>::namespaced(self.admin(), self.ns()),
+            json!({
+                "metadata": {"name": "gce"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                }
+            }),
+        )
+        .await?;
+        self.wait_bound("gce").await?;
+        create_pod_on_node(&self.admin(), self.ns(), "gce-pod", &self.node, "gce").await?;
+        let handle = format!("projects/UNSPECIFIED/zones/us-central1-a/disks/{disk}");
+        let va = wait_until(
+            &format!("the VolumeAttachment of the GCE PD PV {pv_name} to fail attaching"),
+            WAIT,
+            || async {
+                let vas = volume_attachments_of(&self.admin(), &pv_name).await.ok()?;
+                let va = vas.first()?;
+                let error = va.status.as_ref()?.attach_error.as_ref()?.message.clone()?;
+                Some((va.clone(), error))
+            },
+            || self.diagnostics(),
+        )
+        .await?;
+        ensure!(
+            va.0.spec.attacher == GCE_DRIVER,
+            "attacher {}",
+            va.0.spec.attacher
+        );
+        ensure!(
+            va.1 == format!("rpc error: code = NotFound desc = {handle}"),
+            "attachError: {}",
+            va.1
+        );
+        let publish = self
+            .sandbox
+            .driver
+            .grpc_calls()
+            .into_iter()
+            .find(|c| c.short_method() == "ControllerPublishVolume")
+            .context("no ControllerPublishVolume")?;
+        ensure!(
+            publish.request["volume_id"] == handle.as_str()
+                && publish.request["node_id"] == GCE_DRIVER
+                && publish.request["volume_context"] == json!({"partition": ""}),
+            "ControllerPublishVolume of the translated GCE PD volume: {}",
+            publish.request
+        );
+        force_delete_pod(&self.admin(), self.ns(), "gce-pod").await
+    }
+
+    async fn gce_pd_provision(&self, class: &str) -> anyhow::Result<()> {
+        self.create(
+            &Api::<StorageClass>::all(self.admin()),
+            json!({
+                "metadata": {"name": class},
+                "provisioner": "kubernetes.io/gce-pd",
+                "parameters": {"type": "pd-ssd", "fsType": "ext4"},
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "Immediate",
+            }),
+        )
+        .await?;
+        self.create(
+            &Api::<PersistentVolumeClaim>::namespaced(self.admin(), self.ns()),
+            json!({
+                "metadata": {"name": "gce-dynamic"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": class,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                }
+            }),
+        )
+        .await?;
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.admin(), self.ns());
+        let message = wait_until(
+            "a ProvisioningFailed Event on the GCE PD claim",
+            WAIT,
+            || async {
+                events
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .find(|e| {
+                        e.involved_object.name.as_deref() == Some("gce-dynamic")
+                            && e.reason.as_deref() == Some("ProvisioningFailed")
+                    })?
+                    .message
+            },
+            || self.diagnostics(),
+        )
+        .await?;
+        ensure!(
+            message == "failed to get id components.Got: 1, wanted 6 components or more. ",
+            "ProvisioningFailed: {message}"
+        );
+        let calls = self.sandbox.driver.grpc_calls();
+        let create = calls
+            .iter()
+            .find(|c| c.short_method() == "CreateVolume")
+            .context("no CreateVolume")?;
+        ensure!(
+            create.request["parameters"] == json!({"type": "pd-ssd"}),
+            "CreateVolume parameters: {}",
+            create.request
+        );
+        let volume_id = create.response["volume"]["volume_id"].clone();
+        ensure!(
+            calls
+                .iter()
+                .any(|c| c.short_method() == "DeleteVolume" && c.request["volume_id"] == volume_id),
+            "the volume {volume_id} that cannot be a GCE PD PV was not deleted:\n{}",
+            self.sandbox.driver.logs()
+        );
+        Ok(())
+    }
+}
+
 /// Removes the test's objects, finalizers included, whatever happened.
-async fn clean_up(sandbox: &Sandbox, node: &str, class: &str) -> anyhow::Result<()> {
+async fn clean_up(sandbox: &Sandbox, driver: &str, node: &str, class: &str) -> anyhow::Result<()> {
     let admin = sandbox.admin.clone();
     let ns = &sandbox.ns.name;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
@@ -328,7 +477,7 @@ async fn clean_up(sandbox: &Sandbox, node: &str, class: &str) -> anyhow::Result<
     let no_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
     let attachments: Api<k8s_openapi::api::storage::v1::VolumeAttachment> = Api::all(admin.clone());
     for va in attachments.list(&ListParams::default()).await?.items {
-        if va.spec.attacher != DRIVER {
+        if va.spec.attacher != driver {
             continue;
         }
         let name = va.metadata.name.unwrap_or_default();
@@ -371,39 +520,55 @@ async fn clean_up(sandbox: &Sandbox, node: &str, class: &str) -> anyhow::Result<
     Ok(())
 }
 
-#[tokio::test]
-async fn migrated_driver_attaches_provisions_and_deletes_in_tree_volumes() -> anyhow::Result<()> {
-    let sandbox = Sandbox::with_driver_name(
-        "migration",
+/// The sandbox of a migrated driver: the mock driver under that name, a node, and
+/// `csi-sidecars --controllers=attacher,provisioner`.
+async fn sandbox(prefix: &str, driver: &'static str) -> anyhow::Result<Sandbox> {
+    Sandbox::with_driver_name(
+        prefix,
         &sidecars_rbac(),
         DriverOptions {
-            driver_name: DRIVER.to_string(),
+            driver_name: driver.to_string(),
             attach: true,
             ..DriverOptions::default()
         },
     )
-    .await?;
+    .await
+}
+
+async fn start<'a>(sandbox: &'a Sandbox, node: &str) -> anyhow::Result<Test<'a>> {
+    let driver: &'static str = match sandbox.driver_name() {
+        DRIVER => DRIVER,
+        GCE_DRIVER => GCE_DRIVER,
+        other => anyhow::bail!("not a migrated driver here: {other}"),
+    };
+    create_fake_node(&sandbox.admin, node).await?;
+    // The mock driver's node ID is its name.
+    create_csinode(&sandbox.admin, node, driver, driver).await?;
+    let sidecars = ChildProcess::spawn(
+        sandbox.env.binary("csi-sidecars")?,
+        &[
+            format!("--csi-address={}", sandbox.driver.endpoint()),
+            format!("--kubeconfig={}", sandbox.kubeconfig.display()),
+            "--leader-election".to_string(),
+            format!("--leader-election-namespace={}", sandbox.ns.name),
+            "--controllers=attacher,provisioner".to_string(),
+        ],
+    )?;
+    Ok(Test {
+        sandbox,
+        node: node.to_string(),
+        sidecars,
+        driver,
+    })
+}
+
+#[tokio::test]
+async fn migrated_driver_attaches_provisions_and_deletes_in_tree_volumes() -> anyhow::Result<()> {
+    let sandbox = sandbox("migration", DRIVER).await?;
     let node = format!("{}-node", sandbox.ns.name);
     let class = format!("{}-in-tree", sandbox.ns.name);
     let outcome = async {
-        create_fake_node(&sandbox.admin, &node).await?;
-        // The mock driver's node ID is its name.
-        create_csinode(&sandbox.admin, &node, DRIVER, DRIVER).await?;
-        let sidecars = ChildProcess::spawn(
-            sandbox.env.binary("csi-sidecars")?,
-            &[
-                format!("--csi-address={}", sandbox.driver.endpoint()),
-                format!("--kubeconfig={}", sandbox.kubeconfig.display()),
-                "--leader-election".to_string(),
-                format!("--leader-election-namespace={}", sandbox.ns.name),
-                "--controllers=attacher,provisioner".to_string(),
-            ],
-        )?;
-        let test = Test {
-            sandbox: &sandbox,
-            node: node.clone(),
-            sidecars,
-        };
+        let test = start(&sandbox, &node).await?;
         test.attach_and_detach().await?;
         test.provision_and_delete(&class).await?;
         let forbidden = sandbox.env.audit_log()?.forbidden(&sandbox.username())?;
@@ -419,7 +584,32 @@ async fn migrated_driver_attaches_provisions_and_deletes_in_tree_volumes() -> an
         anyhow::Ok(())
     }
     .await;
-    let cleanup = clean_up(&sandbox, &node, &class).await;
+    let cleanup = clean_up(&sandbox, DRIVER, &node, &class).await;
+    let deleted = sandbox.delete().await;
+    outcome?;
+    cleanup?;
+    deleted
+}
+
+/// GCE PD through the same flow, as far as the mock driver can follow: the in-tree PV reaches
+/// `ControllerPublishVolume` as the GCE PD handle `projects/UNSPECIFIED/zones/<zone>/disks/<name>`
+/// (which the mock does not know: the attach error is saved), and a claim of a
+/// `kubernetes.io/gce-pd` StorageClass reaches `CreateVolume` with the translated parameters;
+/// the mock's volume ID is no GCE PD handle, so the PV cannot be written back as a GCE PD PV:
+/// the volume is deleted again and the claim gets upstream's error as a `ProvisioningFailed`
+/// Event.
+#[tokio::test]
+async fn gce_pd_volumes_reach_the_driver_in_gce_pd_form() -> anyhow::Result<()> {
+    let sandbox = sandbox("migration-gce", GCE_DRIVER).await?;
+    let node = format!("{}-node", sandbox.ns.name);
+    let class = format!("{}-gce-pd", sandbox.ns.name);
+    let outcome = async {
+        let test = start(&sandbox, &node).await?;
+        test.gce_pd_attach().await?;
+        test.gce_pd_provision(&class).await
+    }
+    .await;
+    let cleanup = clean_up(&sandbox, GCE_DRIVER, &node, &class).await;
     let deleted = sandbox.delete().await;
     outcome?;
     cleanup?;
