@@ -196,6 +196,30 @@ impl Connection {
         }
     }
 
+    /// A connection to no driver, for a component that has none (the snapshot-controller runs
+    /// in the same runtime as the sidecars but never calls a driver). Nothing is dialled; every
+    /// call fails with `Unavailable`, and [`Connection::lost`] never resolves.
+    pub fn none() -> Connection {
+        let connector = tower::service_fn(|_: http::Uri| async {
+            Err::<TokioIo<UnixStream>, io::Error>(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "this component has no CSI driver",
+            ))
+        });
+        let channel =
+            Endpoint::from_static("http://csi.sock").connect_with_connector_lazy(connector);
+        // The sender is dropped: `lost` waits forever.
+        let (_, lost) = watch::channel(0u64);
+        Connection {
+            channel,
+            path: Arc::new(PathBuf::new()),
+            metrics: None,
+            lost,
+            lost_baseline: 0,
+            max_log_length: None,
+        }
+    }
+
     /// The socket path this connection dials.
     pub fn path(&self) -> &Path {
         &self.path

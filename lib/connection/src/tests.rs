@@ -323,3 +323,17 @@ fn csi_errors_read_and_classify_like_upstream() {
         assert!(is_final_code(code), "{code:?}");
     }
 }
+
+#[tokio::test]
+async fn a_connection_to_no_driver_fails_every_call_and_is_never_lost() {
+    let conn = Connection::none();
+    let err = rpc::get_driver_name(&conn, Some(Duration::from_secs(5)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Rpc { status, .. } if status.code() == tonic::Code::Unavailable),
+        "{err}"
+    );
+    let lost = tokio::time::timeout(Duration::from_millis(100), conn.lost()).await;
+    assert!(lost.is_err(), "a connection to no driver is never lost");
+}

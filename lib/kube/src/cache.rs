@@ -763,6 +763,30 @@ struct Watch<K: Cacheable> {
     shared: Arc<Shared<K>>,
     selector: Selector,
     wait_for_definition: std::sync::atomic::AtomicBool,
+    paged: std::sync::atomic::AtomicBool,
+}
+
+/// How many objects one page of a paged list holds (client-go's pager default).
+pub const LIST_PAGE_SIZE: u32 = 500;
+
+/// How a watch lists: from the API server's watch cache in one response (`resourceVersion=0`,
+/// which ignores `limit`, as client-go's informers ask), or, for a paged watch, in pages of
+/// [`LIST_PAGE_SIZE`] with `limit`/`continue` and no resource version (a consistent list, which
+/// current API servers page from their watch cache too). Paging bounds the size and duration
+/// of each request when a type has tens of thousands of objects.
+fn watcher_config(selector: &Selector, paged: bool) -> watcher::Config {
+    let mut config = if paged {
+        watcher::Config::default().page_size(LIST_PAGE_SIZE)
+    } else {
+        watcher::Config::default().any_semantic()
+    };
+    if !selector.labels.is_empty() {
+        config = config.labels(&selector.labels);
+    }
+    if !selector.fields.is_empty() {
+        config = config.fields(&selector.fields);
+    }
+    config
 }
 
 impl<K: Cacheable> StartWatch for Watch<K> {
@@ -771,13 +795,10 @@ impl<K: Cacheable> StartWatch for Watch<K> {
     }
 
     fn start(&self, client: Client, shutdown: CancellationToken) -> BoxFuture<'static, ()> {
-        let mut config = watcher::Config::default().any_semantic();
-        if !self.selector.labels.is_empty() {
-            config = config.labels(&self.selector.labels);
-        }
-        if !self.selector.fields.is_empty() {
-            config = config.fields(&self.selector.fields);
-        }
+        let config = watcher_config(
+            &self.selector,
+            self.paged.load(std::sync::atomic::Ordering::SeqCst),
+        );
         let shared = self.shared.clone();
         let wait = self
             .wait_for_definition
@@ -930,6 +951,7 @@ impl Caches {
             shared: Arc::new(Shared::new(describe::<K>(selector))),
             selector: selector.clone(),
             wait_for_definition: Default::default(),
+            paged: Default::default(),
         });
         inner.watches.push(watch.clone());
         inner.entries.insert(key, watch.clone());
@@ -982,6 +1004,16 @@ impl Caches {
     pub fn wait_for_definition<K: Cacheable>(&self, selector: &Selector) -> Result<(), Error> {
         self.watch::<K>(selector)?
             .wait_for_definition
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes the watch of `K` objects matching `selector` list in pages of [`LIST_PAGE_SIZE`]
+    /// (for types that may have tens of thousands of objects: the snapshot controller's
+    /// VolumeSnapshots and VolumeSnapshotContents) instead of in one response.
+    pub fn paged_list<K: Cacheable>(&self, selector: &Selector) -> Result<(), Error> {
+        self.watch::<K>(selector)?
+            .paged
             .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -1081,6 +1113,21 @@ mod tests {
         // Nothing is sent before `start`: any address will do.
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         Caches::new(Client::try_from(config).unwrap())
+    }
+
+    #[test]
+    fn paged_watches_list_in_pages_without_a_resource_version() {
+        let selector = Selector::labels("app=x");
+        let paged = watcher_config(&selector, true);
+        assert_eq!(paged.page_size, Some(LIST_PAGE_SIZE));
+        assert!(
+            matches!(paged.list_semantic, watcher::ListSemantic::MostRecent),
+            "no resourceVersion: a consistent list can be paged"
+        );
+        assert_eq!(paged.label_selector.as_deref(), Some("app=x"));
+        // resourceVersion=0: served from the watch cache, which ignores the limit.
+        let cached = watcher_config(&selector, false);
+        assert!(matches!(cached.list_semantic, watcher::ListSemantic::Any));
     }
 
     #[tokio::test]

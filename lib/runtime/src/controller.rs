@@ -35,6 +35,11 @@ pub enum DriverUse {
     /// All the time: losing the connection is fatal for the process, as upstream exits (the
     /// kubelet restarts the container, and the driver state is read afresh).
     LongLived,
+    /// Never: a cluster-wide controller that has no driver (snapshot-controller). A process
+    /// of such components connects to nothing (its [`crate::Shared::csi`] fails every call),
+    /// registers no `csi_sidecar_operations_seconds`, reads no `--csi-address`, and names its
+    /// lease without a driver name.
+    None,
 }
 
 /// The HTTP server a component expects.

@@ -276,7 +276,13 @@ pub fn elector(
     metrics_name: &str,
     release_on_cancel: bool,
 ) -> Result<LeaderElector, Error> {
-    let flag = process.string("leader-election-identity");
+    // Components with a flag set of their own (snapshot-controller) may lack the identity and
+    // labels flags: then the host name and no labels, as upstream.
+    let flag = if process.defines("leader-election-identity") {
+        process.string("leader-election-identity")
+    } else {
+        String::new()
+    };
     let identity = if flag.is_empty() {
         csi_leader_election::default_identity()?
     } else {
@@ -288,10 +294,12 @@ pub fn elector(
     config.lease_duration = process.duration("leader-election-lease-duration");
     config.renew_deadline = process.duration("leader-election-renew-deadline");
     config.retry_period = process.duration("leader-election-retry-period");
-    config.labels = process
-        .map_string_string("leader-election-labels")
-        .into_iter()
-        .collect::<BTreeMap<_, _>>();
+    if process.defines("leader-election-labels") {
+        config.labels = process
+            .map_string_string("leader-election-labels")
+            .into_iter()
+            .collect::<BTreeMap<_, _>>();
+    }
     config.release_on_cancel = release_on_cancel;
     config.name = metrics_name.to_string();
     Ok(LeaderElector::new(client, config)?)

@@ -353,12 +353,24 @@ async fn run_async(
     spawn_signal_handler(shutdown.clone());
 
     // csi-lib-utils' metrics manager brings `process_start_time_seconds` ([ALPHA]); the
-    // other process metrics come from the collector, without a second start time.
+    // other process metrics come from the collector, without a second start time. Components
+    // without a driver (snapshot-controller) expose only the start time and their own metrics,
+    // as upstream's own registry does.
     let registry = Registry::new();
-    let csi_metrics = match CsiOperationMetrics::for_sidecar(&registry).and_then(|m| {
-        registry.register(ProcessCollector::new().without_start_time())?;
-        Ok(m)
-    }) {
+    let no_driver = descriptors.iter().all(|d| d.driver == DriverUse::None);
+    let metrics = if no_driver {
+        csi_metrics::register_process_start_time(&registry).and_then(|()| {
+            CsiOperationMetrics::builder()
+                .process_start_time(false)
+                .register(&Registry::new())
+        })
+    } else {
+        CsiOperationMetrics::for_sidecar(&registry).and_then(|m| {
+            registry.register(ProcessCollector::new().without_start_time())?;
+            Ok(m)
+        })
+    };
+    let csi_metrics = match metrics {
         Ok(m) => m,
         Err(err) => {
             error!(%err, "Failed to register metrics");
@@ -368,23 +380,33 @@ async fn run_async(
 
     // One connection for every component. Waiting forever wins if any component needs it;
     // losing it is fatal if any component calls the driver all the time.
-    let csi_address = process.string("csi-address");
+    let csi_address = if no_driver {
+        String::new()
+    } else {
+        process.string("csi-address")
+    };
     let wait_forever = descriptors.iter().any(|d| d.wait_forever());
     let long_lived = descriptors.iter().any(|d| d.driver == DriverUse::LongLived);
-    info!(address = %csi_address, "Connecting to CSI driver");
-    let connect = Connection::connect(
-        &csi_address,
-        ConnectOptions {
-            timeout: (!wait_forever).then_some(csi_connection::DEFAULT_CONNECT_TIMEOUT),
-            metrics: Some(csi_metrics.clone()),
-            watch_loss: long_lived,
-            max_log_length: if process.defines("max-grpc-log-length") {
-                usize::try_from(process.int("max-grpc-log-length")).ok()
-            } else {
-                None
+    let connect = async {
+        if no_driver {
+            return Ok(Connection::none());
+        }
+        info!(address = %csi_address, "Connecting to CSI driver");
+        Connection::connect(
+            &csi_address,
+            ConnectOptions {
+                timeout: (!wait_forever).then_some(csi_connection::DEFAULT_CONNECT_TIMEOUT),
+                metrics: Some(csi_metrics.clone()),
+                watch_loss: long_lived,
+                max_log_length: if process.defines("max-grpc-log-length") {
+                    usize::try_from(process.int("max-grpc-log-length")).ok()
+                } else {
+                    None
+                },
             },
-        },
-    );
+        )
+        .await
+    };
     let csi = match until_shutdown(&shutdown, connect).await {
         None => return 0,
         Some(Ok(conn)) => conn,
@@ -673,7 +695,12 @@ async fn start_gated(
         return Ok(());
     }
 
-    let driver = shared.driver_name(None).await?;
+    // A component without a driver names its lease without one.
+    let driver = if gated.iter().all(|s| s.descriptor.driver == DriverUse::None) {
+        String::new()
+    } else {
+        shared.driver_name(None).await?
+    };
     let per_controller = mode == Mode::Aggregate && process.bool("leader-election-per-controller");
     let upstream_lease = |s: &Supervised| {
         let kube_use = s
