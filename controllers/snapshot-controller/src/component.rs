@@ -575,6 +575,18 @@ mod tests {
         assert_eq!(lease_name("any.driver"), "snapshot-controller-leader");
     }
 
+    #[test]
+    fn the_descriptor_names_the_version_in_release_tools() {
+        let text = include_str!("../../../release-tools/upstream-versions.toml");
+        let body = text
+            .split("[snapshot-controller]")
+            .nth(1)
+            .expect("[snapshot-controller] in upstream-versions.toml");
+        let body = body.split("\n[").next().unwrap_or_default();
+        assert!(body.contains(&format!("upstream = \"{}\"", DESCRIPTOR.upstream.repo)));
+        assert!(body.contains(&format!("version = \"{}\"", DESCRIPTOR.upstream.version)));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_crd_wait_gives_up_after_its_maximum() {
         let started = tokio::time::Instant::now();
