@@ -2,7 +2,8 @@
 //! a VolumeSnapshot of a bound claim gets its content (`snapcontent-<snapshot UID>`) with
 //! upstream's fields; once the content's status is written (the test stands in for the
 //! csi-snapshotter sidecar) the snapshot is ready with its restore size; deleting the snapshot
-//! (deletion policy Delete) deletes the content. No request is refused.
+//! (deletion policy Delete) deletes the content; a snapshot of a claim that is not bound gets
+//! upstream's Event and no content, and goes when deleted. No request is refused.
 
 use std::path::{Path, PathBuf};
 
@@ -225,17 +226,73 @@ async fn snapshot_content_created_bound_ready_and_deleted_under_shipped_rbac() -
         )
         .await?;
 
+        // Bad input: a snapshot of a claim that is not bound (no provisioner runs now) gets an
+        // error status and an Event, and no content; deleted, it goes, and leaves the claim
+        // without the snapshot's finalizer.
+        fixture.claim("pending", &storage_class, json!({})).await?;
+        let bad: VolumeSnapshot = serde_json::from_value(json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": "bad"},
+            "spec": {
+                "volumeSnapshotClassName": class_name,
+                "source": {"persistentVolumeClaimName": "pending"},
+            },
+        }))?;
+        let bad = snapshots.create(&PostParams::default(), &bad).await?;
+        let message = "Failed to create snapshot content with error failed to get input parameters to create snapshot bad: \"the PVC pending is not yet bound to a PV, will not attempt to take a snapshot\"";
+        wait_until(
+            "the SnapshotContentCreationFailed Event and error status of snapshot bad",
+            WAIT,
+            || async {
+                let events = fixture.events_of("bad").await.ok()?;
+                let snapshot = snapshots.get("bad").await.ok()?;
+                let error = snapshot.status?.error?.message?;
+                (error == message
+                    && events.contains(&format!("Warning SnapshotContentCreationFailed: {message}")))
+                .then_some(())
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
+        let bad_content = format!("snapcontent-{}", bad.metadata.uid.unwrap_or_default());
+        ensure!(contents.get_opt(&bad_content).await?.is_none(), "no content for snapshot bad");
+        snapshots.delete("bad", &DeleteParams::default()).await?;
+        wait_until(
+            "snapshot bad gone, and the pending claim without pvc-as-source-protection",
+            WAIT,
+            || async {
+                let gone = snapshots.get_opt("bad").await.ok()?.is_none();
+                let claim = fixture.claims().get("pending").await.ok()?;
+                (gone && !finalizers(&claim.metadata).contains(&PVC_AS_SOURCE.to_string()))
+                    .then_some(())
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
+
         let leases: Api<Lease> = Api::namespaced(fixture.admin.clone(), &fixture.ns.name);
         ensure!(
             leases.get_opt("snapshot-controller-leader").await?.is_some(),
             "the lease snapshot-controller-leader exists"
         );
-        let (_, metrics) = http_get(&http, "/metrics").await?;
+        // Every operation ends once the controller saw both snapshots go.
+        let metrics = wait_until(
+            "no operation in flight",
+            WAIT,
+            || async {
+                let (_, metrics) = http_get(&http, "/metrics").await.ok()?;
+                metrics
+                    .contains("snapshot_controller_operations_in_flight 0")
+                    .then_some(metrics)
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
         for series in [
             "snapshot_controller_operation_total_seconds_count{driver_name=",
             "operation_name=\"CreateSnapshotAndReady\",operation_status=\"success\",snapshot_type=\"dynamic\"} 1",
             "operation_name=\"DeleteSnapshot\",operation_status=\"success\",snapshot_type=\"dynamic\"} 1",
-            "snapshot_controller_operations_in_flight 0",
             "process_start_time_seconds",
         ] {
             ensure!(metrics.contains(series), "{series:?} in /metrics:\n{metrics}");
