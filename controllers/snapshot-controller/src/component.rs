@@ -30,6 +30,8 @@ use crate::api::{CacheListers, KubeApi, NAMESPACE_INDEX};
 use crate::controller::{
     CONTENT_QUEUE, Config, EVENT_COMPONENT, Parts, SNAPSHOT_QUEUE, SnapshotController,
 };
+use crate::group::api::KubeGroupApi;
+use crate::group::{GROUP_CONTENT_QUEUE, GROUP_SNAPSHOT_QUEUE, GroupController, GroupParts};
 use crate::metrics::{IN_FLIGHT_CHECK_INTERVAL, OperationMetrics};
 
 /// snapshot-controller v8.7.0's flags (besides the logging flags every binary has).
@@ -299,6 +301,7 @@ struct Watches {
     snapshots: csi_kube::Subscription<VolumeSnapshot>,
     contents: csi_kube::Subscription<VolumeSnapshotContent>,
     listers: CacheListers,
+    group: Option<crate::group::GroupCaches>,
 }
 
 fn declare(
@@ -331,7 +334,7 @@ fn declare(
             vec![key]
         }
     })?;
-    let group = crate::group::declare(caches, config.enable_volume_group_snapshots)?;
+    let group = crate::group::declare(caches, config.enable_volume_group_snapshots, resync)?;
     let listers = CacheListers {
         snapshots: snapshots.store(),
         contents: contents.store(),
@@ -349,6 +352,7 @@ fn declare(
         snapshots,
         contents,
         listers,
+        group,
     })
 }
 
@@ -403,15 +407,26 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             Parts {
                 api: Arc::new(KubeApi::new(client.clone())),
                 listers: Arc::new(watches.listers.clone()),
-                events: Arc::new(kube.recorder(client, EVENT_COMPONENT)),
+                events: Arc::new(kube.recorder(client.clone(), EVENT_COMPONENT)),
                 metrics: metrics.clone(),
                 snapshot_queue: queue(SNAPSHOT_QUEUE),
                 content_queue: queue(CONTENT_QUEUE),
             },
         ));
+        let group = watches.group.as_ref().map(|g| {
+            Arc::new(GroupController::new(
+                controller.clone(),
+                GroupParts {
+                    api: Arc::new(KubeGroupApi::new(client.clone())),
+                    listers: Arc::new(g.listers.clone()),
+                    group_snapshot_queue: queue(GROUP_SNAPSHOT_QUEUE),
+                    group_content_queue: queue(GROUP_CONTENT_QUEUE),
+                },
+            ))
+        });
         let shutdown = shared.shutdown.clone();
         Ok(Controller::new(run(
-            controller, watches, workers, metrics, shutdown,
+            controller, group, watches, workers, metrics, shutdown,
         )))
     })
 }
@@ -420,6 +435,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
 /// watches and runs the workers.
 async fn run(
     controller: Arc<SnapshotController>,
+    group: Option<Arc<GroupController>>,
     watches: Watches,
     workers: usize,
     metrics: OperationMetrics,
@@ -510,6 +526,9 @@ async fn run(
                 }
             },
         ));
+    }
+    if let (Some(group), Some(caches)) = (group, &watches.group) {
+        crate::group::run::spawn(&mut tasks, group, caches, workers, shutdown.clone());
     }
     tokio::select! {
         _ = shutdown.cancelled() => {}
@@ -631,7 +650,7 @@ mod tests {
         shutdown.cancel();
         tokio::time::timeout(
             Duration::from_secs(30),
-            run(Arc::new(h.ctrl), watches, 2, metrics, shutdown),
+            run(Arc::new(h.ctrl), None, watches, 2, metrics, shutdown),
         )
         .await
         .expect("run returns")

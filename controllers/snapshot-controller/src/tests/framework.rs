@@ -34,6 +34,11 @@ use crate::api::{Listers, SnapshotApi};
 use crate::controller::{Config, Parts, SnapshotController};
 use crate::metrics::OperationMetrics;
 
+// The group half's reactor and tables' harness (upstream's group cases of the same
+// framework): a child module, so that it shares this reactor's state.
+#[path = "group_framework.rs"]
+pub mod group;
+
 pub const TEST_NAMESPACE: &str = "default";
 pub const MOCK_DRIVER_NAME: &str = "csi-mock-plugin";
 
@@ -60,6 +65,7 @@ struct State {
     claims: BTreeMap<String, PersistentVolumeClaim>,
     volumes: BTreeMap<String, PersistentVolume>,
     errors: Vec<ReactorError>,
+    group: group::GroupState,
 }
 
 /// upstream's `snapshotReactor`.

@@ -1,6 +1,13 @@
 //! The ported upstream tables of `pkg/common-controller` (snapshot half) and their harness.
 
 pub(crate) mod framework;
+mod group_loop_test;
+mod groupsnapshot_create_test;
+mod groupsnapshot_delete_test;
+mod groupsnapshot_finalizer_test;
+mod groupsnapshot_helper_test;
+mod groupsnapshot_sync_test;
+mod groupsnapshot_update_test;
 mod snapshot_controller_test;
 mod snapshot_create_test;
 mod snapshot_delete_test;
