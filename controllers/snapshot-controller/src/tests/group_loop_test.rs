@@ -209,6 +209,7 @@ where
 fn controller(
     reactor: Arc<Reactor>,
     events: Arc<csi_test_support::FakeRecorder>,
+    registry: &csi_metrics::Registry,
 ) -> GroupController {
     let listers = Arc::new(LiveListers {
         reactor: reactor.clone(),
@@ -231,7 +232,7 @@ fn controller(
             api: reactor.clone(),
             listers: listers.clone(),
             events,
-            metrics: OperationMetrics::register(&csi_metrics::Registry::new()).unwrap(),
+            metrics: OperationMetrics::register(registry).unwrap(),
             snapshot_queue: queue(),
             content_queue: queue(),
         },
@@ -273,7 +274,8 @@ async fn group_snapshot_from_creation_to_deletion() {
         &[],
     );
     let reactor = h.reactor.clone();
-    let group = controller(reactor.clone(), h.events.clone());
+    let registry = csi_metrics::Registry::new();
+    let group = controller(reactor.clone(), h.events.clone(), &registry);
     let new_group = new_group_snapshot(
         "group",
         "group-uid",
@@ -420,4 +422,26 @@ async fn group_snapshot_from_creation_to_deletion() {
     assert!(reactor.group_contents().is_empty());
     let g = &reactor.group_snapshots()[0];
     assert_eq!(g.metadata.finalizers, None, "{g:?}");
+
+    // The API server removes it; the controller records the deletion.
+    reactor.with_group_state(|s| s.group_snapshots.clear());
+    group
+        .sync_group_snapshot_by_key("default/group")
+        .await
+        .unwrap();
+    let text = registry.gather_text();
+    for operation in [
+        "CreateGroupSnapshot",
+        "CreateGroupSnapshotAndReady",
+        "DeleteGroupSnapshot",
+    ] {
+        let series = format!(
+            "snapshot_controller_operation_total_seconds_count{{driver_name=\"csi-mock-plugin\",operation_name=\"{operation}\",operation_status=\"success\",snapshot_type=\"dynamic\"}} 1"
+        );
+        assert!(text.contains(&series), "{series} in\n{text}");
+    }
+    assert!(
+        text.contains("snapshot_controller_operations_in_flight 0"),
+        "{text}"
+    );
 }

@@ -1,7 +1,9 @@
-//! The ported upstream tables of `pkg/common-controller` (snapshot half) and their harness.
+//! The ported upstream tables of `pkg/common-controller` (snapshot and group halves) and
+//! their harness.
 
 pub(crate) mod framework;
 mod group_loop_test;
+mod group_validation_test;
 mod groupsnapshot_create_test;
 mod groupsnapshot_delete_test;
 mod groupsnapshot_finalizer_test;
