@@ -334,3 +334,44 @@ impl GroupController {
         self.group_snapshot_queue.add(group_key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caches() -> Caches {
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        Caches::new(client)
+    }
+
+    // Group snapshots off (the gate off, or their CRDs absent): only the membership index
+    // on the VolumeSnapshot watch, as upstream; on: the three group watches, and the PV
+    // watch for the `ByVolumeHandle` lookups of the members.
+    #[tokio::test]
+    async fn the_group_watches_exist_only_with_group_snapshots_on() {
+        let off = caches();
+        assert!(
+            declare(&off, false, std::time::Duration::ZERO)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(off.watch_count(), 1, "{:?}", off.describe());
+        let on = caches();
+        let group = declare(&on, true, std::time::Duration::ZERO).unwrap();
+        assert!(group.is_some());
+        let mut watches = on.describe();
+        watches.sort();
+        assert_eq!(
+            watches,
+            [
+                "persistentvolumes",
+                "volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io",
+                "volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io",
+                "volumegroupsnapshots.groupsnapshot.storage.k8s.io",
+                "volumesnapshots.snapshot.storage.k8s.io",
+            ]
+        );
+    }
+}
