@@ -146,7 +146,9 @@ pub fn aggregate_flags(name: &'static str, table: &'static [&'static Descriptor]
     .after_help(controllers)
 }
 
-fn logging_options(process: &FlagView) -> Result<csi_logging::LogOptions, String> {
+/// The logging configuration that the [`LOGGING_FLAGS`] in `process` ask for; an error names the
+/// invalid flag. Binaries that are not built from a [`Descriptor`] (the webhooks) use it too.
+pub fn logging_options(process: &FlagView) -> Result<csi_logging::LogOptions, String> {
     let format = match process.string("logging-format").as_str() {
         "text" | "" => csi_logging::LogFormat::Text,
         "json" => csi_logging::LogFormat::Json,
