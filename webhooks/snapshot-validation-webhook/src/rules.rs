@@ -328,35 +328,39 @@ fn holds(check: Check, this: &Value, old: Option<&Value>) -> bool {
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Object(_) => "object",
-        Value::Array(_) => "array",
-        Value::String(_) => "string",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "boolean",
-        Value::Null => "null",
-    }
-}
-
-/// A broken rule, worded as the API server words a CEL failure.
+/// A broken rule, worded as the API server (1.36) words a CEL failure: the field, the value if
+/// it is a scalar (`spec.source.volumeHandle: Invalid value: "v2": volumeHandle is immutable`),
+/// the message (`spec.source: Invalid value: exactly one of ... must be set`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// `spec.source`.
     pub field: String,
-    /// `object`, `string`, ...
-    pub type_name: &'static str,
+    /// The value, as the API server shows a scalar (a quoted string, a number, a bool);
+    /// `None` for objects and lists, which it does not show.
+    pub value: Option<String>,
     /// The CRD's message.
     pub message: &'static str,
 }
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: Invalid value: \"{}\": {}",
-            self.field, self.type_name, self.message
-        )
+        match &self.value {
+            Some(value) => write!(
+                f,
+                "{}: Invalid value: {value}: {}",
+                self.field, self.message
+            ),
+            None => write!(f, "{}: Invalid value: {}", self.field, self.message),
+        }
+    }
+}
+
+fn shown(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(format!("{s:?}")),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -387,7 +391,7 @@ pub fn check(
         if !holds(rule.check, this, old_node) {
             violations.push(Violation {
                 field: rule.path.join("."),
-                type_name: type_name(this),
+                value: shown(this),
                 message: rule.message,
             });
         }

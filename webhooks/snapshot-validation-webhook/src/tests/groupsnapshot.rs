@@ -136,7 +136,7 @@ fn group_snapshot_class_driver_is_immutable_in_v1_but_not_v1beta1() {
         (GROUP, "v1", "volumegroupsnapshotclasses"),
         &case(
             false,
-            "driver: Invalid value: \"string\": driver is immutable once set",
+            "driver: Invalid value: \"new.csi.io\": driver is immutable once set",
         ),
     );
     run(
@@ -341,7 +341,7 @@ fn test_admit_volume_group_snapshot_content_v1_alpha1() {
             ),
             old: valid.clone(),
             should_admit: false,
-            msg: "spec.volumeGroupSnapshotRef: Invalid value: \"object\": volumeGroupSnapshotRef.name and volumeGroupSnapshotRef.namespace are immutable",
+            msg: "spec.volumeGroupSnapshotRef: Invalid value: volumeGroupSnapshotRef.name and volumeGroupSnapshotRef.namespace are immutable",
         },
         Case {
             name: "Update: old is invalid and new is valid",

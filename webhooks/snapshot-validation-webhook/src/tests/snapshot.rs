@@ -160,7 +160,7 @@ fn test_admit_volume_snapshot_v1() {
             object: snapshot(None, content, Some("")),
             old: snapshot(None, content, None),
             should_admit: false,
-            msg: "~spec.volumeSnapshotClassName: Invalid value: \"string\": volumeSnapshotClassName must not be the empty string when set",
+            msg: "~spec.volumeSnapshotClassName: Invalid value: \"\": volumeSnapshotClassName must not be the empty string when set",
         },
         Case {
             name: "Update: old is valid and new is valid",
@@ -204,7 +204,7 @@ fn test_admit_volume_snapshot_v1() {
             object: snapshot(pvc, content, None),
             old: Value::Null,
             should_admit: false,
-            msg: "spec.source: Invalid value: \"object\": exactly one of volumeSnapshotContentName and persistentVolumeClaimName must be set",
+            msg: "spec.source: Invalid value: exactly one of volumeSnapshotContentName and persistentVolumeClaimName must be set",
         },
         Case {
             name: "Create: no source",
@@ -306,7 +306,7 @@ fn test_admit_volume_snapshot_content_v1() {
             object: content(None, Some("modified-field"), Some("snapshot-ref"), None),
             old: valid.clone(),
             should_admit: false,
-            msg: "spec.source.snapshotHandle: Invalid value: \"string\": snapshotHandle is immutable",
+            msg: "spec.source.snapshotHandle: Invalid value: \"modified-field\": snapshotHandle is immutable",
         },
         Case {
             name: "Update: old is invalid and new is valid",
@@ -333,7 +333,7 @@ fn test_admit_volume_snapshot_content_v1() {
             object: content(None, Some("h"), None, None),
             old: Value::Null,
             should_admit: false,
-            msg: "spec.volumeSnapshotRef: Invalid value: \"object\": both spec.volumeSnapshotRef.name and spec.volumeSnapshotRef.namespace must be set",
+            msg: "spec.volumeSnapshotRef: Invalid value: both spec.volumeSnapshotRef.name and spec.volumeSnapshotRef.namespace must be set",
         },
     ];
     for case in cases {
@@ -362,7 +362,7 @@ fn source_volume_mode_is_immutable_with_prevent_volume_mode_conversion() {
         object: with_mode(Some("Block")),
         old: with_mode(Some("Filesystem")),
         should_admit: false,
-        msg: "spec.sourceVolumeMode: Invalid value: \"string\": sourceVolumeMode is immutable",
+        msg: "spec.sourceVolumeMode: Invalid value: \"Block\": sourceVolumeMode is immutable",
     };
     run(
         &admitter(vec![], vec![]),
@@ -376,7 +376,7 @@ fn source_volume_mode_is_immutable_with_prevent_volume_mode_conversion() {
         object: with_mode(None),
         old: with_mode(Some("Filesystem")),
         should_admit: false,
-        msg: "spec: Invalid value: \"object\": sourceVolumeMode is required once set",
+        msg: "spec: Invalid value: sourceVolumeMode is required once set",
     };
     run(
         &admitter(vec![], vec![]),
@@ -418,7 +418,7 @@ fn several_violations_are_listed_together() {
         object: content(Some("v"), Some("s"), None, None),
         old: Value::Null,
         should_admit: false,
-        msg: "[spec.source: Invalid value: \"object\": exactly one of volumeHandle and snapshotHandle must be set, spec.volumeSnapshotRef: Invalid value: \"object\": both spec.volumeSnapshotRef.name and spec.volumeSnapshotRef.namespace must be set]",
+        msg: "[spec.source: Invalid value: exactly one of volumeHandle and snapshotHandle must be set, spec.volumeSnapshotRef: Invalid value: both spec.volumeSnapshotRef.name and spec.volumeSnapshotRef.namespace must be set]",
     };
     run(
         &admitter(vec![], vec![]),
