@@ -25,7 +25,9 @@ mod snapshot_webhooks {
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use csi_e2e_support::{E2eEnv, TestNamespace};
+use std::path::{Path, PathBuf};
+
+use csi_e2e_support::{E2eEnv, TestNamespace, apply_rbac_manifest, service_account_kubeconfig};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
@@ -38,6 +40,15 @@ const WAIT: Duration = Duration::from_secs(60);
 const GROUP: &str = "groupsnapshot.storage.k8s.io";
 const VGSC_CRD: &str = "volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io";
 const INFO_ANNOTATION: &str = "groupsnapshot.storage.kubernetes.io/volume-snapshot-info-list";
+
+/// The RBAC shipped for the validation webhook.
+const VALIDATION_RBAC: &str = "webhooks/snapshot-validation-webhook/deploy/rbac.yaml";
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
 
 /// Held while a test changes the VolumeGroupSnapshotContent CRD or writes such objects.
 static GROUP_CONTENT_CRD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -88,10 +99,29 @@ async fn conversion_webhook_converts_group_snapshot_contents_for_the_api_server(
             },
         },
     });
+    let content_api = |version| {
+        api(
+            &admin,
+            GROUP,
+            version,
+            "VolumeGroupSnapshotContent",
+            "volumegroupsnapshotcontents",
+            None,
+        )
+    };
+    let name = format!("conversion-{}", suffix());
+    // A probe object, written in the storage version (no conversion): reading it as v1 tells
+    // which conversion the API server uses.
+    let probe = format!("{name}-probe");
+    content_api("v1beta2")
+        .create(
+            &PostParams::default(),
+            &object(group_content(&probe, "v1beta2"))?,
+        )
+        .await?;
     set_conversion(&crds, wired).await?;
 
-    let name = format!("conversion-{}", suffix());
-    let result = convert_through_the_api_server(&admin, &name).await;
+    let result = convert_through_the_api_server(&admin, &name, &probe).await;
 
     // Clean up whatever happened: the CRD's conversion as it was, then the objects, once the
     // API server converts without the webhook again (it switches a moment after the CRD
@@ -103,26 +133,8 @@ async fn conversion_webhook_converts_group_snapshot_contents_for_the_api_server(
         "the CRD's conversion was not restored: {:?}",
         restored.spec.conversion
     );
-    let content_api = |version| {
-        api(
-            &admin,
-            GROUP,
-            version,
-            "VolumeGroupSnapshotContent",
-            "volumegroupsnapshotcontents",
-            None,
-        )
-    };
-    let probe = format!("{name}-probe");
     let deadline = Instant::now() + WAIT;
-    // A v1 write is converted to the storage version, v1beta2.
-    while let Err(err) = content_api("v1")
-        .create(
-            &PostParams::default(),
-            &object(group_content(&probe, "v1"))?,
-        )
-        .await
-    {
+    while let Err(err) = content_api("v1").get(&probe).await {
         ensure!(
             Instant::now() < deadline,
             "v1 still fails after the CRD was restored: {err}"
@@ -159,31 +171,43 @@ async fn set_conversion(
     Ok(())
 }
 
-async fn convert_through_the_api_server(admin: &kube::Client, name: &str) -> anyhow::Result<()> {
+async fn convert_through_the_api_server(
+    admin: &kube::Client,
+    name: &str,
+    probe: &str,
+) -> anyhow::Result<()> {
     let kind = "VolumeGroupSnapshotContent";
     let plural = "volumegroupsnapshotcontents";
     let v1beta1 = api(admin, GROUP, "v1beta1", kind, plural, None);
     let v1beta2 = api(admin, GROUP, "v1beta2", kind, plural, None);
     let v1 = api(admin, GROUP, "v1", kind, plural, None);
 
-    // The API server takes a moment to use the new conversion: retry the first write.
+    // The API server switches to the webhook a moment after the CRD changed: wait until a v1
+    // read of the probe goes through it (and fails: upstream's webhook does not know v1).
     let deadline = Instant::now() + WAIT;
     loop {
-        match v1beta1
-            .create(
-                &PostParams::default(),
-                &object(group_content(name, "v1beta1"))?,
-            )
-            .await
-        {
-            Ok(_) => break,
-            Err(err) if Instant::now() < deadline => {
-                eprintln!("create via v1beta1 not yet possible: {err}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        match v1.get(probe).await {
+            Err(kube::Error::Api(status))
+                if status.message.contains("unexpected conversion version") =>
+            {
+                break;
             }
-            Err(err) => return Err(err).context("creating via v1beta1"),
+            other => {
+                ensure!(
+                    Instant::now() < deadline,
+                    "the API server does not call the webhook: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
+    v1beta1
+        .create(
+            &PostParams::default(),
+            &object(group_content(name, "v1beta1"))?,
+        )
+        .await
+        .context("creating via v1beta1")?;
 
     // v1beta1 status as the old snapshot-controller writes it.
     let pairs = json!([
@@ -263,19 +287,26 @@ async fn convert_through_the_api_server(admin: &kube::Client, name: &str) -> any
 }
 
 /// The default-class rule, through the API server: a second default for the same driver is
-/// refused, with upstream's message, for both kinds of class.
+/// refused, with upstream's message, for both kinds of class; the webhook runs under the RBAC
+/// we ship and meets no Forbidden.
 #[tokio::test]
 async fn validation_webhook_refuses_a_second_default_class_through_the_api_server()
 -> anyhow::Result<()> {
     let env = E2eEnv::from_env()?;
     let admin = env.admin().await?;
     let pki = WebhookPki::generate()?;
+    // Under the RBAC we ship: its ServiceAccount's token is all the webhook has.
+    let ns = TestNamespace::create(&admin, "webhook-rbac").await?;
+    let rbac = apply_rbac_manifest(&admin, &repo_path(VALIDATION_RBAC), &ns.name).await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig =
+        service_account_kubeconfig(&env, &ns.name, rbac.service_account()?, dir.path()).await?;
     let webhook = Webhook::start(
         &env,
         "snapshot-validation-webhook",
         &pki,
         &[
-            format!("--kubeconfig={}", env.kubeconfig.display()),
+            format!("--kubeconfig={}", kubeconfig.display()),
             "--enable-volume-group-snapshot-webhook".to_string(),
         ],
     )
@@ -307,12 +338,21 @@ async fn validation_webhook_refuses_a_second_default_class_through_the_api_serve
     }))?;
     configs.create(&PostParams::default(), &config).await?;
 
-    let result = second_default_refused(&admin, &id, &label).await;
+    let mut result = second_default_refused(&admin, &id, &label).await;
     let _ = configs.delete(&config_name, &DeleteParams::default()).await;
+    let logs = webhook.process.logs().to_lowercase();
+    if result.is_ok() && logs.contains("forbidden") {
+        result = Err(anyhow::anyhow!(
+            "the webhook met Forbidden under the shipped RBAC"
+        ));
+    }
+    drop(webhook);
+    rbac.delete().await?;
+    ns.delete().await?;
     result.with_context(|| {
         format!(
             "validation webhook log:\n{}",
-            csi_e2e_support::tail(&webhook.process.logs(), 40)
+            csi_e2e_support::tail(&logs, 40)
         )
     })
 }
