@@ -26,6 +26,10 @@ use tracing::{error, info};
 /// The binary's name.
 pub const BINARY: &str = "snapshot-conversion-webhook";
 
+/// The upstream repository and release this binary mirrors (also in
+/// `release-tools/upstream-versions.toml`).
+pub const UPSTREAM: (&str, &str) = ("kubernetes-csi/external-snapshotter", "v8.7.0");
+
 /// Upstream's flags (v8.7.0), names, types and defaults unchanged; the logging flags of
 /// component-base come on top (see [`flag_set`]).
 pub const FLAGS: &[Flag] = &[

@@ -39,6 +39,10 @@ use crate::review::{Admitter, Endpoint};
 /// The binary's name.
 pub const BINARY: &str = "snapshot-validation-webhook";
 
+/// The upstream repository and release this binary mirrors (also in
+/// `release-tools/upstream-versions.toml`).
+pub const UPSTREAM: (&str, &str) = ("kubernetes-csi/external-snapshotter", "v8.1.1");
+
 /// Upstream's flags (v8.1.1), names, types and defaults unchanged; klog's flags come on top.
 pub const FLAGS: &[Flag] = &[
     Flag::new(

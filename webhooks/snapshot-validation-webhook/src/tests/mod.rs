@@ -259,3 +259,24 @@ async fn readyz_answers_ok() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[test]
+fn release_tools_name_the_upstream_version() {
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../release-tools/upstream-versions.toml"
+    ));
+    let body = text
+        .split(&format!("[{BINARY}]"))
+        .nth(1)
+        .expect("section missing in upstream-versions.toml");
+    let body = body.split("\n[").next().unwrap_or_default();
+    assert!(
+        body.contains(&format!("upstream = \"{}\"", UPSTREAM.0)),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("version = \"{}\"", UPSTREAM.1)),
+        "{body}"
+    );
+}
