@@ -9,6 +9,8 @@
 //!
 //! Nothing here exits the process: `main` decides that.
 
+#![deny(missing_docs)]
+
 pub mod certs;
 pub mod cli;
 pub mod server;

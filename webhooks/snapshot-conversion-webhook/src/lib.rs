@@ -8,6 +8,8 @@
 //! reloaded when the files change; `/convert` answers ConversionReviews (see [`review`]),
 //! `/readyz` answers `ok`.
 
+#![deny(missing_docs)]
+
 pub mod convert;
 pub mod review;
 

@@ -101,6 +101,12 @@ pub fn do_conversion_v1(request: &Value) -> Value {
             }
         }
     }
+    // Go leaves an empty list nil, which encodes as null.
+    let converted = if converted.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(converted)
+    };
     json!({"convertedObjects": converted, "result": status(Ok(()))})
 }
 

@@ -128,6 +128,17 @@ async fn a_failed_object_fails_the_review_with_its_message() {
 }
 
 #[tokio::test]
+async fn an_empty_review_succeeds_with_null_objects_as_go_encodes_them() {
+    let (status, body) = call("application/json", None, review(V1BETA2, vec![])).await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["response"],
+        json!({"uid": "req-1", "convertedObjects": null, "result": {"metadata": {}, "status": "Success"}})
+    );
+}
+
+#[tokio::test]
 async fn yaml_in_and_out() {
     let body = format!(
         "apiVersion: apiextensions.k8s.io/v1\nkind: ConversionReview\nrequest:\n  uid: y1\n  desiredAPIVersion: {V1BETA2}\n  objects:\n  - apiVersion: {V1BETA1}\n    kind: VolumeGroupSnapshotContent\n    metadata: {{name: c}}\n    status:\n      volumeSnapshotHandlePairList: [{{snapshotHandle: s, volumeHandle: v}}]\n"

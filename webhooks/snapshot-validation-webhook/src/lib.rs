@@ -12,6 +12,8 @@
 //! reloaded when the files change; `/volumesnapshot`, `/volumegroupsnapshot` (with the flag
 //! above) and `/readyz`.
 
+#![deny(missing_docs)]
+
 pub mod classes;
 pub mod review;
 pub mod rules;
