@@ -79,6 +79,8 @@ pub async fn serve(
                 }
             },
         };
+        // As Go's server does: answers go out at once, not held back for more to send.
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();

@@ -157,7 +157,8 @@ pub async fn serve(headers: HeaderMap, body: Bytes) -> Response {
     }
     if api_version != CONVERSION_REVIEW_V1 || kind != "ConversionReview" {
         return bad_request(format!(
-            "Unsupported group version kind: {api_version}, Kind={kind}"
+            "Unsupported group version kind: {}, Kind={kind}",
+            go_group_version(api_version)
         ));
     }
     let Some(request) = review.get("request").filter(|r| r.is_object()) else {
@@ -189,6 +190,16 @@ pub async fn serve(headers: HeaderMap, body: Bytes) -> Response {
             }
         },
         None => bad_request(format!("invalid accept header `{accept}`")),
+    }
+}
+
+/// An apiVersion as Go prints a GroupVersionKind's group and version: the core group is empty,
+/// so `v1` reads `/v1`.
+fn go_group_version(api_version: &str) -> String {
+    if api_version.contains('/') {
+        api_version.to_string()
+    } else {
+        format!("/{api_version}")
     }
 }
 

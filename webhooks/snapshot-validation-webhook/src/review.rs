@@ -250,7 +250,8 @@ pub fn serve(
         )
     {
         return bad_request(format!(
-            "Unsupported group version kind: {api_version}, Kind={kind}"
+            "Unsupported group version kind: {}, Kind={kind}",
+            go_group_version(&api_version)
         ));
     }
     let Some(request) = review.get("request").filter(|r| r.is_object()) else {
@@ -276,4 +277,14 @@ pub fn serve(
         answer.to_string(),
     )
         .into_response()
+}
+
+/// An apiVersion as Go prints a GroupVersionKind's group and version: the core group is empty,
+/// so `v1` reads `/v1`.
+fn go_group_version(api_version: &str) -> String {
+    if api_version.contains('/') {
+        api_version.to_string()
+    } else {
+        format!("/{api_version}")
+    }
 }

@@ -193,7 +193,7 @@ async fn bad_requests_are_refused_with_400() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body.starts_with("Unsupported group version kind: v1, Kind=Pod"),
+        body.starts_with("Unsupported group version kind: /v1, Kind=Pod"),
         "{body}"
     );
 
