@@ -364,10 +364,9 @@ fn parent_mut<'a>(
 fn set(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<(), JsonPatchError> {
     let (parent, last) = parent_mut(doc, path)?;
     match parent {
+        // `replace` of a missing member of an object sets it, as the API server's
+        // evanphx/json-patch v4 does (upstream's snapshotter replaces `/status` that way).
         Value::Object(map) => {
-            if replace && !map.contains_key(&last) {
-                return Err(JsonPatchError::Missing(path.to_string()));
-            }
             map.insert(last, value);
         }
         Value::Array(items) => {

@@ -207,6 +207,12 @@ impl FakeApi {
         self.lock().server.insert(key_of(object), to_value(object));
     }
 
+    /// Removes an object from the server only (deleted by someone else; the cache has not
+    /// seen it yet).
+    pub fn remove_from_server<K: Object>(&self, namespace: &str, name: &str) {
+        self.lock().server.remove(&key::<K>(namespace, name));
+    }
+
     /// Puts an object in the cache only (a watch event the server has not seen).
     pub fn add_to_cache<K: Object>(&self, object: &K) {
         self.lock().cache.insert(key_of(object), to_value(object));

@@ -73,6 +73,21 @@ fn json_patch_is_atomic_and_test_failures_are_reported() {
         &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]),
     )
     .unwrap();
+    // `replace` of a missing object member sets it (evanphx/json-patch v4); a missing parent
+    // is still an error.
+    apply_json_patch(
+        &mut doc,
+        &json!([{"op": "replace", "path": "/status", "value": {"a": 1}}]),
+    )
+    .unwrap();
+    assert_eq!(doc["status"], json!({"a": 1}));
+    assert!(matches!(
+        apply_json_patch(
+            &mut doc,
+            &json!([{"op": "replace", "path": "/spec/x", "value": 1}])
+        ),
+        Err(JsonPatchError::Missing(_))
+    ));
     assert!(matches!(
         apply_json_patch(&mut doc, &json!([{"op": "remove", "path": "/metadata/x"}])),
         Err(JsonPatchError::Missing(_))
