@@ -14,6 +14,7 @@ pub static TABLE: &[&Descriptor] = &[
     &external_attacher::DESCRIPTOR,
     &external_provisioner::DESCRIPTOR,
     &external_resizer::DESCRIPTOR,
+    &external_snapshotter::DESCRIPTOR,
     &livenessprobe::DESCRIPTOR,
     &node_driver_registrar::DESCRIPTOR,
 ];
