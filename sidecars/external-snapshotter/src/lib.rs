@@ -5,8 +5,10 @@
 //!   made real (upstream's `pkg/sidecar-controller`).
 //! - [`snapshotter`], [`group_snapshotter`]: the CSI calls (upstream's `pkg/snapshotter`,
 //!   `pkg/group_snapshotter`).
-//! - [`utils`]: the names and helpers it shares with the snapshot-controller.
 //! - [`component`]: flags, feature gates, start-up checks, wiring.
+//!
+//! The annotation, finalizer and label names and the helpers it shares with the
+//! snapshot-controller are `csi-snapshot-utils`'.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -15,6 +17,5 @@ pub mod component;
 pub mod controller;
 pub mod group_snapshotter;
 pub mod snapshotter;
-pub mod utils;
 
 pub use component::DESCRIPTOR;

@@ -16,13 +16,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 use tracing::{debug, error, info, trace};
 
-use super::{Reconciler, SyncError, controller_update_error, now_nanos, patch_path};
-use crate::utils::{
-    self, ANN_DELETION_SECRET_REF_NAME, ANN_DELETION_SECRET_REF_NAMESPACE,
+use super::{Reconciler, SyncError, controller_update_error, go_quote, now_nanos, patch_path};
+use csi_snapshot_utils::{
+    ANN_DELETION_SECRET_REF_NAME, ANN_DELETION_SECRET_REF_NAMESPACE,
     ANN_VOLUME_SNAPSHOT_BEING_CREATED, ANN_VOLUME_SNAPSHOT_BEING_DELETED,
     PREFIXED_VOLUME_SNAPSHOT_CONTENT_NAME_KEY, PREFIXED_VOLUME_SNAPSHOT_NAME_KEY,
     PREFIXED_VOLUME_SNAPSHOT_NAMESPACE_KEY, SNAPSHOTTER_LIST_SECRET_PARAMS,
-    VOLUME_GROUP_SNAPSHOT_HANDLE_ANNOTATION, VOLUME_SNAPSHOT_CONTENT_FINALIZER, go_quote,
+    VOLUME_GROUP_SNAPSHOT_HANDLE_ANNOTATION, VOLUME_SNAPSHOT_CONTENT_FINALIZER,
 };
 
 /// A content and what went wrong with it: upstream's operations return the latest content
@@ -401,12 +401,11 @@ impl Reconciler {
                     return Err((content, SyncError::new(message)));
                 };
                 let parameters = class.parameters.clone().unwrap_or_default();
-                let reference = match utils::secret_reference(
+                let reference = match csi_snapshot_utils::secret_reference(
                     &SNAPSHOTTER_LIST_SECRET_PARAMS,
                     &parameters,
                     name(&content),
                     None,
-                    false,
                 ) {
                     Ok(reference) => reference,
                     Err(err) => {
@@ -521,15 +520,17 @@ impl Reconciler {
                 );
                 (c, SyncError::new(message))
             })?;
-        let mut parameters =
-            match utils::remove_prefixed_parameters(&class_parameters.unwrap_or_default()) {
-                Ok(parameters) => parameters,
-                Err(err) => {
-                    let message =
-                        format!("failed to remove CSI Parameters of prefixed keys: {err}");
-                    return Err((content, SyncError::new(message)));
-                }
-            };
+        let mut parameters = match csi_snapshot_utils::remove_prefixed_parameters(
+            &class_parameters.unwrap_or_default(),
+        )
+        .map(|parameters| parameters.into_iter().collect::<HashMap<_, _>>())
+        {
+            Ok(parameters) => parameters,
+            Err(err) => {
+                let message = format!("failed to remove CSI Parameters of prefixed keys: {err}");
+                return Err((content, SyncError::new(message)));
+            }
+        };
         if self.extra_create_metadata {
             let reference = &content.spec.volume_snapshot_ref;
             parameters.insert(

@@ -16,14 +16,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 use tracing::{debug, error, info, trace};
 
-use super::{Reconciler, SyncError, controller_update_error, now_nanos, patch_path};
+use super::{Reconciler, SyncError, controller_update_error, go_quote, now_nanos, patch_path};
 use crate::snapshotter::timestamp_nanos;
-use crate::utils::{
-    self, ANN_DELETION_GROUP_SECRET_REF_NAME, ANN_DELETION_GROUP_SECRET_REF_NAMESPACE,
+use csi_snapshot_utils::{
+    ANN_DELETION_GROUP_SECRET_REF_NAME, ANN_DELETION_GROUP_SECRET_REF_NAMESPACE,
     ANN_VOLUME_GROUP_SNAPSHOT_BEING_CREATED, ANN_VOLUME_GROUP_SNAPSHOT_BEING_DELETED,
     GROUP_SNAPSHOTTER_GET_SECRET_PARAMS, PREFIXED_VOLUME_GROUP_SNAPSHOT_CONTENT_NAME_KEY,
     PREFIXED_VOLUME_GROUP_SNAPSHOT_NAME_KEY, PREFIXED_VOLUME_GROUP_SNAPSHOT_NAMESPACE_KEY,
-    VOLUME_GROUP_SNAPSHOT_CONTENT_FINALIZER, go_quote,
+    VOLUME_GROUP_SNAPSHOT_CONTENT_FINALIZER,
 };
 
 type Content = VolumeGroupSnapshotContent;
@@ -427,15 +427,17 @@ impl Reconciler {
                 );
                 (c, SyncError::new(message))
             })?;
-        let mut parameters =
-            match utils::remove_prefixed_parameters(&class_parameters.unwrap_or_default()) {
-                Ok(parameters) => parameters,
-                Err(err) => {
-                    let message =
-                        format!("failed to remove CSI Parameters of prefixed keys: {err}");
-                    return Err((content, SyncError::new(message)));
-                }
-            };
+        let mut parameters = match csi_snapshot_utils::remove_prefixed_parameters(
+            &class_parameters.unwrap_or_default(),
+        )
+        .map(|parameters| parameters.into_iter().collect::<HashMap<_, _>>())
+        {
+            Ok(parameters) => parameters,
+            Err(err) => {
+                let message = format!("failed to remove CSI Parameters of prefixed keys: {err}");
+                return Err((content, SyncError::new(message)));
+            }
+        };
         if self.extra_create_metadata {
             let reference = &content.spec.volume_group_snapshot_ref;
             parameters.insert(
@@ -564,12 +566,11 @@ impl Reconciler {
                 return Err((content, SyncError::new(message)));
             };
             let parameters = class.parameters.clone().unwrap_or_default();
-            let reference = match utils::secret_reference(
+            let reference = match csi_snapshot_utils::group_snapshot_secret_reference(
                 &GROUP_SNAPSHOTTER_GET_SECRET_PARAMS,
                 &parameters,
                 name(&content),
                 None,
-                true,
             ) {
                 Ok(reference) => reference,
                 Err(err) => {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use csi_crd_types::{VolumeGroupSnapshotContent, VolumeSnapshotContent};
 
+use super::go_quote;
 use crate::group_snapshotter::{CreatedGroupSnapshot, GroupSnapshotStatus, GroupSnapshotter};
 use crate::snapshotter::{CreatedSnapshot, CsiError, SnapshotStatus, Snapshotter};
-use crate::utils::go_quote;
 
 /// The CSI side of the controller (upstream's `Handler`).
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ use tracing::{debug, info};
 pub use handler::Handler;
 pub use kube::{ApiClient, Listers, SnapshotApi, StoreListers};
 
-use crate::utils::{
+use csi_snapshot_utils::{
     VOLUME_SNAPSHOT_CONTENT_MANAGED_BY_LABEL, should_enqueue_content_change,
     should_enqueue_group_content_change,
 };
@@ -105,6 +105,13 @@ fn class_not_found(resource: &str, name: &str) -> String {
 /// A JSON pointer token for a key (`/` is `~1`, `~` is `~0`).
 fn patch_path(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Go's `%q` of a string (upstream quotes errors into messages with it).
+pub(crate) fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    csi_gofmt::quote_into(&mut out, s);
+    out
 }
 
 /// Now, in Unix nanoseconds.

@@ -4,7 +4,7 @@ use csi_crd_types::snapshot::v1::VolumeSnapshotContentStatus;
 use csi_test_support::fake_api::Verb;
 
 use super::framework::*;
-use crate::utils::{
+use csi_snapshot_utils::{
     ANN_DELETION_SECRET_REF_NAME, ANN_DELETION_SECRET_REF_NAMESPACE,
     PREFIXED_VOLUME_SNAPSHOT_CONTENT_NAME_KEY, PREFIXED_VOLUME_SNAPSHOT_NAME_KEY,
     PREFIXED_VOLUME_SNAPSHOT_NAMESPACE_KEY,

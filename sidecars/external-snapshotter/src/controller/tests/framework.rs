@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::controller::{Handler, Listers, Reconciler, ReconcilerParts, SnapshotApi, SyncError};
 use crate::group_snapshotter::GroupSnapshotter;
 use crate::snapshotter::{CreatedSnapshot, CsiError, SnapshotStatus, Snapshotter};
-use crate::utils::{
+use csi_snapshot_utils::{
     ANN_DELETION_SECRET_REF_NAME, ANN_DELETION_SECRET_REF_NAMESPACE,
     ANN_VOLUME_SNAPSHOT_BEING_DELETED, VOLUME_SNAPSHOT_CONTENT_FINALIZER,
 };
@@ -727,7 +727,7 @@ fn class(
 
 /// upstream's `snapshotClasses` (snapshot_delete_test.go).
 pub fn snapshot_classes() -> Vec<VolumeSnapshotClass> {
-    use crate::utils::{
+    use csi_snapshot_utils::{
         PREFIXED_SNAPSHOTTER_LIST_SECRET_NAME_KEY, PREFIXED_SNAPSHOTTER_LIST_SECRET_NAMESPACE_KEY,
         PREFIXED_SNAPSHOTTER_SECRET_NAME_KEY, PREFIXED_SNAPSHOTTER_SECRET_NAMESPACE_KEY,
     };

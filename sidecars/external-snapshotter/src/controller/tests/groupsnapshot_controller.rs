@@ -32,7 +32,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use super::csi_handler::FakeGroupSnapshotter;
 use super::framework::*;
 use crate::controller::{Listers, Reconciler};
-use crate::utils::{
+use csi_snapshot_utils::{
     ANN_DELETION_GROUP_SECRET_REF_NAME, ANN_DELETION_GROUP_SECRET_REF_NAMESPACE,
     ANN_VOLUME_GROUP_SNAPSHOT_BEING_CREATED, ANN_VOLUME_GROUP_SNAPSHOT_BEING_DELETED,
     VOLUME_GROUP_SNAPSHOT_CONTENT_FINALIZER,

@@ -22,7 +22,7 @@ use super::framework::*;
 use super::groupsnapshot_controller::*;
 use crate::group_snapshotter::{CreatedGroupSnapshot, GroupSnapshotStatus};
 use crate::snapshotter::CsiError;
-use crate::utils::ANN_VOLUME_GROUP_SNAPSHOT_BEING_CREATED;
+use csi_snapshot_utils::ANN_VOLUME_GROUP_SNAPSHOT_BEING_CREATED;
 
 fn dynamic(name: &str) -> VolumeGroupSnapshotContent {
     let mut content = new_group_content(
