@@ -120,10 +120,10 @@ async fn takes_reports_and_deletes_snapshots_under_shipped_rbac() -> anyhow::Res
             .create(&PostParams::default(), &dynamic_content)
             .await?;
 
-        let snapshotter = ChildProcess::spawn(
-            fixture.env.binary("csi-snapshotter")?,
-            fixture.common_args(),
-        )?;
+        let metrics_address = format!("127.0.0.1:{}", csi_test_support::free_port());
+        let mut args = fixture.common_args();
+        args.push(format!("--http-endpoint={metrics_address}"));
+        let snapshotter = ChildProcess::spawn(fixture.env.binary("csi-snapshotter")?, args)?;
         let processes = [("csi-snapshotter", &snapshotter)];
         let ready = |name: String| {
             let contents = contents.clone();
@@ -240,6 +240,22 @@ async fn takes_reports_and_deletes_snapshots_under_shipped_rbac() -> anyhow::Res
         );
         let leases: Api<Lease> = Api::namespaced(fixture.admin.clone(), &ns);
         ensure!(leases.get_opt(&lease).await?.is_some(), "the lease {lease}");
+        // Upstream's metrics: the CSI calls by method, the queues by name.
+        let (code, metrics) = csi_test_support::http_get(&metrics_address, "/metrics").await?;
+        ensure!(code == 200, "GET /metrics: {code}");
+        for expected in [
+            "csi_sidecar_operations_seconds_count{driver_name=\"",
+            "method_name=\"/csi.v1.Controller/CreateSnapshot\"",
+            "method_name=\"/csi.v1.Controller/DeleteSnapshot\"",
+            "method_name=\"/csi.v1.Controller/ListSnapshots\"",
+            "workqueue_adds_total{name=\"csi-snapshotter-content\"}",
+            "workqueue_adds_total{name=\"csi-snapshotter-groupsnapshotcontent\"}",
+        ] {
+            ensure!(
+                metrics.contains(expected),
+                "{expected} in /metrics:\n{metrics}"
+            );
+        }
         fixture.assert_nothing_forbidden()?;
         drop(snapshotter);
         anyhow::Ok(())

@@ -217,3 +217,46 @@ async fn livenessprobe_alone_listens_on_its_default_port_rules() {
         "ok"
     );
 }
+
+/// A driver without CREATE_DELETE_SNAPSHOT: standalone csi-snapshotter exits, as upstream; in
+/// csi-sidecars only the snapshotter is disabled, says why at its health check, and the
+/// others run on.
+#[tokio::test]
+async fn a_driver_without_snapshots_disables_only_the_snapshotter() {
+    let driver = MockCsiDriver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // No request reaches this API server: the snapshotter is disabled before it would ask.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+    )
+    .unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let sidecars = ChildProcess::spawn(
+        BIN,
+        [
+            format!("--csi-address={}", driver.endpoint()),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--controllers=snapshotter,livenessprobe".to_string(),
+            format!("--http-endpoint={address}"),
+        ],
+    )
+    .unwrap();
+    let body = wait_for_status(&address, "/healthz?verbose", 200, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", sidecars.logs()));
+    assert!(
+        body.contains(
+            "[+]snapshotter ok: disabled: CSI driver mock.csi.k8s.io does not support ControllerCreateSnapshot"
+        ),
+        "{body}\n{}",
+        sidecars.logs()
+    );
+    assert_eq!(
+        wait_for_status(&address, "/healthz/livenessprobe", 200, WAIT)
+            .await
+            .unwrap(),
+        "ok"
+    );
+}
