@@ -1,7 +1,8 @@
 //! csi-snapshotter on the real control plane, under the RBAC we ship, as a ServiceAccount,
 //! against Kubernetes' mock CSI driver as a separate process (it has CreateSnapshot,
-//! DeleteSnapshot and ListSnapshots, no group snapshots). The snapshot-controller does not
-//! run: the test writes the VolumeSnapshotContents as it would.
+//! DeleteSnapshot and ListSnapshots, no group snapshots) and, for group snapshots, our
+//! in-process mock driver. The snapshot-controller does not run: the tests write the
+//! (group) snapshot contents as it would.
 
 use std::path::{Path, PathBuf};
 
@@ -270,6 +271,195 @@ async fn takes_reports_and_deletes_snapshots_under_shipped_rbac() -> anyhow::Res
         );
         let _ = ignore_not_found(contents.delete(name, &DeleteParams::default()).await);
     }
+    let _ = ignore_not_found(classes.delete(&class, &DeleteParams::default()).await);
+    fixture.finish(outcome).await
+}
+
+/// A dynamic VolumeGroupSnapshotContent: CreateVolumeGroupSnapshot, the members in the status
+/// (through the group CRD's `v1`, stored as `v1beta2`), then DeleteVolumeGroupSnapshot with
+/// the members' IDs when it is deleted with policy Delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn takes_and_deletes_a_group_snapshot_under_shipped_rbac() -> anyhow::Result<()> {
+    use csi_crd_types::{VolumeGroupSnapshotClass, VolumeGroupSnapshotContent};
+    use csi_proto::csi::v1::controller_service_capability::rpc::Type as Rpc;
+    use csi_proto::csi::v1::group_controller_service_capability::rpc::Type as GroupRpc;
+    use csi_proto::csi::v1::{
+        CreateVolumeGroupSnapshotRequest, CreateVolumeGroupSnapshotResponse,
+        DeleteVolumeGroupSnapshotRequest, DeleteVolumeGroupSnapshotResponse, Snapshot,
+        VolumeGroupSnapshot,
+    };
+
+    let fixture = Fixture::new(
+        "groupsnapshotter",
+        &repo_path("sidecars/external-snapshotter/deploy/rbac.yaml"),
+        &[],
+    )
+    .await?;
+    let ns = fixture.ns.name.clone();
+    let contents: Api<VolumeGroupSnapshotContent> = Api::all(fixture.admin.clone());
+    let classes: Api<VolumeGroupSnapshotClass> = Api::all(fixture.admin.clone());
+    let (name, class) = (format!("{ns}-group"), format!("{ns}-gclass"));
+    let driver = csi_test_support::MockCsiDriver::start().await?;
+    let outcome = async {
+        driver.set_driver_name(fixture.driver_name());
+        driver.set_controller_capabilities([Rpc::CreateDeleteSnapshot]);
+        driver.set_group_controller_capabilities([GroupRpc::CreateDeleteGetVolumeGroupSnapshot]);
+        driver.handle(
+            "CreateVolumeGroupSnapshot",
+            |req: CreateVolumeGroupSnapshotRequest| {
+                let snapshots = req
+                    .source_volume_ids
+                    .iter()
+                    .map(|volume| Snapshot {
+                        snapshot_id: format!("snap-{volume}"),
+                        source_volume_id: volume.clone(),
+                        size_bytes: 1 << 30,
+                        ready_to_use: true,
+                        creation_time: Some(prost_types::Timestamp {
+                            seconds: 1_764_460_800,
+                            nanos: 0,
+                        }),
+                        group_snapshot_id: "group-1".into(),
+                    })
+                    .collect();
+                Ok(CreateVolumeGroupSnapshotResponse {
+                    group_snapshot: Some(VolumeGroupSnapshot {
+                        group_snapshot_id: "group-1".into(),
+                        snapshots,
+                        creation_time: Some(prost_types::Timestamp {
+                            seconds: 1_764_460_800,
+                            nanos: 0,
+                        }),
+                        ready_to_use: true,
+                    }),
+                })
+            },
+        );
+        driver.handle(
+            "DeleteVolumeGroupSnapshot",
+            |_: DeleteVolumeGroupSnapshotRequest| Ok(DeleteVolumeGroupSnapshotResponse {}),
+        );
+        classes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+                    "kind": "VolumeGroupSnapshotClass",
+                    "metadata": {"name": class},
+                    "driver": fixture.driver_name(),
+                    "deletionPolicy": "Delete",
+                    "parameters": {"tier": "gold"},
+                }))?,
+            )
+            .await?;
+        contents
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+                    "kind": "VolumeGroupSnapshotContent",
+                    "metadata": {
+                        "name": name,
+                        "finalizers": [csi_snapshot_utils::VOLUME_GROUP_SNAPSHOT_CONTENT_FINALIZER],
+                    },
+                    "spec": {
+                        "driver": fixture.driver_name(),
+                        "deletionPolicy": "Delete",
+                        "volumeGroupSnapshotClassName": class,
+                        "source": {"volumeHandles": ["vol-a", "vol-b"]},
+                        "volumeGroupSnapshotRef": {
+                            "name": "group", "namespace": ns, "uid": SNAPSHOT_UID,
+                        },
+                    },
+                }))?,
+            )
+            .await?;
+        let mut args = fixture.common_args();
+        args[0] = format!("--csi-address={}", driver.endpoint());
+        let snapshotter = ChildProcess::spawn(fixture.env.binary("csi-snapshotter")?, args)?;
+        let processes = [("csi-snapshotter", &snapshotter)];
+
+        let got = wait_until(
+            "the group content ready",
+            WAIT,
+            || async {
+                let content = contents.get(&name).await.ok()?;
+                let ready = content.status.as_ref()?.ready_to_use == Some(true);
+                ready.then_some(content)
+            },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
+        let status = got.status.unwrap_or_default();
+        ensure!(
+            status.volume_group_snapshot_handle.as_deref() == Some("group-1")
+                && status.creation_time.is_some()
+                && status
+                    .volume_snapshot_info_list
+                    .iter()
+                    .map(|i| (
+                        i.volume_handle.as_str(),
+                        i.snapshot_handle.as_str(),
+                        i.restore_size
+                    ))
+                    .collect::<Vec<_>>()
+                    == [
+                        ("vol-a", "snap-vol-a", Some(1 << 30)),
+                        ("vol-b", "snap-vol-b", Some(1 << 30))
+                    ],
+            "group status: {status:?}"
+        );
+        let create = driver.calls_to("CreateVolumeGroupSnapshot");
+        let request = create[0]
+            .request::<CreateVolumeGroupSnapshotRequest>()
+            .context("a CreateVolumeGroupSnapshot")?;
+        ensure!(
+            request.name == format!("groupsnapshot-{SNAPSHOT_UID}")
+                && request.source_volume_ids == ["vol-a", "vol-b"]
+                && request.parameters.get("tier").map(String::as_str) == Some("gold")
+                && request.parameters.len() == 1,
+            "CreateVolumeGroupSnapshot: {request:?}"
+        );
+
+        contents
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    csi_snapshot_utils::ANN_VOLUME_GROUP_SNAPSHOT_BEING_DELETED: "yes"
+                }}})),
+            )
+            .await?;
+        contents.delete(&name, &DeleteParams::default()).await?;
+        wait_until(
+            "the group content gone",
+            WAIT,
+            || async { matches!(contents.get_opt(&name).await, Ok(None)).then_some(()) },
+            || fixture.diagnostics(&processes),
+        )
+        .await?;
+        let delete = driver.calls_to("DeleteVolumeGroupSnapshot");
+        let request = delete
+            .first()
+            .and_then(|c| c.request::<DeleteVolumeGroupSnapshotRequest>())
+            .context("a DeleteVolumeGroupSnapshot")?;
+        ensure!(
+            request.group_snapshot_id == "group-1"
+                && request.snapshot_ids == ["snap-vol-a", "snap-vol-b"],
+            "DeleteVolumeGroupSnapshot: {request:?}"
+        );
+        fixture.assert_nothing_forbidden()?;
+        drop(snapshotter);
+        anyhow::Ok(())
+    }
+    .await;
+    let no_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    let _ = ignore_not_found(
+        contents
+            .patch(&name, &PatchParams::default(), &no_finalizers)
+            .await,
+    );
+    let _ = ignore_not_found(contents.delete(&name, &DeleteParams::default()).await);
     let _ = ignore_not_found(classes.delete(&class, &DeleteParams::default()).await);
     fixture.finish(outcome).await
 }
