@@ -19,7 +19,7 @@ use csi_test_support::fake_api::Verb;
 
 use super::csi_handler::{FakeGroupSnapshotter, now_nanos};
 use super::framework::*;
-use super::groupsnapshot_controller::*;
+use super::groupsnapshot_fixture::*;
 use crate::group_snapshotter::{CreatedGroupSnapshot, GroupSnapshotStatus};
 use crate::snapshotter::CsiError;
 use csi_snapshot_utils::ANN_VOLUME_GROUP_SNAPSHOT_BEING_CREATED;

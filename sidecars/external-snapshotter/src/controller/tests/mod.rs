@@ -32,6 +32,7 @@ pub mod framework;
 mod content_create;
 mod csi_handler;
 mod groupsnapshot_controller;
+mod groupsnapshot_fixture;
 mod groupsnapshot_helper;
 mod snapshot_controller;
 mod snapshot_delete;
