@@ -95,6 +95,55 @@ async fn a_driver_without_create_delete_snapshot_is_refused() {
     }
 }
 
+/// The other two cases of `Test_supportsControllerCreateSnapshot`: the capability call fails
+/// ("gRPC error"), or answers a capability without a type ("empty capability").
+#[tokio::test]
+async fn capability_errors_and_empty_capabilities_end_the_process() {
+    use csi_proto::csi::v1::{
+        ControllerGetCapabilitiesRequest, ControllerGetCapabilitiesResponse,
+        ControllerServiceCapability,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path());
+    for (case, expected) in [
+        (
+            "gRPC error",
+            "error determining if driver supports create/delete snapshot operations",
+        ),
+        (
+            "empty capability",
+            "does not support ControllerCreateSnapshot",
+        ),
+    ] {
+        let driver = MockCsiDriver::start().await.unwrap();
+        let failing = case == "gRPC error";
+        driver.handle(
+            "ControllerGetCapabilities",
+            move |_: ControllerGetCapabilitiesRequest| {
+                if failing {
+                    Err(tonic::Status::internal("mock error"))
+                } else {
+                    Ok(ControllerGetCapabilitiesResponse {
+                        capabilities: vec![ControllerServiceCapability { r#type: None }],
+                    })
+                }
+            },
+        );
+        let (code, out) = run_to_exit(
+            BIN,
+            [
+                format!("--csi-address={}", driver.endpoint()),
+                format!("--kubeconfig={config}"),
+            ],
+            WAIT,
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 1, "{case}: {out}");
+        assert!(out.contains(expected), "{case}: {out}");
+    }
+}
+
 #[tokio::test]
 async fn node_deployment_needs_node_name_and_no_leader_election() {
     let (code, out) = run_to_exit(BIN, ["--node-deployment", "--leader-election"], WAIT)
