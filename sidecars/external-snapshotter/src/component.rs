@@ -111,12 +111,13 @@ pub const FLAGS: &[Flag] = &[
         "feature-gates",
         Kind::MapStringBool,
         "",
-        "Comma-seprated list of key=value pairs that describe feature gates for alpha/experimental features. Options are:\nCSIVolumeGroupSnapshot=true|false (default=true)\nReleaseLeaderElectionOnExit=true|false (ALPHA - default=false)",
+        "Comma-seprated list of key=value pairs that describe feature gates for alpha/experimental features. Options are:\nReleaseLeaderElectionOnExit=true|false (ALPHA - default=false)",
     )
     .process(),
 ];
 
-/// csi-snapshotter's feature gates.
+/// csi-snapshotter's feature gates (`--help` lists only the ones that are not GA, as
+/// component-base does).
 pub const FEATURES: &[FeatureSpec] = &[
     FeatureSpec {
         name: VOLUME_GROUP_SNAPSHOT_GATE,
