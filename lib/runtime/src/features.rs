@@ -165,6 +165,26 @@ impl FeatureGates {
         Ok(FeatureGates { values })
     }
 
+    /// The warnings `--feature-gates` deserves once it is accepted: setting a GA or deprecated
+    /// gate works but the gate is going away, which component-base's registry logs as a warning
+    /// (`Topology=true` in KEP-4958's example manifest is such a gate of the provisioner).
+    pub fn warnings(specs: &[FeatureSpec], requested: &[(String, bool)]) -> Vec<String> {
+        requested
+            .iter()
+            .filter_map(|(name, value)| {
+                let spec = specs.iter().find(|s| s.name == name)?;
+                let stage = match spec.stage {
+                    Stage::Ga => "GA",
+                    Stage::Deprecated => "deprecated",
+                    Stage::Alpha | Stage::Beta => return None,
+                };
+                Some(format!(
+                    "Warning: setting {stage} feature gate {name}={value}. It will be removed in a future release."
+                ))
+            })
+            .collect()
+    }
+
     /// Whether `name` is on. An unknown name is off.
     pub fn enabled(&self, name: &str) -> bool {
         self.values.get(name).copied().unwrap_or(false)
@@ -230,6 +250,31 @@ mod tests {
         assert!(text.contains("Topology"), "{text}");
         let err = FeatureGates::new(&[], &[("X".into(), true)]).unwrap_err();
         assert!(err.to_string().contains("known gates: none"));
+    }
+
+    #[test]
+    fn setting_a_ga_or_deprecated_gate_warns_and_others_do_not() {
+        let deprecated = FeatureSpec {
+            name: "Old",
+            default: false,
+            stage: Stage::Deprecated,
+            locked_to_default: false,
+        };
+        let specs = [SPECS[0], SPECS[1], deprecated];
+        let requested = [
+            ("Topology".to_string(), true),
+            ("HonorPVReclaimPolicy".to_string(), true),
+            ("Old".to_string(), false),
+        ];
+        assert!(FeatureGates::new(&specs, &requested).is_ok());
+        assert_eq!(
+            FeatureGates::warnings(&specs, &requested),
+            [
+                "Warning: setting GA feature gate HonorPVReclaimPolicy=true. It will be removed in a future release.",
+                "Warning: setting deprecated feature gate Old=false. It will be removed in a future release.",
+            ]
+        );
+        assert!(FeatureGates::warnings(&specs, &[]).is_empty());
     }
 
     #[test]

@@ -340,8 +340,14 @@ async fn run_async(
             }
         };
     let features = if process.defines("feature-gates") {
-        match FeatureGates::new(&specs, &process.map_string_bool("feature-gates")) {
-            Ok(f) => f,
+        let requested = process.map_string_bool("feature-gates");
+        match FeatureGates::new(&specs, &requested) {
+            Ok(f) => {
+                for warning in FeatureGates::warnings(&specs, &requested) {
+                    warn!("{warning}");
+                }
+                f
+            }
             Err(err) => {
                 error!("{err}");
                 return 1;

@@ -242,11 +242,19 @@ struct Entry {
     id: String,
 }
 
+/// Spellings of flag names that published manifests use although no upstream binary has them,
+/// accepted as the flag they mean with a warning naming the right one: KEP-4958's example
+/// controller manifest writes `--attacher-worker-thread` for upstream's `--worker-threads`.
+/// (misspelled name, flag name)
+pub const MISSPELLINGS: &[(&str, &str)] = &[("worker-thread", "worker-threads")];
+
 /// Builds a command from sections and parses arguments with it.
 #[derive(Debug)]
 pub struct FlagSet {
     command: Command,
     entries: BTreeMap<String, Entry>,
+    /// A misspelled long name accepted as an alias → the id it stands for.
+    misspelled: BTreeMap<String, String>,
 }
 
 impl FlagSet {
@@ -261,6 +269,7 @@ impl FlagSet {
             .args_override_self(true)
             .max_term_width(100);
         let mut entries = BTreeMap::new();
+        let mut misspelled = BTreeMap::new();
 
         // Count every unprefixed name any section could claim, to decide which own flags may
         // also be used without their prefix.
@@ -292,6 +301,16 @@ impl FlagSet {
                     }
                 };
                 let mut arg = arg_for(&id, flag);
+                for (wrong, right) in MISSPELLINGS {
+                    if flag.name == *right {
+                        let alias = match section.prefix {
+                            None => wrong.to_string(),
+                            Some(prefix) => format!("{prefix}-{wrong}"),
+                        };
+                        arg = arg.alias(alias.clone());
+                        misspelled.insert(alias, id.clone());
+                    }
+                }
                 if section.prefix.is_some() {
                     match flag.scope {
                         Scope::Own
@@ -339,7 +358,11 @@ impl FlagSet {
                 );
             }
         }
-        FlagSet { command, entries }
+        FlagSet {
+            command,
+            entries,
+            misspelled,
+        }
     }
 
     /// The clap command, for help output and `debug_assert` tests.
@@ -360,14 +383,72 @@ impl FlagSet {
         T: Into<OsString>,
     {
         let args = normalize_go_args(&self.command, args.into_iter().map(Into::into));
+        let misspellings = self.misspellings_used(&args);
         let matches = self.command.clone().try_get_matches_from(args)?;
         Ok(ParsedFlags {
             inner: Arc::new(Inner {
                 matches,
                 entries: self.entries.clone(),
+                misspellings,
             }),
         })
     }
+
+    /// One warning per misspelled flag name in `args` (normalized: every flag is `--name`),
+    /// skipping values and everything after `--`.
+    fn misspellings_used(&self, args: &[OsString]) -> Vec<String> {
+        if self.misspelled.is_empty() {
+            return Vec::new();
+        }
+        let takes_value = value_flags(&self.command);
+        let mut warnings = Vec::new();
+        let mut value_expected = false;
+        for arg in args.iter().skip(1) {
+            if value_expected {
+                value_expected = false;
+                continue;
+            }
+            let Some(long) = arg.to_str().and_then(|s| s.strip_prefix("--")) else {
+                continue;
+            };
+            if long.is_empty() {
+                break;
+            }
+            let (name, has_value) = match long.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (long, false),
+            };
+            value_expected = !has_value && takes_value.get(name).copied().unwrap_or(false);
+            if let Some(right) = self.misspelled.get(name) {
+                let warning = format!("--{name} is not a flag; it is read as --{right}");
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
+            }
+        }
+        warnings
+    }
+}
+
+/// Every long name and alias of `command`, with whether it takes a value.
+fn value_flags(command: &Command) -> HashMap<String, bool> {
+    command
+        .get_arguments()
+        .flat_map(|a| {
+            let is_bool = a
+                .get_num_args()
+                .map(|r| r.min_values() == 0)
+                .unwrap_or(false);
+            let mut names: Vec<String> = a.get_long().into_iter().map(str::to_string).collect();
+            names.extend(
+                a.get_all_aliases()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(str::to_string),
+            );
+            names.into_iter().map(move |n| (n, !is_bool))
+        })
+        .collect()
 }
 
 fn arg_for(id: &str, flag: &Flag) -> Arg {
@@ -405,23 +486,7 @@ fn arg_for(id: &str, flag: &Flag) -> Arg {
 /// flag that takes one and was written without `=` is left untouched, whatever it looks like
 /// (`--timeout -1s` passes `-1s` on, as Go does). Parsing stops at `--`.
 pub fn normalize_go_args(command: &Command, args: impl Iterator<Item = OsString>) -> Vec<OsString> {
-    let takes_value: HashMap<String, bool> = command
-        .get_arguments()
-        .flat_map(|a| {
-            let is_bool = a
-                .get_num_args()
-                .map(|r| r.min_values() == 0)
-                .unwrap_or(false);
-            let mut names: Vec<String> = a.get_long().into_iter().map(str::to_string).collect();
-            names.extend(
-                a.get_all_aliases()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(str::to_string),
-            );
-            names.into_iter().map(move |n| (n, !is_bool))
-        })
-        .collect();
+    let takes_value = value_flags(command);
 
     let mut out = Vec::new();
     let mut args = args.peekable();
@@ -477,6 +542,7 @@ pub fn normalize_go_args(command: &Command, args: impl Iterator<Item = OsString>
 struct Inner {
     matches: ArgMatches,
     entries: BTreeMap<String, Entry>,
+    misspellings: Vec<String>,
 }
 
 /// The result of parsing: cheap to clone, read through [`FlagView`]s.
@@ -537,13 +603,15 @@ impl ParsedFlags {
         }
     }
 
-    /// Warnings for every deprecated flag that was set, to log once logging is up.
+    /// Warnings for every deprecated flag that was set and every misspelled flag name that
+    /// was accepted ([`MISSPELLINGS`]), to log once logging is up.
     pub fn deprecation_warnings(&self) -> Vec<String> {
         self.inner
             .entries
             .values()
             .filter(|e| e.flag.deprecated.is_some() && self.explicit(&e.id).is_some())
             .map(|e| e.flag.deprecated.unwrap_or_default().to_string())
+            .chain(self.inner.misspellings.iter().cloned())
             .collect()
     }
 }

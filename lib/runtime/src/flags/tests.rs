@@ -301,3 +301,39 @@ fn help_lists_each_section() {
         assert!(help.contains(needle), "{needle} missing in:\n{help}");
     }
 }
+
+#[test]
+fn the_singular_worker_thread_is_read_as_worker_threads_with_a_warning() {
+    let parsed = aggregate()
+        .parse(args(&["--alpha-worker-thread=100"]))
+        .unwrap();
+    assert_eq!(parsed.controller(Some("alpha")).int("worker-threads"), 100);
+    assert_eq!(
+        parsed.deprecation_warnings(),
+        ["--alpha-worker-thread is not a flag; it is read as --alpha-worker-threads"]
+    );
+    // Go syntax: a single dash and the value as the next argument.
+    let parsed = aggregate()
+        .parse(args(&["-alpha-worker-thread", "7", "--v=2"]))
+        .unwrap();
+    assert_eq!(parsed.controller(Some("alpha")).int("worker-threads"), 7);
+    assert_eq!(parsed.deprecation_warnings().len(), 1);
+    // The standalone binary too.
+    let parsed = standalone().parse(args(&["--worker-thread=3"])).unwrap();
+    assert_eq!(parsed.controller(None).int("worker-threads"), 3);
+    assert_eq!(
+        parsed.deprecation_warnings(),
+        ["--worker-thread is not a flag; it is read as --worker-threads"]
+    );
+    // The right spelling warns about nothing.
+    let parsed = aggregate()
+        .parse(args(&["--alpha-worker-threads=4"]))
+        .unwrap();
+    assert!(parsed.deprecation_warnings().is_empty());
+    // A controller without --worker-threads gets no such alias.
+    assert!(
+        aggregate()
+            .parse(args(&["--beta-worker-thread=4"]))
+            .is_err()
+    );
+}
