@@ -1,0 +1,223 @@
+//! KEP-4958's two example commands ("Proposal": the controller Deployment and the node
+//! DaemonSet), run as written against the local control plane and Kubernetes' mock CSI driver
+//! as its own process: the process starts, leads (controller side), and every controller the
+//! command lists is enabled and healthy at `/healthz/<controller>`.
+//!
+//! What a pod gives the container and a test cannot, and nothing else, is substituted:
+//! - the socket `/csi/csi.sock` (the `socket-dir` / `plugin-dir` mount) is the driver's socket
+//!   in a temporary directory; `--csi-address=unix:/csi/csi.sock` keeps its form;
+//! - the in-cluster config is the cluster admin's kubeconfig, given through `KUBECONFIG` (no
+//!   flag is added): the leases live in `kube-system`, which the namespaced RBAC of a test
+//!   sandbox does not reach;
+//! - the node side's `registration-dir` mount (`/registration`, the registrar's default) is a
+//!   temporary directory, `--plugin-registration-path=<dir>`;
+//! - `--http-endpoint=127.0.0.1:<free port>` is appended so that `/healthz/<controller>` can be
+//!   read (the KEP's commands open no port).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use csi_e2e_support::storage::{StorageFixture as Fixture, WAIT};
+use csi_e2e_support::{DRIVER_NAME, DriverOptions, DriverProcess, E2eEnv, has_exited, wait_until};
+use csi_test_support::{ChildProcess, FakeKubelet, free_port, http_get, wait_for_status};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use serde_json::json;
+
+/// The controller Deployment's `csi-sidecars` command, as the KEP writes it.
+const KEP_CONTROLLER_COMMAND: &[&str] = &[
+    "--csi-address=unix:/csi/csi.sock",
+    "--controllers=attacher,provisioner,resizer,snapshotter",
+    "--feature-gates=Topology=true",
+    "--leader-election",
+    "--leader-election-namespace=kube-system",
+    "--timeout=30s",
+    "--attacher-timeout=30s",
+    "--attacher-worker-thread=100",
+    "--provisioner-timeout=30s",
+];
+
+/// The node DaemonSet's `csi-sidecars` command, as the KEP writes it.
+const KEP_NODE_COMMAND: &[&str] = &[
+    "--csi-address=unix:/csi/csi.sock",
+    "--controllers=node-driver-registrar",
+    "--kubelet-registration-path=/var/lib/kubelet/plugins/<csi-driver>/csi.sock",
+];
+
+/// The socket path of the KEP's pods.
+const KEP_SOCKET: &str = "/csi/csi.sock";
+
+/// `command` with the KEP's socket replaced by `socket`; every other argument unchanged.
+fn with_socket(command: &[&str], socket: &std::path::Path) -> Vec<String> {
+    let socket = socket.display().to_string();
+    command
+        .iter()
+        .map(|arg| arg.replace(KEP_SOCKET, &socket))
+        .collect()
+}
+
+/// Waits until `/healthz/<name>` answers 200 for each of `names`.
+async fn every_controller_healthy(
+    address: &str,
+    names: &[&str],
+    process: &ChildProcess,
+) -> anyhow::Result<()> {
+    for name in names {
+        let body = wait_for_status(address, &format!("/healthz/{name}"), 200, WAIT)
+            .await
+            .map_err(|e| e.context(format!("/healthz/{name}:\n{}", process.logs())))?;
+        ensure!(body == "ok", "/healthz/{name}: {body}");
+    }
+    // Enabled, not only healthy: a controller disabled for a missing driver capability also
+    // answers ok, with a note (`[+]name ok: disabled …`).
+    let mut last = String::new();
+    for _ in 0..50 {
+        let (_, all) = http_get(address, "/healthz?verbose").await?;
+        if names
+            .iter()
+            .all(|name| all.contains(&format!("[+]{name} ok\n")))
+        {
+            return Ok(());
+        }
+        last = all;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!(
+        "not every one of {names:?} is enabled and healthy:\n{last}\n{}",
+        process.logs()
+    )
+}
+
+#[test]
+fn the_socket_is_the_only_argument_substituted() {
+    let socket = std::path::Path::new("/tmp/x/csi.sock");
+    let args = with_socket(KEP_CONTROLLER_COMMAND, socket);
+    assert_eq!(args[0], "--csi-address=unix:/tmp/x/csi.sock");
+    assert_eq!(&args[1..], &KEP_CONTROLLER_COMMAND[1..]);
+    let args = with_socket(KEP_NODE_COMMAND, socket);
+    assert_eq!(args[0], "--csi-address=unix:/tmp/x/csi.sock");
+    assert_eq!(&args[1..], &KEP_NODE_COMMAND[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kep_controller_deployment_command() -> anyhow::Result<()> {
+    let mut fixture = Fixture::new(
+        "kep-controller",
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sidecars/aio/deploy/rbac.yaml"),
+        &[],
+    )
+    .await?;
+    let leases: Api<Lease> = Api::namespaced(fixture.admin.clone(), "kube-system");
+    let lease_suffix = fixture.ns.name.clone();
+    let outcome = async {
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut args = with_socket(KEP_CONTROLLER_COMMAND, fixture.driver.socket());
+        args.push(format!("--http-endpoint={address}"));
+        let sidecars = ChildProcess::spawn_with_env(
+            fixture.env.binary("csi-sidecars")?,
+            &args,
+            [("KUBECONFIG", &fixture.env.kubeconfig)],
+        )?;
+
+        // It leads: one lease in kube-system, named for csi-sidecars and this test's driver.
+        let lease = wait_until(
+            "csi-sidecars holds its lease in kube-system",
+            WAIT,
+            || async {
+                if has_exited(&sidecars) {
+                    return Some(Err(anyhow::anyhow!("csi-sidecars exited")));
+                }
+                let list = leases.list(&ListParams::default()).await.ok()?;
+                list.items
+                    .into_iter()
+                    .find(|l| {
+                        let name = l.metadata.name.as_deref().unwrap_or_default();
+                        name.starts_with("csi-sidecars-")
+                            && name.contains(&lease_suffix)
+                            && l.spec
+                                .as_ref()
+                                .and_then(|s| s.holder_identity.as_deref())
+                                .is_some_and(|h| !h.is_empty())
+                    })
+                    .map(Ok)
+            },
+            || async { sidecars.logs() },
+        )
+        .await?
+        .map_err(|e| e.context(sidecars.logs()))?;
+        let lease_name = lease.metadata.name.clone().unwrap_or_default();
+
+        every_controller_healthy(
+            &address,
+            &["attacher", "provisioner", "resizer", "snapshotter"],
+            &sidecars,
+        )
+        .await?;
+
+        // The provisioner works under this command: a claim gets bound.
+        let class = fixture.storage_class("kep", json!({})).await?;
+        fixture.claim("data", &class, json!({})).await?;
+        fixture
+            .wait_bound(&["data".to_string()], WAIT, &[("csi-sidecars", &sidecars)])
+            .await?;
+
+        // The two spellings the KEP uses that no upstream binary has are accepted with a
+        // warning naming the right one.
+        let logs = sidecars.logs();
+        ensure!(
+            logs.contains(
+                "--attacher-worker-thread is not a flag; it is read as --attacher-worker-threads"
+            ),
+            "no warning about --attacher-worker-thread:\n{logs}"
+        );
+        ensure!(
+            logs.contains("setting GA feature gate Topology=true"),
+            "no warning about the GA gate Topology:\n{logs}"
+        );
+        drop(sidecars);
+        let _ = leases.delete(&lease_name, &DeleteParams::default()).await;
+        anyhow::Ok(())
+    }
+    .await;
+    // A lease left behind by a failure.
+    if let Ok(list) = leases.list(&ListParams::default()).await {
+        for lease in list.items {
+            let name = lease.metadata.name.unwrap_or_default();
+            if name.starts_with("csi-sidecars-") && name.contains(&lease_suffix) {
+                let _ = leases.delete(&name, &DeleteParams::default()).await;
+            }
+        }
+    }
+    fixture.finish(outcome).await
+}
+
+#[tokio::test]
+async fn the_kep_node_daemonset_command() -> anyhow::Result<()> {
+    let env = E2eEnv::from_env()?;
+    let driver = DriverProcess::start(&env, DriverOptions::default()).await?;
+    let registry = tempfile::tempdir()?;
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut args = with_socket(KEP_NODE_COMMAND, driver.socket());
+    args.push(format!(
+        "--plugin-registration-path={}",
+        registry.path().display()
+    ));
+    args.push(format!("--http-endpoint={address}"));
+    let sidecars = ChildProcess::spawn(env.binary("csi-sidecars")?, &args)?;
+    let info = FakeKubelet::register(registry.path(), DRIVER_NAME, WAIT)
+        .await
+        .map_err(|e| e.context(sidecars.logs()))?;
+    assert_eq!(info.name, DRIVER_NAME);
+    assert_eq!(
+        info.endpoint,
+        "/var/lib/kubelet/plugins/<csi-driver>/csi.sock"
+    );
+    every_controller_healthy(&address, &["node-driver-registrar"], &sidecars)
+        .await
+        .context("csi-sidecars of the KEP's DaemonSet")?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = sidecars.logs();
+    assert!(!logs.contains("ERROR"), "{logs}");
+    Ok(())
+}
