@@ -105,6 +105,46 @@ mod tests {
     }
 
     #[test]
+    fn the_kep_controller_manifest_is_accepted_as_written() {
+        let args = [
+            "csi-sidecars",
+            "--csi-address=unix:/csi/csi.sock",
+            "--controllers=attacher,provisioner,resizer,snapshotter",
+            "--feature-gates=Topology=true",
+            "--leader-election",
+            "--leader-election-namespace=kube-system",
+            "--timeout=30s",
+            "--attacher-timeout=30s",
+            "--attacher-worker-thread=100",
+            "--provisioner-timeout=30s",
+        ];
+        let parsed = aggregate_flags(NAME, TABLE).parse(args).unwrap();
+        let attacher = parsed.controller(Some("attacher"));
+        assert_eq!(attacher.int("worker-threads"), 100);
+        assert_eq!(
+            parsed.deprecation_warnings(),
+            ["--attacher-worker-thread is not a flag; it is read as --attacher-worker-threads"]
+        );
+        // Topology is the provisioner's GA gate: accepted, with component-base's warning.
+        let provisioner = &external_provisioner::DESCRIPTOR;
+        let requested = parsed.process().map_string_bool("feature-gates");
+        let gates =
+            csi_sidecar_runtime::features::FeatureGates::new(provisioner.features, &requested)
+                .unwrap();
+        assert!(gates.enabled("Topology"));
+        assert_eq!(
+            csi_sidecar_runtime::features::FeatureGates::warnings(provisioner.features, &requested),
+            [
+                "Warning: setting GA feature gate Topology=true. It will be removed in a future release."
+            ]
+        );
+        assert_eq!(
+            parsed.controller(Some("provisioner")).duration("timeout"),
+            std::time::Duration::from_secs(30)
+        );
+    }
+
+    #[test]
     fn upstream_manifest_arguments_parse_in_the_standalone_binaries() {
         let parsed = standalone_flags(&livenessprobe::DESCRIPTOR)
             .parse([
