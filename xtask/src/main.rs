@@ -11,6 +11,7 @@ mod demo;
 mod e2e;
 mod rbac;
 mod tools;
+mod upstream;
 
 use anyhow::bail;
 
@@ -28,6 +29,8 @@ tasks:
           and a fake kubelet, and show what each step proves
   rbac    generate sidecars/aio/deploy/rbac.yaml from the components' RBAC; --check: fail if stale
   tools   build/locate pinned test tools (etcd, kube-apiserver, ...): cargo xtask tools help
+  upstream for each component, the upstream release it mirrors and the newest one the Go module
+          proxy (go env GOPROXY) lists; --check: fail when one is behind (needs the network)
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Some("e2e") => e2e::run(&rest),
         Some("rbac") => rbac::run(&rest),
         Some("tools") => tools::run(&rest),
+        Some("upstream") => upstream::run(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
