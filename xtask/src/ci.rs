@@ -33,6 +33,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             Ok(())
         },
     )?;
+    step(
+        "cargo xtask new-sidecar: a generated skeleton builds in a copy of the workspace",
+        || {
+            cmd!(
+                sh,
+                "cargo test --locked -p xtask -- --ignored a_generated_skeleton_builds"
+            )
+            .run()?;
+            Ok(())
+        },
+    )?;
     step("end-to-end tests on the local control plane", || {
         crate::e2e::run(&[])
     })?;

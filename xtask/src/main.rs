@@ -9,6 +9,7 @@ mod ci;
 mod cluster;
 mod demo;
 mod e2e;
+mod new_sidecar;
 mod rbac;
 mod tools;
 mod upstream;
@@ -27,6 +28,9 @@ tasks:
   e2e     the end-to-end tests on the local control plane (starts and stops it if needed)
   demo    run csi-sidecars (livenessprobe + node-driver-registrar) against a mock CSI driver
           and a fake kubelet, and show what each step proves
+  new-sidecar NAME --upstream OWNER/REPO --version vX.Y.Z [--binary BIN] [--dir sidecars|controllers]
+          the skeleton of the next component (crate, descriptor, RBAC stub, failing test stubs,
+          workspace and csi-sidecars table lines): docs/adding-a-sidecar.md
   rbac    generate sidecars/aio/deploy/rbac.yaml from the components' RBAC; --check: fail if stale
   tools   build/locate pinned test tools (etcd, kube-apiserver, ...): cargo xtask tools help
   upstream for each component, the upstream release it mirrors and the newest one the Go module
@@ -43,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Some("cluster") => cluster::run(&rest),
         Some("demo") => demo::run(&rest),
         Some("e2e") => e2e::run(&rest),
+        Some("new-sidecar") => new_sidecar::run(&rest),
         Some("rbac") => rbac::run(&rest),
         Some("tools") => tools::run(&rest),
         Some("upstream") => upstream::run(&rest),
