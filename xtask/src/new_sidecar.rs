@@ -7,7 +7,7 @@
 //! (`e2e/tests/<name>.rs`, `e2e/tests/<name>_upstream.rs`), and the lines that make it part of
 //! the workspace: the workspace member and dependency, the `csi-sidecars` dependency and table
 //! line, the `release-tools/upstream-versions.toml` section and the `go.work.md` row; then
-//! regenerates the union RBAC (`cargo xtask rbac`). The controller it starts fails with "not
+//! regenerates the union RBAC (as `cargo xtask rbac` does). The controller it starts fails with "not
 //! ported yet", and the test stubs fail until they are filled in: nothing generated passes for
 //! work that is not done.
 
@@ -57,8 +57,7 @@ impl Spec {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let spec = parse_args(args)?;
     let root = crate::project_root();
-    generate(&root, &spec)?;
-    crate::rbac::run(&[])?;
+    generate_with_rbac(&root, &spec)?;
     println!(
         "new-sidecar: {} generated in {}; next: docs/adding-a-sidecar.md",
         spec.name,
@@ -185,6 +184,13 @@ pub fn generate(root: &Path, spec: &Spec) -> anyhow::Result<()> {
     })?;
     edit(&root.join("go.work.md"), |text| go_work_row(text, spec))?;
     Ok(())
+}
+
+/// [`generate`], then the union RBAC of `csi-sidecars` regenerated with the new component's.
+pub fn generate_with_rbac(root: &Path, spec: &Spec) -> anyhow::Result<()> {
+    generate(root, spec)?;
+    let union = crate::rbac::generate(root)?;
+    fs::write(root.join(crate::rbac::AIO_RBAC), union).context(crate::rbac::AIO_RBAC)
 }
 
 fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -638,7 +644,7 @@ mod tests {
             .unwrap();
         assert!(status.success());
         let spec = spec();
-        generate(dir.path(), &spec).unwrap();
+        generate_with_rbac(dir.path(), &spec).unwrap();
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
