@@ -6,9 +6,10 @@
 //! What a pod gives the container and a test cannot, and nothing else, is substituted:
 //! - the socket `/csi/csi.sock` (the `socket-dir` / `plugin-dir` mount) is the driver's socket
 //!   in a temporary directory; `--csi-address=unix:/csi/csi.sock` keeps its form;
-//! - the in-cluster config is the cluster admin's kubeconfig, given through `KUBECONFIG` (no
-//!   flag is added): the leases live in `kube-system`, which the namespaced RBAC of a test
-//!   sandbox does not reach;
+//! - the in-cluster config is a kubeconfig of the ServiceAccount of `csi-sidecars`' shipped RBAC
+//!   (applied into the test's namespace), given through `KUBECONFIG` (no flag is added); as a
+//!   deployer with leases in `kube-system` would, the test also puts the shipped Role (leases)
+//!   into `kube-system`, bound to that ServiceAccount;
 //! - the node side's `registration-dir` mount (`/registration`, the registrar's default) is a
 //!   temporary directory, `--plugin-registration-path=<dir>`;
 //! - `--http-endpoint=127.0.0.1:<free port>` is appended so that `/healthz/<controller>` can be
@@ -21,8 +22,9 @@ use csi_e2e_support::storage::{StorageFixture as Fixture, WAIT};
 use csi_e2e_support::{DRIVER_NAME, DriverOptions, DriverProcess, E2eEnv, has_exited, wait_until};
 use csi_test_support::{ChildProcess, FakeKubelet, free_port, http_get, wait_for_status};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 /// The controller Deployment's `csi-sidecars` command, as the KEP writes it.
@@ -89,6 +91,37 @@ async fn every_controller_healthy(
     )
 }
 
+/// The shipped Roles of the test's namespace, copied into `kube-system` (named after the test's
+/// namespace) and bound to its ServiceAccount: the RBAC of a deployment whose leases are there.
+/// Returns the names, to delete afterwards.
+async fn roles_in_kube_system(fixture: &Fixture) -> anyhow::Result<Vec<String>> {
+    let shipped: Api<Role> = Api::namespaced(fixture.admin.clone(), &fixture.ns.name);
+    let roles: Api<Role> = Api::namespaced(fixture.admin.clone(), "kube-system");
+    let bindings: Api<RoleBinding> = Api::namespaced(fixture.admin.clone(), "kube-system");
+    let mut names = Vec::new();
+    for role in shipped.list(&ListParams::default()).await?.items {
+        let name = format!(
+            "{}-{}",
+            fixture.ns.name,
+            role.metadata.name.as_deref().unwrap_or_default()
+        );
+        let copy: Role = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "rules": role.rules,
+        }))?;
+        roles.create(&PostParams::default(), &copy).await?;
+        names.push(name.clone());
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": fixture.account, "namespace": fixture.ns.name}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        }))?;
+        bindings.create(&PostParams::default(), &binding).await?;
+    }
+    ensure!(!names.is_empty(), "the shipped RBAC has no Role");
+    Ok(names)
+}
+
 #[test]
 fn the_socket_is_the_only_argument_substituted() {
     let socket = std::path::Path::new("/tmp/x/csi.sock");
@@ -110,14 +143,18 @@ async fn the_kep_controller_deployment_command() -> anyhow::Result<()> {
     .await?;
     let leases: Api<Lease> = Api::namespaced(fixture.admin.clone(), "kube-system");
     let lease_suffix = fixture.ns.name.clone();
+    let kube_system_roles = roles_in_kube_system(&fixture).await;
     let outcome = async {
+        kube_system_roles
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let address = format!("127.0.0.1:{}", free_port());
         let mut args = with_socket(KEP_CONTROLLER_COMMAND, fixture.driver.socket());
         args.push(format!("--http-endpoint={address}"));
         let sidecars = ChildProcess::spawn_with_env(
             fixture.env.binary("csi-sidecars")?,
             &args,
-            [("KUBECONFIG", &fixture.env.kubeconfig)],
+            [("KUBECONFIG", &fixture.kubeconfig)],
         )?;
 
         // It leads: one lease in kube-system, named for csi-sidecars and this test's driver.
@@ -175,11 +212,18 @@ async fn the_kep_controller_deployment_command() -> anyhow::Result<()> {
             logs.contains("setting GA feature gate Topology=true"),
             "no warning about the GA gate Topology:\n{logs}"
         );
+        fixture.assert_nothing_forbidden()?;
         drop(sidecars);
         let _ = leases.delete(&lease_name, &DeleteParams::default()).await;
         anyhow::Ok(())
     }
     .await;
+    let roles: Api<Role> = Api::namespaced(fixture.admin.clone(), "kube-system");
+    let bindings: Api<RoleBinding> = Api::namespaced(fixture.admin.clone(), "kube-system");
+    for name in kube_system_roles.iter().flatten() {
+        let _ = bindings.delete(name, &DeleteParams::default()).await;
+        let _ = roles.delete(name, &DeleteParams::default()).await;
+    }
     // A lease left behind by a failure.
     if let Ok(list) = leases.list(&ListParams::default()).await {
         for lease in list.items {
