@@ -4,7 +4,8 @@
 //! the component mirrors, the newest release the Go module proxy of this machine lists for the
 //! upstream module (`go list -m -versions`, so the proxy is whatever `go env GOPROXY` says, read
 //! at run time), and whether the two differ. A module the proxy does not serve is reported as
-//! "not served here", not as an error. With `--check` the exit status is non-zero when a
+//! "not served here", not as an error; a component upstream removed (`removed_upstream = "vX"`
+//! in its section) has nothing to port. With `--check` the exit status is non-zero when a
 //! component is behind. It needs the network, so CI does not run it.
 
 use std::cmp::Ordering;
@@ -24,6 +25,9 @@ struct Component {
     upstream: String,
     /// The mirrored tag (`v4.13.0`).
     version: String,
+    /// The release that removed the component upstream (`removed_upstream`): newer releases
+    /// have nothing to port.
+    removed_upstream: Option<String>,
 }
 
 /// What the proxy says about one component.
@@ -37,6 +41,8 @@ enum Status {
     Ahead(String),
     /// The proxy lists no release of the module.
     NotServed,
+    /// Upstream removed the component; the mirrored release is its last.
+    Removed(String),
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -57,13 +63,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut behind = Vec::new();
     for component in &components {
         let (module, listed) = newest_listed(component)?;
-        let status = compare(&component.version, listed.as_deref());
+        let status = match &component.removed_upstream {
+            Some(release) => Status::Removed(release.clone()),
+            None => compare(&component.version, listed.as_deref()),
+        };
         let newest = listed.unwrap_or_else(|| "-".to_string());
         let text = match &status {
             Status::Current => "same".to_string(),
             Status::Behind(v) => format!("BEHIND: port {} -> {v}", component.version),
             Status::Ahead(v) => format!("differs: the proxy's newest is {v}, older"),
             Status::NotServed => "not served here".to_string(),
+            Status::Removed(release) => format!("removed upstream in {release}: nothing to port"),
         };
         println!(
             "{:<36} {:<10} {:<10} {text}\n{:<36} ({module})",
@@ -96,6 +106,7 @@ fn parse_versions(text: &str) -> anyhow::Result<Vec<Component>> {
         out.push(Component {
             upstream: field("upstream")?,
             version: field("version")?,
+            removed_upstream: field("removed_upstream").ok(),
             name,
         });
     }
@@ -273,5 +284,10 @@ mod tests {
         for c in &components {
             assert!(!module_candidates(&c.upstream, &c.version).is_empty());
         }
+        let webhook = components
+            .iter()
+            .find(|c| c.name == "snapshot-validation-webhook")
+            .unwrap();
+        assert_eq!(webhook.removed_upstream.as_deref(), Some("v8.2.0"));
     }
 }
