@@ -119,6 +119,9 @@ mod tests {
             "--provisioner-timeout=30s",
         ];
         let parsed = aggregate_flags(NAME, TABLE).parse(args).unwrap();
+        let enabled = select(TABLE, &parsed.process().string("controllers")).unwrap();
+        let names: Vec<&str> = enabled.iter().map(|d| d.name).collect();
+        assert_eq!(names, ["attacher", "provisioner", "resizer", "snapshotter"]);
         let attacher = parsed.controller(Some("attacher"));
         assert_eq!(attacher.int("worker-threads"), 100);
         assert_eq!(
