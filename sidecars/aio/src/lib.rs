@@ -15,6 +15,7 @@ pub static TABLE: &[&Descriptor] = &[
     &external_provisioner::DESCRIPTOR,
     &external_resizer::DESCRIPTOR,
     &external_snapshotter::DESCRIPTOR,
+    &external_health_monitor::DESCRIPTOR,
     &livenessprobe::DESCRIPTOR,
     &node_driver_registrar::DESCRIPTOR,
 ];

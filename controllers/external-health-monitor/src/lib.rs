@@ -1,0 +1,26 @@
+//! external-health-monitor (kubernetes-csi/external-health-monitor v0.19.0) in Rust: the
+//! controller `csi-external-health-monitor-controller` and `csi-sidecars
+//! --controllers=health-monitor`.
+//!
+//! - [`csi`]: what the driver is asked (capabilities, `ListVolumes`, `ControllerGetVolume`).
+//! - [`checker`]: one volume's (or one sweep's) condition reported on its claim.
+//! - [`health`]: what is written on the claim (`status.healthStatus`), the Events, and the
+//!   memory that replaces upstream's cluster-wide Event watch.
+//! - [`controller`]: the queues, workers and intervals; [`node_watcher`]: node failures.
+//! - [`kube`]: the API calls outside the watches; [`component`]: flags and start-up.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod checker;
+pub mod component;
+pub mod controller;
+pub mod csi;
+pub mod health;
+pub mod kube;
+pub mod node_watcher;
+
+pub use component::DESCRIPTOR;
+
+#[cfg(test)]
+mod tests;
