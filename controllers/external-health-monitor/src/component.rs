@@ -155,7 +155,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
         let csi = CsiHandler::new(shared.csi.clone());
         let support = csi.support(CSI_TIMEOUT).await.map_err(anyhow::Error::msg)?;
         if let Some(reason) = support.missing() {
-            return Err(InitError::Disabled(format!("{reason}, exiting")));
+            return Err(InitError::Disabled(reason.to_string()));
         }
 
         let kube = shared.kube();
