@@ -32,6 +32,7 @@
 mod audit;
 mod charts;
 mod expand;
+mod health;
 mod procfs;
 mod provision;
 mod report;
@@ -50,6 +51,7 @@ use crate::{cluster, tools};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--debug] [--scale-only]
+       cargo xtask bench --health-monitor [--n N] [--events M] [--debug]
 
   --quick       N = 200 instead of 1000 (100 expansions instead of 500), scale with
                 0/1000/5000 instead of 0/5000/20000
@@ -61,6 +63,11 @@ usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--de
   --scale-only  only the scale measurement (idle RSS with objects present), not the workload
   --scale LIST  the object counts of the scale measurement: that many PVs and as many PVCs,
                 e.g. 0,5000,20000
+
+  --health-monitor  only csi-external-health-monitor-controller (no Go figure): idle RSS and API
+                requests per ListVolumes pass with N bound PVs (default 1000), healthy and
+                abnormal, and its RSS and requests with M more Events present (default 1000)
+  --events M    Events created for --health-monitor
 
 Writes target/bench/<timestamp>/{report.md,report.json,memory.png,latency.png,scale.png};
 a full run (--only all, release builds, workload and scale) also writes the summary into
@@ -187,6 +194,8 @@ struct Options {
     debug: bool,
     scale_only: bool,
     scale_pvs: Vec<usize>,
+    health_monitor: bool,
+    events: usize,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -197,6 +206,8 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
     let mut debug = false;
     let mut scale_only = false;
     let mut scale_pvs: Option<Vec<usize>> = None;
+    let mut health_monitor = false;
+    let mut events = 1000;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -211,6 +222,8 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
         };
         match name {
             "--quick" => quick = true,
+            "--health-monitor" => health_monitor = true,
+            "--events" => events = value()?.parse().context("--events")?,
             "--debug" => debug = true,
             "--scale-only" => scale_only = true,
             "--scale" => {
@@ -255,6 +268,8 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
         debug,
         scale_only,
         scale_pvs,
+        health_monitor,
+        events,
     }))
 }
 
@@ -404,6 +419,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .map(|d| std::path::absolute(PathBuf::from(d)))
         .transpose()?
         .unwrap_or_else(|| root.join("target"));
+    if options.health_monitor {
+        return run_health_monitor(&options, &root, &target);
+    }
 
     let driver_bin = tools::ensure("csi-mock-driver")?;
     let sidecars = go_sidecars(&std::fs::read_to_string(root.join(VERSIONS_FILE))?)?;
@@ -580,6 +598,35 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         report.write_readme(&readme, &out)?;
         println!("README table: {}", readme.display());
     }
+    Ok(())
+}
+
+/// `--health-monitor`: [`health`] alone.
+fn run_health_monitor(options: &Options, root: &Path, target: &Path) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    let profile: &[&str] = if options.debug { &[] } else { &["--release"] };
+    eprintln!(
+        "bench: building csi-external-health-monitor-controller ({})",
+        profile_name(options.debug)
+    );
+    cmd!(
+        sh,
+        "cargo build --quiet {profile...} -p external-health-monitor --bins"
+    )
+    .run()?;
+    let info = cluster::up()?;
+    let audit_log = info.state_dir.join("logs/audit.log");
+    let bin_dir = target.join(profile_name(options.debug));
+    let figures = health::run(options.n, options.events, &bin_dir, &audit_log, &info)?;
+    let text = figures.markdown(options.n, profile_name(options.debug));
+    let out = target
+        .join("bench")
+        .join(format!("{}-health-monitor", timestamp()));
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("report.md"), &text)?;
+    println!("{text}");
+    println!("report: {}", out.join("report.md").display());
     Ok(())
 }
 

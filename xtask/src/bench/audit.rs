@@ -35,6 +35,28 @@ pub fn load_since(log: &Path, from: u64, user: &str, prefixes: &[&str]) -> anyho
     Ok(count(requests))
 }
 
+/// The requests logged between offsets `from` and `to` by `user` with one of the user agent
+/// `prefixes` (a request counts where its last stage was logged).
+pub fn load_between(
+    log: &Path,
+    from: u64,
+    to: u64,
+    user: &str,
+    prefixes: &[&str],
+) -> anyhow::Result<ApiLoad> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(log)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = vec![0; usize::try_from(to.saturating_sub(from))?];
+    file.read_exact(&mut bytes)?;
+    let events = String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(AuditEvent::parse)
+        .filter(|e| e.username == user && csi_audit_log::agent_is(&e.user_agent, prefixes))
+        .collect::<Vec<_>>();
+    Ok(count(csi_audit_log::one_per_request(events)))
+}
+
 /// Whether a watch of `resource` by one of `prefixes` was logged after `from`.
 pub fn watch_seen(log: &Path, from: u64, user: &str, prefixes: &[&str], resource: &str) -> bool {
     load_since(log, from, user, prefixes)
