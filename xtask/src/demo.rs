@@ -5,7 +5,8 @@
 //! (attacher, provisioner, resizer, livenessprobe, node-driver-registrar), plays the kubelet's
 //! plugin watcher, provisions a claim, attaches and detaches its volume through
 //! kube-controller-manager's VolumeAttachments, grows the claim, deletes it (and so the
-//! volume), and shows what each step proves. The control plane stays up at the end so you can
+//! volume), shows a volume its driver reports abnormal on its claim (health-monitor), and
+//! shows what each step proves. The control plane stays up at the end so you can
 //! look around; the driver and `csi-sidecars` stop with the demo.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ use kube::{Api, Client};
 use xshell::{Shell, cmd};
 
 use crate::{cluster, tools};
+
+mod health;
 
 const DRIVER: &str = "demo.csi.k8s.io";
 const NODE: &str = "demo-node";
@@ -151,7 +154,11 @@ async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> 
         node_address: &node_address,
         info,
     };
-    let result = demo.walk_through().await;
+    let mut result = demo.walk_through().await;
+    if result.is_ok() {
+        let client = cluster::api::client(&info.kubeconfig).await?;
+        result = health::step(binary, info, &client).await;
+    }
     if result.is_err() {
         println!(
             "\ncontroller-side csi-sidecars output:\n{}",
