@@ -178,8 +178,12 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             volumes: watches.volumes.store(),
             claims: watches.claims.clone(),
         });
-        let events: Arc<dyn csi_kube::EventRecorder> =
-            Arc::new(kube.recorder(client.clone(), event_component(&driver)));
+        // Upstream's recorder names a component and no host.
+        let events: Arc<dyn csi_kube::EventRecorder> = Arc::new(csi_kube::Recorder::new(
+            client.clone(),
+            event_component(&driver),
+            "",
+        ));
         let api: Arc<dyn crate::kube::HealthApi> = Arc::new(ApiClient::new(client));
         let checker = Arc::new(PvHealthChecker::new(CheckerParts {
             driver_name: driver.clone(),

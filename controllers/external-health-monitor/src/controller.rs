@@ -168,6 +168,18 @@ impl PvMonitorController {
                 shutdown.clone(),
             ));
         }
+        // Claims deleted while reported abnormal leave the memory at each resync.
+        let claims = self.watches.claims.clone();
+        let reports = self.checker.reports().clone();
+        tasks.spawn(until(shutdown.clone(), self.config.resync, move || {
+            let live: HashSet<String> = claims
+                .state()
+                .iter()
+                .filter_map(|c| c.metadata.uid.clone())
+                .collect();
+            reports.retain(&live);
+            std::future::ready(())
+        }));
         if self.config.support_list_volumes {
             let checker = self.checker.clone();
             let interval = self.config.list_volumes_interval;

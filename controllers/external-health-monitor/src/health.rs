@@ -225,6 +225,11 @@ impl Reports {
         due
     }
 
+    /// Forgets every claim whose UID is not in `live` (deleted claims).
+    pub fn retain(&self, live: &std::collections::HashSet<String>) {
+        self.entries().retain(|uid, _| live.contains(uid));
+    }
+
     /// Forgets claim `uid` (deleted).
     pub fn forget(&self, uid: &str) {
         self.entries().remove(uid);

@@ -163,3 +163,15 @@ async fn a_failed_status_write_is_retried_on_the_next_pass() {
     h.checker.check_volume_status(&pv).await.unwrap();
     assert_eq!(h.api.patches().len(), 1);
 }
+
+#[test]
+fn deleted_claims_leave_the_memory() {
+    let reports = Reports::default();
+    let now = Instant::now();
+    reports.warned("gone", now);
+    reports.warned("here", now);
+    reports.retain(&["here".to_string()].into_iter().collect());
+    assert_eq!(reports.len(), 1);
+    assert!(reports.recovery_due("here", now));
+    assert!(!reports.recovery_due("gone", now));
+}
