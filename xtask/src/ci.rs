@@ -57,7 +57,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// Keeps `cargo xtask bench` from rotting: our configurations only, five attachments, 20 PVs
 /// and 20 PVCs for the scale part, one run, debug binaries (the figures of such a run mean
-/// nothing; the tooling working does).
+/// nothing; the tooling working does); and `--health-monitor` with five PVs.
 fn bench_smoke() -> anyhow::Result<()> {
     let info = crate::cluster::up()?;
     let args: Vec<String> = [
@@ -66,7 +66,11 @@ fn bench_smoke() -> anyhow::Result<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let result = crate::bench::run(&args);
+    let health: Vec<String> = ["--health-monitor", "--n", "5", "--events", "10", "--debug"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let result = crate::bench::run(&args).and_then(|()| crate::bench::run(&health));
     if info.started {
         crate::cluster::down()?;
     }
