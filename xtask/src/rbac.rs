@@ -2,13 +2,13 @@
 //! all-in-one `csi-sidecars`, from the RBAC each component ships.
 //!
 //! A component is every `sidecars/*/deploy/rbac.yaml` except aio's own, and every
-//! `controllers/*/deploy/rbac.yaml`. Of each file only the rules of its ClusterRoles and Roles
-//! count; its ServiceAccount and bindings are replaced by `csi-sidecars`' own. The rules are
-//! united per (API group, resource): a rule naming several groups or resources grants each
-//! pair, so it is split into one rule per pair, and rules for the same pair are merged by
-//! uniting their verbs. The result is sorted by group, then resource, with the verbs in
-//! Kubernetes' usual order, so it does not depend on which component is read first. Each
-//! rule is preceded by a comment naming the components that need it.
+//! `controllers/*/deploy/rbac.yaml` of a controller `csi-sidecars` runs. Of each file only the
+//! rules of its ClusterRoles and Roles count; its ServiceAccount and bindings are replaced by
+//! `csi-sidecars`' own. The rules are united per (API group, resource): a rule naming several
+//! groups or resources grants each pair, so it is split into one rule per pair, and rules for the
+//! same pair are merged by uniting their verbs. The result is sorted by group, then resource, with
+//! the verbs in Kubernetes' usual order, so it does not depend on which component is read first.
+//! Each rule is preceded by a comment naming the components that need it.
 //!
 //! Rules the union cannot merge without changing what they grant (`resourceNames`,
 //! `nonResourceURLs`, aggregated ClusterRoles) are rejected with an error rather than widened.
@@ -30,6 +30,10 @@ pub const AIO_RBAC: &str = "sidecars/aio/deploy/rbac.yaml";
 
 /// Where components live, relative to the workspace root; each holds `<name>/deploy/rbac.yaml`.
 const COMPONENT_DIRS: &[&str] = &["sidecars", "controllers"];
+
+/// Components with their own binary that `csi-sidecars` does not run: their RBAC is not part
+/// of its union (the snapshot-controller is cluster-wide, with a Role in kube-system).
+const NOT_IN_CSI_SIDECARS: &[&str] = &["controllers/snapshot-controller/deploy/rbac.yaml"];
 
 /// The namespace of every namespaced object, as in upstream's files.
 const NAMESPACE: &str = "default";
@@ -108,7 +112,7 @@ pub fn generate(root: &Path) -> anyhow::Result<String> {
 }
 
 /// `(name, path relative to root)` of every component's rbac.yaml: the `COMPONENT_DIRS` in
-/// that order, each sorted by name, without aio's own file.
+/// that order, each sorted by name, without aio's own file and [`NOT_IN_CSI_SIDECARS`].
 fn discover(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let mut found = Vec::new();
     for dir in COMPONENT_DIRS {
@@ -124,7 +128,10 @@ fn discover(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
                 bail!("{dir}: a non-UTF-8 file name: {:?}", entry.file_name());
             };
             let source = format!("{dir}/{name}/deploy/rbac.yaml");
-            if source != AIO_RBAC && root.join(&source).is_file() {
+            if source != AIO_RBAC
+                && !NOT_IN_CSI_SIDECARS.contains(&source.as_str())
+                && root.join(&source).is_file()
+            {
                 names.push((name, source));
             }
         }
