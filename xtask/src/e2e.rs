@@ -24,6 +24,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let go_provisioner = tools::ensure("csi-provisioner")?;
     let go_resizer = tools::ensure("csi-resizer")?;
     let go_translation = tools::ensure("csi-translation")?;
+    let go_snapshot_controller = tools::ensure("snapshot-controller")?;
+    let go_snapshotter = tools::ensure("csi-snapshotter")?;
     println!("==> e2e: building our binaries");
     cmd!(sh, "cargo build --locked --bins").run()?;
 
@@ -35,6 +37,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         go_provisioner,
         go_resizer,
         go_translation,
+        go_snapshot_controller,
+        go_snapshotter,
     };
     let result = run_tests(&sh, &info, &driver, &test_tools, args);
     if info.started {
@@ -59,6 +63,9 @@ struct TestTools {
     go_resizer: PathBuf,
     /// Kubernetes' csi-translation-lib on a corpus, which our translation is compared with.
     go_translation: PathBuf,
+    /// Upstream's Go `snapshot-controller` and `csi-snapshotter`, likewise.
+    go_snapshot_controller: PathBuf,
+    go_snapshotter: PathBuf,
 }
 
 fn run_tests(
@@ -74,6 +81,11 @@ fn run_tests(
     let _provisioner = sh.push_env("CSI_E2E_GO_PROVISIONER", &test_tools.go_provisioner);
     let _resizer = sh.push_env("CSI_E2E_GO_RESIZER", &test_tools.go_resizer);
     let _translation = sh.push_env("CSI_E2E_GO_TRANSLATION", &test_tools.go_translation);
+    let _snapshot_controller = sh.push_env(
+        "CSI_E2E_GO_SNAPSHOT_CONTROLLER",
+        &test_tools.go_snapshot_controller,
+    );
+    let _snapshotter = sh.push_env("CSI_E2E_GO_SNAPSHOTTER", &test_tools.go_snapshotter);
     let _driver = sh.push_env("CSI_E2E_DRIVER", driver);
     let _state = sh.push_env("CSI_E2E_STATE_DIR", &info.state_dir);
     cmd!(sh, "cargo test --locked -p csi-e2e {args...}")

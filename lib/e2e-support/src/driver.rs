@@ -294,6 +294,124 @@ impl DriverProcess {
         }
     }
 
+    /// Every snapshot the driver holds (`ListSnapshots`, all pages), as `(snapshot ID, source
+    /// volume ID)`, sorted; the mock driver starts with three (`1` to `3`, of volumes `1` to
+    /// `3`), and each member of a group snapshot is one of them too.
+    pub async fn list_snapshots(&self) -> anyhow::Result<Vec<(String, String)>> {
+        use csi_proto::csi::v1::ListSnapshotsRequest;
+        use csi_proto::csi::v1::controller_client::ControllerClient;
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let mut client = ControllerClient::new(channel);
+        let mut snapshots = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_snapshots(ListSnapshotsRequest {
+                    starting_token: token,
+                    ..ListSnapshotsRequest::default()
+                })
+                .await
+                .context("ListSnapshots")?
+                .into_inner();
+            snapshots.extend(
+                page.entries
+                    .into_iter()
+                    .filter_map(|e| e.snapshot)
+                    .map(|s| (s.snapshot_id, s.source_volume_id)),
+            );
+            if page.next_token.is_empty() {
+                snapshots.sort();
+                return Ok(snapshots);
+            }
+            token = page.next_token;
+        }
+    }
+
+    /// Creates a group snapshot named `name` of `volume_ids` (`CreateVolumeGroupSnapshot`; the
+    /// driver must run with `--enable-group-snapshots`) and returns its ID and the IDs of its
+    /// member snapshots, sorted.
+    pub async fn create_group_snapshot(
+        &self,
+        name: &str,
+        volume_ids: &[&str],
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        use csi_proto::csi::v1::CreateVolumeGroupSnapshotRequest;
+        use csi_proto::csi::v1::group_controller_client::GroupControllerClient;
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let group = GroupControllerClient::new(channel)
+            .create_volume_group_snapshot(CreateVolumeGroupSnapshotRequest {
+                name: name.to_string(),
+                source_volume_ids: volume_ids.iter().map(ToString::to_string).collect(),
+                ..CreateVolumeGroupSnapshotRequest::default()
+            })
+            .await
+            .with_context(|| format!("CreateVolumeGroupSnapshot {name:?}"))?
+            .into_inner()
+            .group_snapshot
+            .with_context(|| format!("CreateVolumeGroupSnapshot {name:?} returned no group"))?;
+        let mut members: Vec<String> = group.snapshots.into_iter().map(|s| s.snapshot_id).collect();
+        members.sort();
+        Ok((group.group_snapshot_id, members))
+    }
+
+    /// Deletes the group snapshot `group_snapshot_id` (`DeleteVolumeGroupSnapshot`) with the
+    /// member snapshot IDs `snapshot_ids` (empty: not given).
+    pub async fn delete_group_snapshot(
+        &self,
+        group_snapshot_id: &str,
+        snapshot_ids: &[String],
+    ) -> anyhow::Result<()> {
+        use csi_proto::csi::v1::DeleteVolumeGroupSnapshotRequest;
+        use csi_proto::csi::v1::group_controller_client::GroupControllerClient;
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        GroupControllerClient::new(channel)
+            .delete_volume_group_snapshot(DeleteVolumeGroupSnapshotRequest {
+                group_snapshot_id: group_snapshot_id.to_string(),
+                snapshot_ids: snapshot_ids.to_vec(),
+                ..DeleteVolumeGroupSnapshotRequest::default()
+            })
+            .await
+            .with_context(|| format!("DeleteVolumeGroupSnapshot {group_snapshot_id:?}"))?;
+        Ok(())
+    }
+
+    /// The group snapshot `group_snapshot_id` (`GetVolumeGroupSnapshot`; the driver must run
+    /// with `--enable-group-snapshots`): `None` when the driver answers NotFound, else the IDs
+    /// of its member snapshots, sorted.
+    pub async fn get_group_snapshot(
+        &self,
+        group_snapshot_id: &str,
+    ) -> anyhow::Result<Option<Vec<String>>> {
+        use csi_proto::csi::v1::GetVolumeGroupSnapshotRequest;
+        use csi_proto::csi::v1::group_controller_client::GroupControllerClient;
+
+        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let result = GroupControllerClient::new(channel)
+            .get_volume_group_snapshot(GetVolumeGroupSnapshotRequest {
+                group_snapshot_id: group_snapshot_id.to_string(),
+                ..GetVolumeGroupSnapshotRequest::default()
+            })
+            .await;
+        match result {
+            Ok(response) => {
+                let mut ids: Vec<String> = response
+                    .into_inner()
+                    .group_snapshot
+                    .map(|g| g.snapshots.into_iter().map(|s| s.snapshot_id).collect())
+                    .unwrap_or_default();
+                ids.sort();
+                Ok(Some(ids))
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => {
+                Err(status).with_context(|| format!("GetVolumeGroupSnapshot {group_snapshot_id:?}"))
+            }
+        }
+    }
+
     /// The gRPC calls the driver logged so far, oldest first.
     pub fn grpc_calls(&self) -> Vec<DriverCall> {
         self.logs()
