@@ -9,7 +9,8 @@
 //! - handles, which the driver numbers in the order calls arrive, become `VOLUME(<claim>)`,
 //!   `SNAPSHOT(<snapshot>)` and `GROUP(<group snapshot>)`, by the field they are in (volume and
 //!   snapshot IDs are both small numbers in the mock driver);
-//! - UIDs, resource versions, creation times (metadata and status), conditions' times go; the
+//! - UIDs, resource versions (also of references), creation times (metadata and status),
+//!   conditions' times go; the
 //!   field managers stay (who wrote, with which operation); lists whose order is not meaningful
 //!   are sorted.
 
@@ -38,8 +39,10 @@ const SNAPSHOT_FIELDS: &[&str] = &[
     "snapshot_ids",
 ];
 const GROUP_FIELDS: &[&str] = &["volumeGroupSnapshotHandle", "group_snapshot_id"];
-/// Fields dropped wherever they are: times.
-const TIME_FIELDS: &[&str] = &[
+/// Fields dropped wherever they are: times, and the resource versions of references (they
+/// follow the cluster's write count).
+const DROPPED_FIELDS: &[&str] = &[
+    "resourceVersion",
     "creationTime",
     "creation_time",
     "deletionTimestamp",
@@ -121,7 +124,7 @@ impl Normalizer {
             }
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .filter(|(k, _)| !TIME_FIELDS.contains(&k.as_str()))
+                    .filter(|(k, _)| !DROPPED_FIELDS.contains(&k.as_str()))
                     .map(|(k, v)| (self.text(k), self.value(k, v)))
                     .collect(),
             ),
