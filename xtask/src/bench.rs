@@ -36,6 +36,8 @@ mod health;
 mod procfs;
 mod provision;
 mod report;
+mod snapshot;
+mod snapshot_workload;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -73,6 +75,9 @@ Writes target/bench/<timestamp>/{report.md,report.json,memory.png,latency.png,sc
 a full run (--only all, release builds, workload and scale) also writes the summary into
 README.md between <!-- bench:start --> and <!-- bench:end -->.
 CI smoke test: cargo xtask bench --quick --only ours --n 5 --runs 1 --scale 0,20 --debug
+
+cargo xtask bench --snapshots [...]: volume snapshots instead (snapshot-controller and
+csi-snapshotter, Go against ours); `cargo xtask bench --snapshots --help` for its flags.
 ";
 
 /// The same settings for every sidecar that talks to the API server.
@@ -409,6 +414,9 @@ fn go_sidecars(versions: &str) -> anyhow::Result<Vec<GoSidecar>> {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.iter().any(|a| a == "--snapshots") {
+        return snapshot::run(args);
+    }
     let Some(options) = parse(args)? else {
         print!("{USAGE}");
         return Ok(());
