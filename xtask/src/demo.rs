@@ -4,9 +4,10 @@
 //! real CSI driver process and `csi-sidecars` with every controller that exists so far
 //! (attacher, provisioner, resizer, livenessprobe, node-driver-registrar), plays the kubelet's
 //! plugin watcher, provisions a claim, attaches and detaches its volume through
-//! kube-controller-manager's VolumeAttachments, grows the claim, deletes it (and so the
-//! volume), shows a volume its driver reports abnormal on its claim (health-monitor), and
-//! shows what each step proves. The control plane stays up at the end so you can
+//! kube-controller-manager's VolumeAttachments, grows the claim, snapshots it and restores the
+//! snapshot into a new claim (once our snapshot-controller and the snapshotter exist; until
+//! then that step is left out), deletes it (and so the volume), shows a volume its driver
+//! reports abnormal on its claim (health-monitor), and shows what each step proves. The control plane stays up at the end so you can
 //! look around; the driver and `csi-sidecars` stop with the demo.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use xshell::{Shell, cmd};
 use crate::{cluster, tools};
 
 mod health;
+mod snapshots;
 
 const DRIVER: &str = "demo.csi.k8s.io";
 const NODE: &str = "demo-node";
@@ -60,6 +62,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let binary = target.join("debug").join("csi-sidecars");
+    // Snapshots join the demo once our snapshot-controller and the snapshotter exist.
+    if root
+        .join("controllers/snapshot-controller/Cargo.toml")
+        .exists()
+    {
+        say("Building snapshot-controller");
+        let built = cmd!(sh, "cargo build --quiet --bin snapshot-controller").run();
+        if let Err(e) = built {
+            println!("    (not built, the demo goes on without snapshots: {e})");
+        }
+    }
+    let snapshot_controller = snapshots::available(&root, &target, &binary);
 
     say("Local control plane: etcd, kube-apiserver (RBAC on), kube-controller-manager");
     let info = cluster::up()?;
@@ -69,7 +83,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(demo(&binary, &driver_bin, &info))?;
+        .block_on(demo(
+            &binary,
+            snapshot_controller.as_deref(),
+            &driver_bin,
+            &info,
+        ))?;
 
     say("Done. The control plane is still running; look around:");
     println!("    export KUBECONFIG={}", info.kubeconfig.display());
@@ -97,7 +116,12 @@ fn show(text: &str) {
     }
 }
 
-async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> anyhow::Result<()> {
+async fn demo(
+    binary: &Path,
+    snapshot_controller: Option<&Path>,
+    driver_bin: &Path,
+    info: &cluster::ClusterInfo,
+) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let registry_dir = work.path().join("plugins_registry");
     std::fs::create_dir_all(&registry_dir)?;
@@ -126,7 +150,11 @@ async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> 
     // DaemonSet — two csi-sidecars processes, each with the controllers of its side.
     let controller_args = vec![
         format!("--csi-address=unix:{}", socket.display()),
-        "--controllers=attacher,provisioner,resizer,livenessprobe".to_string(),
+        if snapshot_controller.is_some() {
+            "--controllers=attacher,provisioner,resizer,snapshotter,livenessprobe".to_string()
+        } else {
+            "--controllers=attacher,provisioner,resizer,livenessprobe".to_string()
+        },
         format!("--kubeconfig={}", info.kubeconfig.display()),
         "--leader-election".to_string(),
         "--leader-election-namespace=default".to_string(),
@@ -144,12 +172,29 @@ async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> 
     println!("    node:       csi-sidecars {}", node_args.join(" "));
     let mut controller = ChildProcess::spawn(binary, &controller_args)?;
     let mut node = ChildProcess::spawn(binary, &node_args)?;
+    // Cluster-wide, its own binary: not a sidecar.
+    let snapshot_controller = match snapshot_controller {
+        Some(path) => {
+            let args = [
+                format!("--kubeconfig={}", info.kubeconfig.display()),
+                "--leader-election".to_string(),
+                "--leader-election-namespace=default".to_string(),
+            ];
+            println!("    snapshot-controller {}", args.join(" "));
+            Some(ChildProcess::spawn(path, args)?)
+        }
+        None => {
+            println!("    (our snapshot-controller is not built yet: no snapshots in this demo)");
+            None
+        }
+    };
     let mut demo = Demo {
         socket: &socket,
         driver: &mut driver,
         controller: &mut controller,
         node: &mut node,
         registry_dir: &registry_dir,
+        snapshots: snapshot_controller.is_some(),
         controller_address: &controller_address,
         node_address: &node_address,
         info,
@@ -166,6 +211,9 @@ async fn demo(binary: &Path, driver_bin: &Path, info: &cluster::ClusterInfo) -> 
         );
         println!("\nnode-side csi-sidecars output:\n{}", demo.node.logs());
         println!("\ndriver output:\n{}", demo.driver.logs());
+        if let Some(process) = &snapshot_controller {
+            println!("\nsnapshot-controller output:\n{}", process.logs());
+        }
     }
     result
 }
@@ -176,6 +224,8 @@ struct Demo<'a> {
     controller: &'a mut ChildProcess,
     node: &'a mut ChildProcess,
     registry_dir: &'a Path,
+    /// Whether snapshot-controller runs and csi-sidecars has the snapshotter.
+    snapshots: bool,
     controller_address: &'a str,
     node_address: &'a str,
     info: &'a cluster::ClusterInfo,
@@ -367,6 +417,10 @@ impl Demo<'_> {
         proves(
             "ControllerExpandVolume through the one connection; the claim's status as external-resizer writes it",
         );
+
+        if self.snapshots {
+            snapshots::snapshot_and_restore(&client).await?;
+        }
 
         say("The claim is deleted: the provisioner deletes the volume and its PV");
         claims.delete(PVC, &DeleteParams::default()).await?;
