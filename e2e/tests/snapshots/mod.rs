@@ -546,7 +546,11 @@ impl Stack {
                 },
             })
         };
+        // One snapshot of the claim at a time: two at once race to add the claim's finalizer,
+        // and the loser's conflict (a Warning Event, retried) would differ from run to run.
         self.create(Kind::VolumeSnapshot, of_source(SNAP, &self.snapshot_class))
+            .await?;
+        self.wait_for(Kind::VolumeSnapshot, SNAP, "readyToUse", ready)
             .await?;
         self.create(Kind::VolumeSnapshot, of_source(KEPT, &self.retain_class))
             .await?;
@@ -589,7 +593,7 @@ impl Stack {
             }),
         )
         .await?;
-        for name in [SNAP, KEPT, PRE] {
+        for name in [KEPT, PRE] {
             self.wait_for(Kind::VolumeSnapshot, name, "readyToUse", ready)
                 .await?;
         }
