@@ -7,8 +7,9 @@
 //! kube-controller-manager's VolumeAttachments, grows the claim, snapshots it and restores the
 //! snapshot into a new claim (once our snapshot-controller and the snapshotter exist; until
 //! then that step is left out), deletes it (and so the volume), shows a volume its driver
-//! reports abnormal on its claim (health-monitor), and shows what each step proves. The control plane stays up at the end so you can
-//! look around; the driver and `csi-sidecars` stop with the demo.
+//! reports abnormal on its claim (health-monitor), and shows what each step proves. The
+//! control plane stays up at the end so you can look around; the driver and `csi-sidecars`
+//! stop with the demo.
 
 use std::collections::BTreeMap;
 use std::path::Path;
