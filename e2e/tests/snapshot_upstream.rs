@@ -92,36 +92,6 @@ fn differences(go: &Captured, ours: &Captured) -> Vec<String> {
     out
 }
 
-/// Our snapshot-controller's Events name the host (`source.host`, `reportingInstance`);
-/// upstream's leave both empty (its recorder has no host). Until that is fixed the host is taken
-/// out of ours here, so the test keeps guarding everything else; returns how many Events had it.
-fn empty_event_hosts(events: &mut Keyed<Lines>) -> usize {
-    const SOURCE: &str = "[source snapshot-controller/";
-    let mut changed = 0;
-    for lines in events.values_mut() {
-        let fixed: Lines = lines
-            .iter()
-            .map(|line| {
-                let Some(start) = line.find(SOURCE) else {
-                    return line.clone();
-                };
-                let rest = &line[start + SOURCE.len()..];
-                let host = rest.split(',').next().unwrap_or_default();
-                if host.is_empty() {
-                    return line.clone();
-                }
-                changed += 1;
-                line.replace(
-                    &format!("{SOURCE}{host}, reporting snapshot-controller/{host}]"),
-                    &format!("{SOURCE}, reporting snapshot-controller/]"),
-                )
-            })
-            .collect();
-        *lines = fixed;
-    }
-    changed
-}
-
 fn dump(captured: &Captured) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "objects": captured.objects,
@@ -188,32 +158,6 @@ async fn snapshots_write_what_upstream_writes() -> anyhow::Result<()> {
     )
     .await?;
     std::fs::write(dump_dir.join("ours.txt"), dump(&ours))?;
-    let mut ours = ours;
-    let hosts = empty_event_hosts(&mut ours.events);
-    if hosts > 0 {
-        eprintln!(
-            "known bug (snapshot-controller): {hosts} Event(s) of ours carry the host in \
-             source.host and reportingInstance, where upstream's leave both empty; compared \
-             without it"
-        );
-    }
-    // Known bug (snapshot-controller): for one snapshot it sometimes sends two updates of the
-    // source claim at once (audit: two `update persistentvolumeclaims` within a millisecond,
-    // one 409), and the loser's Warning is recorded; upstream sends one.
-    let mut conflicts = 0;
-    for lines in ours.events.values_mut() {
-        let before = lines.len();
-        lines.retain(|l| {
-            !(l.contains("SnapshotContentCreationFailed") && l.contains("has been modified"))
-        });
-        conflicts += before - lines.len();
-    }
-    if conflicts > 0 {
-        eprintln!(
-            "known bug (snapshot-controller): {conflicts} Warning(s) of a conflicting second \
-             update of the source claim; compared without them"
-        );
-    }
     let mut unexplained = Vec::new();
     for difference in differences(&go, &ours) {
         if DELIBERATE

@@ -407,7 +407,9 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             Parts {
                 api: Arc::new(KubeApi::new(client.clone())),
                 listers: Arc::new(watches.listers.clone()),
-                events: Arc::new(kube.recorder(client.clone(), EVENT_COMPONENT)),
+                // Upstream's broadcaster names no host: `source.host` and
+                // `reportingInstance` stay empty.
+                events: Arc::new(csi_kube::Recorder::new(client.clone(), EVENT_COMPONENT, "")),
                 metrics: metrics.clone(),
                 snapshot_queue: queue(SNAPSHOT_QUEUE),
                 content_queue: queue(CONTENT_QUEUE),

@@ -14,8 +14,8 @@ use tracing::{error, info, warn};
 use super::{Result, SnapshotController, SyncError, name, namespace, uid};
 
 const CLAIM_LISTER: &str = "persistentvolumeclaim";
-/// How often a PVC finalizer removal is tried on conflicts (client-go's `retry.DefaultRetry`).
-const REMOVE_RETRIES: usize = 5;
+/// How often a PVC finalizer change is tried on conflicts (client-go's `retry.DefaultRetry`).
+const CONFLICT_RETRIES: usize = 5;
 
 impl SnapshotController {
     /// The snapshot's source PVC, from the cache.
@@ -142,7 +142,41 @@ impl SnapshotController {
             .finalizers
             .get_or_insert_with(Vec::new)
             .push(utils::PVC_FINALIZER.to_string());
-        if let Err(err) = self.api.update_pvc(&clone).await {
+        let mut written = self.api.update_pvc(&clone).await.map(drop);
+        // The cached claim can be older than the server's (our own previous write of it may not
+        // have reached the cache yet): on a conflict, read the claim afresh and add the
+        // finalizer to that, as the removal does, instead of failing the sync with a Warning.
+        for _ in 0..CONFLICT_RETRIES {
+            match &written {
+                Err(err) if err.is_conflict() => {}
+                _ => break,
+            }
+            let mut current = match self
+                .api
+                .get_pvc(namespace(&pvc.metadata), name(&pvc.metadata))
+                .await
+            {
+                Ok(current) => current,
+                Err(err) => {
+                    written = Err(err);
+                    break;
+                }
+            };
+            let finalizers = current.metadata.finalizers.get_or_insert_with(Vec::new);
+            if finalizers.iter().any(|f| f == utils::PVC_FINALIZER) {
+                written = Ok(());
+                break;
+            }
+            if current.metadata.deletion_timestamp.is_some() {
+                return Err(SyncError::update(
+                    name(&pvc.metadata),
+                    "cannot add finalizer on claim because it is being deleted",
+                ));
+            }
+            finalizers.push(utils::PVC_FINALIZER.to_string());
+            written = self.api.update_pvc(&current).await.map(drop);
+        }
+        if let Err(err) = written {
             error!(
                 "cannot add finalizer on claim [{}/{}] for snapshot [{}/{}]: [{err}]",
                 namespace(&pvc.metadata),
@@ -165,7 +199,7 @@ impl SnapshotController {
     pub(crate) async fn remove_pvc_finalizer(&self, pvc: &PersistentVolumeClaim) -> Result<()> {
         let (ns, pvc_name) = (namespace(&pvc.metadata), name(&pvc.metadata));
         let mut last = None;
-        for _ in 0..REMOVE_RETRIES {
+        for _ in 0..CONFLICT_RETRIES {
             let current = match self.api.get_pvc(ns, pvc_name).await {
                 Ok(current) => current,
                 Err(err) => return Err(SyncError::update(pvc_name, err)),

@@ -140,6 +140,12 @@ impl Reactor {
         self.state().contents.values().cloned().collect()
     }
 
+    /// Replaces a claim on the server (not in the listers): someone else wrote it.
+    pub fn put_claim(&self, claim: PersistentVolumeClaim) {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        self.state().claims.insert(name, claim);
+    }
+
     pub fn claims(&self) -> Vec<PersistentVolumeClaim> {
         self.state().claims.values().cloned().collect()
     }
