@@ -11,6 +11,7 @@ mod demo;
 mod e2e;
 mod new_sidecar;
 mod rbac;
+mod release;
 mod tools;
 mod upstream;
 
@@ -32,6 +33,8 @@ tasks:
           the skeleton of the next component (crate, descriptor, RBAC stub, failing test stubs,
           workspace and csi-sidecars table lines): docs/adding-a-sidecar.md
   rbac    generate sidecars/aio/deploy/rbac.yaml from the components' RBAC; --check: fail if stale
+  release one release build: an OCI image per sidecar (layout + docker archive), checksums,
+          SBOMs, release notes, verified with skopeo/umoci: cargo xtask release --help
   tools   build/locate pinned test tools (etcd, kube-apiserver, ...): cargo xtask tools help
   upstream for each component, the upstream release it mirrors and the newest one the Go module
           proxy (go env GOPROXY) lists; --check: fail when one is behind (needs the network)
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Some("e2e") => e2e::run(&rest),
         Some("new-sidecar") => new_sidecar::run(&rest),
         Some("rbac") => rbac::run(&rest),
+        Some("release") => release::run(&rest),
         Some("tools") => tools::run(&rest),
         Some("upstream") => upstream::run(&rest),
         Some("-h" | "--help" | "help") | None => {

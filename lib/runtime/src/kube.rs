@@ -195,7 +195,7 @@ impl KubeShared {
                 .parse()
                 .map_err(|e| Error::Master(format!("{e}")))?;
         }
-        let version = env!("CARGO_PKG_VERSION").to_string();
+        let version = crate::VERSION.to_string();
         let client = csi_kube::client(
             config.clone(),
             &client_options(process, &format!("{binary}/{version}")),

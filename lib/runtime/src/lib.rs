@@ -24,3 +24,11 @@ pub use flags::{Flag, FlagView, Kind};
 pub use health::CheckResult;
 pub use process::{main_aggregate, main_standalone};
 pub use shared::{Mode, Shared};
+
+/// The version every binary reports (`--version`, its start-up log line, its API user agent):
+/// the release's version when `cargo xtask release --version X.Y.Z` built it (it sets
+/// `CSI_SIDECARS_VERSION`), else the workspace's version.
+pub const VERSION: &str = match option_env!("CSI_SIDECARS_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};

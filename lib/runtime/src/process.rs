@@ -193,7 +193,7 @@ pub fn run(
     };
     let process = parsed.process();
     if process.bool("version") {
-        println!("{argv0} {}", env!("CARGO_PKG_VERSION"));
+        println!("{argv0} {}", crate::VERSION);
         return 0;
     }
     match logging_options(&process) {
@@ -208,7 +208,7 @@ pub fn run(
             return 1;
         }
     }
-    info!(version = env!("CARGO_PKG_VERSION"), "Version");
+    info!(version = crate::VERSION, "Version");
     for warning in parsed.deprecation_warnings() {
         warn!("{warning}");
     }
