@@ -6,6 +6,8 @@
 
 use csi_sidecar_runtime::Descriptor;
 
+pub mod migrate;
+
 /// The binary's name.
 pub const NAME: &str = "csi-sidecars";
 
