@@ -168,8 +168,12 @@ fn convert_document(
         .and_then(Value::as_str)
         .unwrap_or("default")
         .to_string();
-    let Some(containers) = doc["spec"]["template"]["spec"]
-        .get_mut("containers")
+    // get_mut, not indexing: indexing a Value mutably adds the keys it lacks.
+    let Some(containers) = doc
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("template"))
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(|s| s.get_mut("containers"))
         .and_then(Value::as_sequence_mut)
     else {
         return;

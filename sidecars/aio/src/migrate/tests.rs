@@ -574,3 +574,12 @@ fn the_cli_reads_a_file_and_writes_a_file() {
     );
     assert_eq!(main(&["--bogus".to_string()]), 2);
 }
+
+#[test]
+fn a_workload_without_containers_is_left_as_it_is() {
+    let text =
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  replicas: 1\n";
+    let (out, report) = convert(text, TABLE, &Options::default()).unwrap();
+    assert_eq!(docs(&out), docs(text));
+    assert!(report.lines.is_empty(), "{report:?}");
+}
