@@ -188,7 +188,9 @@ pub fn merge(
         let everyone = definers
             .iter()
             .all(|c| setters.iter().any(|(s, _, _)| s == c));
-        if flag.scope == Scope::Shared && agree && everyone && definers.len() > 1 {
+        // Only a flag every setter declares shared has a global twin that reaches them all.
+        let all_shared = setters.iter().all(|(_, f, _)| f.scope == Scope::Shared);
+        if all_shared && agree && everyone && definers.len() > 1 {
             out.args.push(format_flag(name, flag.kind, first));
         } else {
             for (controller, flag, value) in setters {
