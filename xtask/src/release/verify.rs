@@ -90,17 +90,14 @@ pub fn image(e: &Expected<'_>, scratch: &Path) -> anyhow::Result<()> {
             config["config"]["Entrypoint"]
         );
     }
-    let tags = run_bytes("skopeo", &["inspect", &archive_ref])?;
-    let tags: Value = serde_json::from_slice(&tags)?;
+    // skopeo finds the image in the archive by its tag (docker's manifest.json RepoTags).
     let want = format!("{}:{}", e.repository, e.tag);
+    let tagged = format!("{archive_ref}:{want}");
+    let raw = run_bytes("skopeo", &["inspect", "--config", "--raw", &tagged])
+        .with_context(|| format!("the docker archive has no image tagged {want}"))?;
     ensure!(
-        tags["RepoTags"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t
-                .as_str()
-                .is_some_and(|t| want.ends_with(t) || t.ends_with(&want)))),
-        "the docker archive is not tagged {want}: {}",
-        tags["RepoTags"]
+        oci::digest(&raw) == e.written.config_digest,
+        "{tagged}: another image"
     );
 
     let bundle = scratch.join("bundle");
