@@ -35,7 +35,7 @@ pub(super) fn main_rs(spec: &Spec) -> String {
     format!(
         r#"//! `{binary}`: the standalone binary, flag-compatible with {upstream}.
 
-pub(super) fn main() {{
+fn main() {{
     csi_sidecar_runtime::main_standalone(&{ident}::DESCRIPTOR)
 }}
 "#,
@@ -118,11 +118,11 @@ pub fn lease_name(driver: &str) -> String {{
     format!("{package}-{{driver}}")
 }}
 
-pub(super) fn validate(flags: &FlagView) -> Result<Validated, String> {{
+fn validate(flags: &FlagView) -> Result<Validated, String> {{
     no_validation(flags)
 }}
 
-pub(super) fn init(_ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {{
+fn init(_ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {{
     Box::pin(async move {{
         Err(InitError::Failed(anyhow::anyhow!(
             "{package} is not ported yet"
@@ -211,7 +211,7 @@ use csi_sidecar_runtime::process::standalone_flags;
 const UPSTREAM_FLAGS: &[&str] = &[];
 
 #[test]
-pub(super) fn every_upstream_flag_exists() {{
+fn every_upstream_flag_exists() {{
     assert!(
         !UPSTREAM_FLAGS.is_empty(),
         "fill in UPSTREAM_FLAGS from {binary} {version} --help"
@@ -229,7 +229,7 @@ pub(super) fn every_upstream_flag_exists() {{
 }}
 
 #[test]
-pub(super) fn the_shipped_rbac_has_upstreams_rules() {{
+fn the_shipped_rbac_has_upstreams_rules() {{
     let rbac = include_str!("../deploy/rbac.yaml");
     assert!(
         !rbac.contains("rules: []"),
