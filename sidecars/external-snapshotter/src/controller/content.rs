@@ -462,32 +462,21 @@ impl Reconciler {
                 );
                 (c, SyncError::new(message))
             })?;
-        let mut parameters = match csi_snapshot_utils::remove_prefixed_parameters(
-            &class_parameters.unwrap_or_default(),
-        )
-        .map(|parameters| parameters.into_iter().collect::<HashMap<_, _>>())
-        {
+        let extra = self.extra_create_metadata.then(|| {
+            (
+                [
+                    PREFIXED_VOLUME_SNAPSHOT_NAME_KEY,
+                    PREFIXED_VOLUME_SNAPSHOT_NAMESPACE_KEY,
+                    PREFIXED_VOLUME_SNAPSHOT_CONTENT_NAME_KEY,
+                ],
+                &content.spec.volume_snapshot_ref,
+                name(&content),
+            )
+        });
+        let parameters = match super::create_parameters(class_parameters, extra) {
             Ok(parameters) => parameters,
-            Err(err) => {
-                let message = format!("failed to remove CSI Parameters of prefixed keys: {err}");
-                return Err((content, SyncError::new(message)));
-            }
+            Err(message) => return Err((content, SyncError::new(message))),
         };
-        if self.extra_create_metadata {
-            let reference = &content.spec.volume_snapshot_ref;
-            parameters.insert(
-                PREFIXED_VOLUME_SNAPSHOT_NAME_KEY.to_string(),
-                reference.name.clone().unwrap_or_default(),
-            );
-            parameters.insert(
-                PREFIXED_VOLUME_SNAPSHOT_NAMESPACE_KEY.to_string(),
-                reference.namespace.clone().unwrap_or_default(),
-            );
-            parameters.insert(
-                PREFIXED_VOLUME_SNAPSHOT_CONTENT_NAME_KEY.to_string(),
-                name(&content).to_string(),
-            );
-        }
         let created = match self
             .handler
             .create_snapshot(&content, parameters, credentials)

@@ -107,6 +107,37 @@ fn patch_path(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// The parameters of a CreateSnapshot or CreateVolumeGroupSnapshot call: the class's
+/// parameters without the `csi.storage.k8s.io/` keys, and with `--extra-create-metadata` the
+/// object's name and namespace and the content's name under `keys` (name, namespace, content
+/// name), as upstream's two create wrappers build them.
+pub(crate) fn create_parameters(
+    class_parameters: Option<std::collections::BTreeMap<String, String>>,
+    extra: Option<(
+        [&str; 3],
+        &k8s_openapi::api::core::v1::ObjectReference,
+        &str,
+    )>,
+) -> Result<HashMap<String, String>, String> {
+    let mut parameters: HashMap<String, String> =
+        csi_snapshot_utils::remove_prefixed_parameters(&class_parameters.unwrap_or_default())
+            .map_err(|err| format!("failed to remove CSI Parameters of prefixed keys: {err}"))?
+            .into_iter()
+            .collect();
+    if let Some(([name_key, namespace_key, content_key], reference, content_name)) = extra {
+        parameters.insert(
+            name_key.to_string(),
+            reference.name.clone().unwrap_or_default(),
+        );
+        parameters.insert(
+            namespace_key.to_string(),
+            reference.namespace.clone().unwrap_or_default(),
+        );
+        parameters.insert(content_key.to_string(), content_name.to_string());
+    }
+    Ok(parameters)
+}
+
 /// Go's `%q` of a string (upstream quotes errors into messages with it).
 pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
