@@ -142,40 +142,30 @@ impl SnapshotController {
             .finalizers
             .get_or_insert_with(Vec::new)
             .push(utils::PVC_FINALIZER.to_string());
-        let mut written = self.api.update_pvc(&clone).await.map(drop);
-        // The cached claim can be older than the server's (our own previous write of it may not
-        // have reached the cache yet): on a conflict, read the claim afresh and add the
-        // finalizer to that, as the removal does, instead of failing the sync with a Warning.
-        for _ in 0..CONFLICT_RETRIES {
-            match &written {
-                Err(err) if err.is_conflict() => {}
-                _ => break,
-            }
-            let mut current = match self
-                .api
-                .get_pvc(namespace(&pvc.metadata), name(&pvc.metadata))
+        let written = match self.api.update_pvc(&clone).await {
+            Ok(_) => Ok(()),
+            // The cached claim can be older than the server's (our own previous write of it
+            // may not have reached the cache yet): add the finalizer to the claim read afresh,
+            // as the removal does, instead of failing the sync with a Warning.
+            Err(err) if err.is_conflict() => {
+                self.change_fresh_claim(&pvc, |current| {
+                    let finalizers = current.metadata.finalizers.get_or_insert_with(Vec::new);
+                    if finalizers.iter().any(|f| f == utils::PVC_FINALIZER) {
+                        return Ok(false);
+                    }
+                    if current.metadata.deletion_timestamp.is_some() {
+                        return Err(SyncError::update(
+                            name(&current.metadata),
+                            "cannot add finalizer on claim because it is being deleted",
+                        ));
+                    }
+                    finalizers.push(utils::PVC_FINALIZER.to_string());
+                    Ok(true)
+                })
                 .await
-            {
-                Ok(current) => current,
-                Err(err) => {
-                    written = Err(err);
-                    break;
-                }
-            };
-            let finalizers = current.metadata.finalizers.get_or_insert_with(Vec::new);
-            if finalizers.iter().any(|f| f == utils::PVC_FINALIZER) {
-                written = Ok(());
-                break;
             }
-            if current.metadata.deletion_timestamp.is_some() {
-                return Err(SyncError::update(
-                    name(&pvc.metadata),
-                    "cannot add finalizer on claim because it is being deleted",
-                ));
-            }
-            finalizers.push(utils::PVC_FINALIZER.to_string());
-            written = self.api.update_pvc(&current).await.map(drop);
-        }
+            Err(err) => Err(SyncError::update(name(&pvc.metadata), err)),
+        };
         if let Err(err) = written {
             error!(
                 "cannot add finalizer on claim [{}/{}] for snapshot [{}/{}]: [{err}]",
@@ -184,7 +174,7 @@ impl SnapshotController {
                 namespace(&snapshot.metadata),
                 name(&snapshot.metadata)
             );
-            return Err(SyncError::update(name(&pvc.metadata), err));
+            return Err(err);
         }
         info!(
             "Added protection finalizer to persistent volume claim {}/{}",
@@ -194,20 +184,35 @@ impl SnapshotController {
         Ok(())
     }
 
-    /// Removes `pvc-as-source-protection` from the PVC, reading it afresh and retrying on
-    /// conflicts (client-go's `RetryOnConflict` with `DefaultRetry`).
+    /// Removes `pvc-as-source-protection` from the PVC as the server has it.
     pub(crate) async fn remove_pvc_finalizer(&self, pvc: &PersistentVolumeClaim) -> Result<()> {
-        let (ns, pvc_name) = (namespace(&pvc.metadata), name(&pvc.metadata));
-        let mut last = None;
-        for _ in 0..CONFLICT_RETRIES {
-            let current = match self.api.get_pvc(ns, pvc_name).await {
-                Ok(current) => current,
-                Err(err) => return Err(SyncError::update(pvc_name, err)),
-            };
-            let mut current = current;
+        self.change_fresh_claim(pvc, |current| {
             let finalizers = current.metadata.finalizers.take().unwrap_or_default();
             let finalizers = utils::remove_string(&finalizers, utils::PVC_FINALIZER);
             current.metadata.finalizers = (!finalizers.is_empty()).then_some(finalizers);
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Reads the claim afresh, applies `change` and writes it, again on conflicts (client-go's
+    /// `RetryOnConflict` with `DefaultRetry`). `change` answers whether there is anything to
+    /// write.
+    async fn change_fresh_claim(
+        &self,
+        pvc: &PersistentVolumeClaim,
+        change: impl Fn(&mut PersistentVolumeClaim) -> Result<bool>,
+    ) -> Result<()> {
+        let (ns, pvc_name) = (namespace(&pvc.metadata), name(&pvc.metadata));
+        let mut last = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let mut current = match self.api.get_pvc(ns, pvc_name).await {
+                Ok(current) => current,
+                Err(err) => return Err(SyncError::update(pvc_name, err)),
+            };
+            if !change(&mut current)? {
+                return Ok(());
+            }
             match self.api.update_pvc(&current).await {
                 Ok(_) => return Ok(()),
                 Err(err) if err.is_conflict() => last = Some(err),
