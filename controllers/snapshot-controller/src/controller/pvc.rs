@@ -50,9 +50,10 @@ impl SnapshotController {
         &self,
         snapshot: &VolumeSnapshot,
     ) -> Result<PersistentVolume> {
-        let pvc = self.claim_from_snapshot(snapshot)?;
-        let phase = pvc.status.as_ref().and_then(|s| s.phase.as_deref());
-        if phase != Some("Bound") {
+        let pvc = self
+            .claim_bound_afresh(self.claim_from_snapshot(snapshot)?)
+            .await;
+        if !claim_is_bound(&pvc) {
             return Err(SyncError::new(format!(
                 "the PVC {} is not yet bound to a PV, will not attempt to take a snapshot",
                 name(&pvc.metadata)
@@ -77,6 +78,36 @@ impl SnapshotController {
             return Err(SyncError::new("claim in dataSource not bound or invalid"));
         }
         Ok(pv)
+    }
+
+    /// The claim itself when the cache has it bound; otherwise the claim as the API server
+    /// has it now. A claim bound a moment ago may still be pending in the cache, and a snapshot
+    /// of it must not fail (with a Warning Event) for that. Upstream reads only its lister and
+    /// reports such a snapshot as failed until the next resync; one GET, only for claims the
+    /// cache has unbound, avoids that. A failed GET leaves the cached claim.
+    pub(crate) async fn claim_bound_afresh(
+        &self,
+        pvc: Arc<PersistentVolumeClaim>,
+    ) -> Arc<PersistentVolumeClaim> {
+        if claim_is_bound(&pvc) {
+            return pvc;
+        }
+        match self
+            .api
+            .get_pvc(namespace(&pvc.metadata), name(&pvc.metadata))
+            .await
+        {
+            Ok(fresh) => Arc::new(fresh),
+            Err(err) => {
+                info!(
+                    "cannot read claim {}/{} afresh: {}",
+                    namespace(&pvc.metadata),
+                    name(&pvc.metadata),
+                    err.message
+                );
+                pvc
+            }
+        }
     }
 
     /// The CSI driver of the snapshot's source PV.
@@ -401,4 +432,9 @@ fn requirement_matches(requirement: &NodeSelectorRequirement, value: Option<&Str
         }
         _ => false,
     }
+}
+
+/// Whether the claim's phase is `Bound`.
+pub(crate) fn claim_is_bound(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
 }

@@ -21,7 +21,7 @@ use serde_json::json;
 use tracing::{debug, error, info};
 
 use super::GroupController;
-use crate::controller::pvc::volume_bound_to_claim;
+use crate::controller::pvc::{claim_is_bound, volume_bound_to_claim};
 use crate::controller::{Result, SyncError, name, namespace};
 
 impl GroupController {
@@ -279,7 +279,7 @@ impl GroupController {
         let mut volumes = Vec::new();
         for pvc in &claims {
             let pvc_name = name(&pvc.metadata);
-            if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
+            if !claim_is_bound(pvc) {
                 return Err(SyncError::new(format!(
                     "the PVC {pvc_name} is not yet bound to a PV, will not attempt to take a group snapshot"
                 )));

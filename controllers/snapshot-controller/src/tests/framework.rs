@@ -419,6 +419,9 @@ pub struct Case {
     /// A content the API server loses before the tested call (upstream's
     /// `wrapTestWithInjectedOperation`).
     pub delete_before: Option<&'static str>,
+    /// The claims the informer cache holds when it lags the API server (by default the
+    /// cache and the API server both hold `initial_claims`).
+    pub cached_claims: Option<Vec<PersistentVolumeClaim>>,
 }
 
 pub struct Harness {
@@ -455,7 +458,10 @@ pub fn harness(case: &Case, classes: &[VolumeSnapshotClass]) -> Harness {
     }
     let listers = FakeListers {
         classes: classes.to_vec(),
-        claims: case.initial_claims.clone(),
+        claims: case
+            .cached_claims
+            .clone()
+            .unwrap_or_else(|| case.initial_claims.clone()),
         nodes: Vec::new(),
     };
     let events = Arc::new(FakeRecorder::default());

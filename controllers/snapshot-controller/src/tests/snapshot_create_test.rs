@@ -722,3 +722,85 @@ async fn create_snapshot_sync() {
     ];
     run_sync_tests(cases, &snapshot_classes()).await;
 }
+
+/// Not upstream's: a claim bound a moment ago may still be pending in the informer cache. The
+/// snapshot is taken from the claim as the API server has it, with no Warning Event (upstream
+/// records `SnapshotContentCreationFailed` until its next resync).
+#[tokio::test]
+async fn create_snapshot_of_claim_bound_after_the_cache_saw_it() {
+    let pending = new_claim_array("claim6-1", "pvc-uid6-1", "1Gi", "", "Pending", Some("gold"));
+    // Binding wrote the claim after the cache last saw it.
+    let mut bound = new_claim_array(
+        "claim6-1",
+        "pvc-uid6-1",
+        "1Gi",
+        "volume6-1",
+        "Bound",
+        Some("gold"),
+    );
+    bound[0].metadata.resource_version = Some("2".into());
+    let cases = vec![Case {
+        name: "claim bound in the API server, still pending in the cache",
+        expected_contents: new_content_array_no_status(
+            "snapcontent-snapuid6-1",
+            "snapuid6-1",
+            "snap6-1",
+            "sid6-1",
+            "gold",
+            "",
+            "pv-handle6-1",
+            "Delete",
+            None,
+            None,
+            false,
+            false,
+        ),
+        initial_snapshots: new_snapshot_array(
+            "snap6-1",
+            "snapuid6-1",
+            "claim6-1",
+            "",
+            "gold",
+            "",
+            Some(false),
+            None,
+            None,
+            None,
+            false,
+            true,
+            None,
+        ),
+        expected_snapshots: new_snapshot_array(
+            "snap6-1",
+            "snapuid6-1",
+            "claim6-1",
+            "",
+            "gold",
+            "snapcontent-snapuid6-1",
+            Some(false),
+            None,
+            None,
+            None,
+            false,
+            true,
+            None,
+        ),
+        initial_claims: bound,
+        cached_claims: Some(pending),
+        initial_volumes: new_volume_array(
+            "volume6-1",
+            "pv-uid6-1",
+            "pv-handle6-1",
+            "1Gi",
+            "pvc-uid6-1",
+            "claim6-1",
+            "Bound",
+            "Delete",
+            "gold",
+        ),
+        expect_success: true,
+        test: TestFn::SyncSnapshot,
+        ..Case::default()
+    }];
+    run_sync_tests(cases, &snapshot_classes()).await;
+}
