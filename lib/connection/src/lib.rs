@@ -296,7 +296,24 @@ impl Connection {
             Err(status) => status.code(),
         };
         if let Some(metrics) = &self.metrics {
-            metrics.record(method, csi_metrics::grpc_code_name(code as i32), elapsed);
+            let code = csi_metrics::grpc_code_name(code as i32);
+            // csi-lib-utils' client interceptor: with the `migrated` label, a call not marked
+            // by `mark_as_migrated` counts as not migrated.
+            if metrics.records_migration() {
+                let migrated = if migrated() == Some(true) {
+                    "true"
+                } else {
+                    "false"
+                };
+                metrics.record_with_labels(
+                    method,
+                    code,
+                    elapsed,
+                    &[(csi_metrics::LABEL_MIGRATED, migrated)],
+                );
+            } else {
+                metrics.record(method, code, elapsed);
+            }
         }
         if log {
             let response = match &result {
@@ -325,6 +342,26 @@ impl Connection {
             _ => text,
         }
     }
+}
+
+tokio::task_local! {
+    static MIGRATED: bool;
+}
+
+/// Runs `call` with its CSI calls marked as being for a volume of CSI migration (`true`: an
+/// in-tree volume translated to CSI) or not: the `migrated` label of
+/// `csi_sidecar_operations_seconds` when the metrics record it
+/// ([`CsiOperationMetrics::enable_migration`]). Upstream's sidecars' `markAsMigrated`, which puts
+/// csi-lib-utils' `AdditionalInfo{Migrated}` into the call's context; here the mark holds for
+/// every call made while `call` runs (a task-local value), and calls outside it count as not
+/// migrated.
+pub async fn mark_as_migrated<F: Future>(migrated: bool, call: F) -> F::Output {
+    MIGRATED.scope(migrated, call).await
+}
+
+/// The mark [`mark_as_migrated`] put on the calls made now, if any.
+pub fn migrated() -> Option<bool> {
+    MIGRATED.try_with(|migrated| *migrated).ok()
 }
 
 /// An error and its causes, `outer: inner: root`, as Go's wrapped errors print (tonic's

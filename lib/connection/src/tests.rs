@@ -337,3 +337,183 @@ async fn a_connection_to_no_driver_fails_every_call_and_is_never_lost() {
     let lost = tokio::time::timeout(Duration::from_millis(100), conn.lost()).await;
     assert!(lost.is_err(), "a connection to no driver is never lost");
 }
+
+/// The histogram block csi-lib-utils' `TestConnectMetrics` expects for one `GetPluginInfo` that
+/// failed with `Unimplemented`, `labels` being the extra labels before `le` (with their commas).
+fn get_plugin_info_block(extra: &str) -> String {
+    let labels = format!(
+        r#"driver_name="fake.csi.driver.io",grpc_status_code="Unimplemented",method_name="/csi.v1.Identity/GetPluginInfo"{extra}"#
+    );
+    let mut text = String::from(
+        "# HELP csi_sidecar_operations_seconds [ALPHA] Container Storage Interface operation duration with gRPC error code status total\n\
+         # TYPE csi_sidecar_operations_seconds histogram\n",
+    );
+    for le in [
+        "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "15", "25", "50", "120", "300", "600", "+Inf",
+    ] {
+        text.push_str(&format!(
+            "csi_sidecar_operations_seconds_bucket{{{labels},le=\"{le}\"}} 1\n"
+        ));
+    }
+    text.push_str(&format!(
+        "csi_sidecar_operations_seconds_sum{{{labels}}} 0\n"
+    ));
+    text.push_str(&format!(
+        "csi_sidecar_operations_seconds_count{{{labels}}} 1\n"
+    ));
+    text
+}
+
+/// The exposition with the `_sum` values zeroed: the call's duration varies (upstream's test
+/// ignores the sum too).
+fn without_sums(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once("_sum{") {
+            Some(_) if !line.starts_with('#') => {
+                let (series, _) = line.rsplit_once(' ').unwrap_or((line, ""));
+                format!("{series} 0\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect()
+}
+
+/// csi-lib-utils `connection_test.go` `TestConnectMetrics`: a `GetPluginInfo` the driver does
+/// not implement, recorded without and with the `migrated` label.
+#[tokio::test]
+async fn connect_metrics_as_csi_lib_utils() {
+    struct Case {
+        name: &'static str,
+        migration: bool,
+        mark: Option<bool>,
+        extra_labels: &'static str,
+    }
+    for case in [
+        Case {
+            name: "Regular connection test",
+            migration: false,
+            mark: None,
+            extra_labels: "",
+        },
+        Case {
+            name: "connection test with migrated metrics",
+            migration: true,
+            mark: Some(true),
+            extra_labels: r#",migrated="true""#,
+        },
+        // Ours: a call nobody marked counts as not migrated, as the interceptor defaults it.
+        Case {
+            name: "unmarked call with migrated metrics",
+            migration: true,
+            mark: None,
+            extra_labels: r#",migrated="false""#,
+        },
+        Case {
+            name: "call marked as not migrated",
+            migration: true,
+            mark: Some(false),
+            extra_labels: r#",migrated="false""#,
+        },
+        // A mark without the label changes nothing.
+        Case {
+            name: "marked call without migrated metrics",
+            migration: false,
+            mark: Some(true),
+            extra_labels: "",
+        },
+    ] {
+        let driver = MockCsiDriver::start().await.unwrap();
+        driver.handle(
+            "GetPluginInfo",
+            |_: csi::GetPluginInfoRequest| -> Result<csi::GetPluginInfoResponse, Status> {
+                Err(Status::unimplemented("unknown method GetPluginInfo"))
+            },
+        );
+        let registry = Registry::new();
+        let mut builder = CsiOperationMetrics::builder()
+            .driver_name("fake.csi.driver.io")
+            .process_start_time(false);
+        if case.migration {
+            builder = builder.migration();
+        }
+        let metrics = builder.register(&registry).unwrap();
+        let conn = Connection::connect(&driver.endpoint(), options(Some(metrics)))
+            .await
+            .unwrap();
+        let call = rpc::get_driver_name(&conn, None);
+        let result = match case.mark {
+            Some(migrated) => mark_as_migrated(migrated, call).await,
+            None => call.await,
+        };
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, Error::Rpc { status, .. } if status.code() == Code::Unimplemented),
+            "{}: {err}",
+            case.name
+        );
+        assert_eq!(
+            without_sums(&registry.gather_text()),
+            get_plugin_info_block(case.extra_labels),
+            "{}",
+            case.name
+        );
+    }
+}
+
+/// external-attacher's and external-provisioner's `TestMarkAsMigrated`.
+#[tokio::test]
+async fn mark_as_migrated_as_upstream() {
+    // "context has the migrated label for the migratable plugins"
+    assert_eq!(
+        mark_as_migrated(true, async { migrated() }).await,
+        Some(true)
+    );
+    // Ours: the other value, nesting, and no mark at all.
+    assert_eq!(
+        mark_as_migrated(false, async { migrated() }).await,
+        Some(false)
+    );
+    assert_eq!(
+        mark_as_migrated(true, mark_as_migrated(false, async { migrated() })).await,
+        Some(false)
+    );
+    assert_eq!(migrated(), None);
+}
+
+/// Switching a live histogram to the `migrated` label, as upstream's second metrics manager:
+/// what was recorded before is gone, later calls carry the label.
+#[tokio::test]
+async fn migration_metrics_start_afresh_with_the_label() {
+    let driver = MockCsiDriver::start().await.unwrap();
+    let registry = Registry::new();
+    let metrics = CsiOperationMetrics::builder()
+        .process_start_time(false)
+        .register(&registry)
+        .unwrap();
+    let conn = Connection::connect(&driver.endpoint(), options(Some(metrics.clone())))
+        .await
+        .unwrap();
+    rpc::probe(&conn, None).await.unwrap();
+    let name = rpc::get_driver_name(&conn, None).await.unwrap();
+    metrics.set_driver_name(&name);
+    assert!(registry.gather_text().contains("GetPluginInfo"));
+    assert!(metrics.enable_migration());
+    assert!(!metrics.enable_migration(), "only once");
+    assert_eq!(registry.gather_text(), "");
+    rpc::probe(&conn, None).await.unwrap();
+    mark_as_migrated(true, rpc::probe(&conn, None))
+        .await
+        .unwrap();
+    let text = registry.gather_text();
+    for series in [
+        format!(
+            r#"csi_sidecar_operations_seconds_count{{driver_name="{name}",grpc_status_code="OK",method_name="/csi.v1.Identity/Probe",migrated="false"}} 1"#
+        ),
+        format!(
+            r#"csi_sidecar_operations_seconds_count{{driver_name="{name}",grpc_status_code="OK",method_name="/csi.v1.Identity/Probe",migrated="true"}} 1"#
+        ),
+    ] {
+        assert!(text.contains(&series), "{series} in\n{text}");
+    }
+    assert!(!text.contains("GetPluginInfo"), "{text}");
+}

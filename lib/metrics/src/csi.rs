@@ -1,14 +1,21 @@
 //! `csi_sidecar_operations_seconds`: how long each CSI call took, by driver, method and gRPC
-//! status code — csi-lib-utils `metrics.CSIMetricsManager` (v0.24.0).
+//! status code — csi-lib-utils `metrics.CSIMetricsManager` (v0.25.0).
+//!
+//! CSI migration: upstream's attacher, provisioner and resizer, once `GetPluginInfo` shows that
+//! the driver replaced an in-tree plugin, connect again with a second metrics manager
+//! (`WithMigration()`) and serve only that one, so their `/metrics` has a `migrated` label on
+//! every series and nothing of what the first connection recorded.
+//! [`CsiOperationMetrics::enable_migration`] does the same to the one histogram of a process.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::family::MetricFamily;
 use crate::family::Stability;
 use crate::metric::{HistogramVec, Opts};
 use crate::process::{PROCESS_START_TIME, register_process_start_time};
-use crate::registry::Registry;
+use crate::registry::{Collector, Registry};
 use crate::{Error, Result};
 
 /// The subsystem (name prefix) of sidecars' metrics: `csi_sidecar_operations_seconds`.
@@ -69,9 +76,48 @@ pub struct CsiOperationMetrics {
 
 #[derive(Debug)]
 struct Inner {
-    histogram: HistogramVec,
+    /// The histogram served now; [`CsiOperationMetrics::enable_migration`] replaces it.
+    current: RwLock<Current>,
+    /// What the histogram is built from, to build its migration twin.
+    opts: Opts,
     driver_name: RwLock<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct Current {
+    histogram: HistogramVec,
     additional_label_names: Vec<String>,
+}
+
+impl Current {
+    fn new(opts: &Opts, additional_label_names: Vec<String>) -> Result<Current> {
+        let mut label_names = vec!["driver_name", "method_name", "grpc_status_code"];
+        label_names.extend(additional_label_names.iter().map(String::as_str));
+        let histogram = HistogramVec::new(opts.clone(), &OPERATIONS_LATENCY_BUCKETS, &label_names)?;
+        Ok(Current {
+            histogram,
+            additional_label_names,
+        })
+    }
+}
+
+/// What the registry holds: the histogram of the moment, whichever it is.
+struct CurrentHistogram(Arc<Inner>);
+
+impl Collector for CurrentHistogram {
+    fn family_names(&self) -> Vec<String> {
+        vec![self.0.opts.fq_name()]
+    }
+
+    fn collect(&self, out: &mut Vec<MetricFamily>) {
+        self.0.current().histogram.collect(out);
+    }
+}
+
+impl Inner {
+    fn current(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl CsiOperationMetrics {
@@ -123,7 +169,47 @@ impl CsiOperationMetrics {
 
     /// Whether `name` is one of the extra label names this histogram was built with.
     pub fn has_additional_label(&self, name: &str) -> bool {
-        self.inner.additional_label_names.iter().any(|n| n == name)
+        self.inner
+            .current()
+            .additional_label_names
+            .iter()
+            .any(|n| n == name)
+    }
+
+    /// Whether calls are recorded with the [`LABEL_MIGRATED`] label.
+    pub fn records_migration(&self) -> bool {
+        self.has_additional_label(LABEL_MIGRATED)
+    }
+
+    /// Adds the [`LABEL_MIGRATED`] label from now on, as upstream's sidecars do for a driver that
+    /// replaced an in-tree plugin: they make a second metrics manager with `WithMigration()` and
+    /// serve it instead of the first. So the histogram starts afresh (the series recorded so far
+    /// are dropped, as the first manager's are no longer served) with the same name, help,
+    /// buckets, driver name and labels plus `migrated`. Returns `false`, changing nothing, when
+    /// the label is already there.
+    pub fn enable_migration(&self) -> bool {
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current
+            .additional_label_names
+            .iter()
+            .any(|n| n == LABEL_MIGRATED)
+        {
+            return false;
+        }
+        let mut names = current.additional_label_names.clone();
+        names.push(LABEL_MIGRATED.to_string());
+        // The names were valid once and `migrated` is a valid, unused name: this cannot fail.
+        match Current::new(&self.inner.opts, names) {
+            Ok(migrated) => {
+                *current = migrated;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Records one finished call: `method` is the full gRPC method
@@ -144,9 +230,10 @@ impl CsiOperationMetrics {
         labels: &[(&str, &str)],
     ) {
         let driver = self.driver_name();
-        let mut values: Vec<&str> = Vec::with_capacity(3 + self.inner.additional_label_names.len());
+        let current = self.inner.current();
+        let mut values: Vec<&str> = Vec::with_capacity(3 + current.additional_label_names.len());
         values.extend([&*driver, method, grpc_status_code]);
-        for name in &self.inner.additional_label_names {
+        for name in &current.additional_label_names {
             let value = labels
                 .iter()
                 .rev()
@@ -154,7 +241,7 @@ impl CsiOperationMetrics {
                 .map_or("", |(_, v)| *v);
             values.push(value);
         }
-        self.inner
+        current
             .histogram
             .with_label_values(&values)
             .observe_duration(elapsed);
@@ -242,26 +329,23 @@ impl CsiOperationMetricsBuilder {
             .subsystem(self.subsystem)
             .stability(self.stability);
         opts.const_labels = self.labels.into_iter().collect();
-        let mut label_names = vec!["driver_name", "method_name", "grpc_status_code"];
-        label_names.extend(self.additional_label_names.iter().map(String::as_str));
-        let histogram = HistogramVec::new(opts, &OPERATIONS_LATENCY_BUCKETS, &label_names)?;
+        let current = Current::new(&opts, self.additional_label_names)?;
         // Check both names first so that a clash leaves nothing half registered.
         if self.process_start_time && registry.is_registered(PROCESS_START_TIME) {
             return Err(Error::AlreadyRegistered {
                 name: PROCESS_START_TIME.to_string(),
             });
         }
-        registry.register(histogram.clone())?;
+        let inner = Arc::new(Inner {
+            current: RwLock::new(current),
+            opts,
+            driver_name: RwLock::new(Arc::from(UNKNOWN_DRIVER_NAME)),
+        });
+        registry.register(CurrentHistogram(inner.clone()))?;
         if self.process_start_time {
             register_process_start_time(registry)?;
         }
-        let metrics = CsiOperationMetrics {
-            inner: Arc::new(Inner {
-                histogram,
-                driver_name: RwLock::new(Arc::from(UNKNOWN_DRIVER_NAME)),
-                additional_label_names: self.additional_label_names,
-            }),
-        };
+        let metrics = CsiOperationMetrics { inner };
         metrics.set_driver_name(&self.driver_name);
         Ok(metrics)
     }

@@ -263,6 +263,76 @@ fn csi_operation_histogram_with_extra_and_constant_labels() {
     ));
 }
 
+/// csi-lib-utils v0.25.0 `connection_test.go` `TestConnectMetrics`, case "connection test with
+/// migrated metrics" (the manager made `WithMigration()`), byte for byte; and the switch to it
+/// that upstream's sidecars make with a second manager once the driver's name is known.
+#[test]
+fn csi_operation_histogram_with_migration_matches_upstream_test() {
+    let labels = r#"driver_name="fake.csi.driver.io",grpc_status_code="Unimplemented",method_name="/csi.v1.Identity/GetPluginInfo",migrated="true""#;
+    let mut want = String::from(
+        "# HELP csi_sidecar_operations_seconds [ALPHA] Container Storage Interface operation duration with gRPC error code status total\n\
+         # TYPE csi_sidecar_operations_seconds histogram\n",
+    );
+    for le in [
+        "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "15", "25", "50", "120", "300", "600", "+Inf",
+    ] {
+        want.push_str(&format!(
+            "csi_sidecar_operations_seconds_bucket{{{labels},le=\"{le}\"}} 1\n"
+        ));
+    }
+    want.push_str(&format!(
+        "csi_sidecar_operations_seconds_sum{{{labels}}} 0\n"
+    ));
+    want.push_str(&format!(
+        "csi_sidecar_operations_seconds_count{{{labels}}} 1\n"
+    ));
+
+    // NewCSIMetricsManagerWithOptions("fake.csi.driver.io", WithMigration())
+    let registry = Registry::new();
+    let metrics = CsiOperationMetrics::builder()
+        .driver_name("fake.csi.driver.io")
+        .migration()
+        .process_start_time(false)
+        .register(&registry)
+        .unwrap();
+    assert!(metrics.records_migration());
+    metrics.record_with_labels(
+        "/csi.v1.Identity/GetPluginInfo",
+        "Unimplemented",
+        Duration::ZERO,
+        &[("migrated", "true")],
+    );
+    assert_eq!(registry.gather_text(), want);
+
+    // The same from a manager without the label, switched after a first call.
+    let registry = Registry::new();
+    let metrics = CsiOperationMetrics::builder()
+        .process_start_time(false)
+        .register(&registry)
+        .unwrap();
+    metrics.record("/csi.v1.Identity/GetPluginInfo", "OK", Duration::ZERO);
+    metrics.set_driver_name("fake.csi.driver.io");
+    assert!(!metrics.records_migration());
+    assert!(metrics.enable_migration());
+    assert!(metrics.records_migration());
+    assert!(!metrics.enable_migration());
+    assert_eq!(registry.gather_text(), "");
+    metrics.record_with_labels(
+        "/csi.v1.Identity/GetPluginInfo",
+        "Unimplemented",
+        Duration::ZERO,
+        &[("migrated", "true")],
+    );
+    assert_eq!(registry.gather_text(), want);
+    // Still one family of that name in the registry.
+    assert!(matches!(
+        CsiOperationMetrics::builder()
+            .process_start_time(false)
+            .register(&registry),
+        Err(Error::AlreadyRegistered { .. })
+    ));
+}
+
 #[test]
 fn csi_plugin_subsystem_and_process_start_time() {
     let registry = Registry::new();

@@ -133,6 +133,24 @@ impl Shared {
             .expect("a component that uses the API server must declare Descriptor::kube")
     }
 
+    /// For a component that upstream gives the `migrated` metric label (attacher, provisioner,
+    /// resizer), once it knows that the driver replaced an in-tree plugin: records every CSI
+    /// call with `migrated="true"` or `"false"` from now on (see
+    /// [`CsiOperationMetrics::enable_migration`]; calls are marked with
+    /// [`csi_connection::mark_as_migrated`]). Upstream connects again with a second metrics
+    /// manager and serves only that one: the series recorded so far are dropped alike. Returns
+    /// whether this call switched (the first such component of the process does).
+    pub fn enable_migration_metrics(&self) -> bool {
+        let switched = self.csi_metrics.enable_migration();
+        if switched {
+            tracing::debug!(
+                v = 2,
+                "CSI migration driver: CSI calls are recorded with the migrated label"
+            );
+        }
+        switched
+    }
+
     /// The driver's name from `GetPluginInfo`, asked once per process: the first caller's
     /// timeout applies, a failure is not remembered (the next caller asks again).
     pub async fn driver_name(

@@ -178,6 +178,15 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             .driver_name(Some(CSI_TIMEOUT))
             .await
             .context("Failed to get the CSI driver name")?;
+        // Upstream connects again for a driver of CSI migration, with the `migrated` metric
+        // label, and probes that connection until the driver is ready.
+        if csi_translation::is_migrated_csi_driver_by_name(&driver)
+            && shared.enable_migration_metrics()
+        {
+            rpc::probe_forever(&shared.csi, timeout)
+                .await
+                .context("Failed to probe the CSI driver")?;
+        }
         let plugin = rpc::get_plugin_capabilities(&shared.csi, Some(CSI_TIMEOUT))
             .await
             .context("Failed to check if the CSI Driver supports the CONTROLLER_SERVICE")?;

@@ -428,26 +428,27 @@ impl CsiHandler {
         // Check as much as possible before adding the VolumeAttachment finalizer: it would
         // block deletion of the VolumeAttachment on error.
         let source = &va.spec.source;
-        let (pv_spec, inline) = match (&source.persistent_volume_name, &source.inline_volume_spec) {
-            (Some(_), Some(_)) => return Err(fail(OperationError::BothSources)),
-            (Some(pv_name), None) => {
-                let pv = self.persistent_volume(pv_name).map_err(fail)?;
-                if pv.metadata.deletion_timestamp.is_some() {
-                    return Err(fail(OperationError::PersistentVolumeDeleted(
-                        pv_name.clone(),
-                    )));
+        let (pv_spec, inline, migrated) =
+            match (&source.persistent_volume_name, &source.inline_volume_spec) {
+                (Some(_), Some(_)) => return Err(fail(OperationError::BothSources)),
+                (Some(pv_name), None) => {
+                    let pv = self.persistent_volume(pv_name).map_err(fail)?;
+                    if pv.metadata.deletion_timestamp.is_some() {
+                        return Err(fail(OperationError::PersistentVolumeDeleted(
+                            pv_name.clone(),
+                        )));
+                    }
+                    let pv = self
+                        .add_pv_finalizer(&pv)
+                        .await
+                        .map_err(|e| fail(OperationError::AddPersistentVolumeFinalizer(e)))?;
+                    // CSI migration: an in-tree PV is attached as the CSI PV it translates to.
+                    let (pv, migrated) = translate_if_migratable(pv).map_err(fail)?;
+                    (pv.spec.unwrap_or_default(), false, migrated)
                 }
-                let pv = self
-                    .add_pv_finalizer(&pv)
-                    .await
-                    .map_err(|e| fail(OperationError::AddPersistentVolumeFinalizer(e)))?;
-                // CSI migration: an in-tree PV is attached as the CSI PV it translates to.
-                let pv = translate_if_migratable(pv).map_err(fail)?;
-                (pv.spec.unwrap_or_default(), false)
-            }
-            (None, Some(inline)) => ((*inline).clone(), true),
-            (None, None) => return Err(fail(OperationError::NoSource)),
-        };
+                (None, Some(inline)) => ((*inline).clone(), true, false),
+                (None, None) => return Err(fail(OperationError::NoSource)),
+            };
         let Some(csi) = pv_spec.csi.as_ref() else {
             return Err(fail(if inline {
                 OperationError::InlineWithoutCsi
@@ -538,7 +539,8 @@ impl CsiHandler {
         };
         // Not interested in whether a failed call left the volume detached: the controller
         // detaches to be sure when the VolumeAttachment goes.
-        match self.attacher.attach(request, self.config.timeout).await {
+        let attach = self.attacher.attach(request, self.config.timeout);
+        match csi_connection::mark_as_migrated(migrated, attach).await {
             Ok(context) => {
                 let metadata = (!context.is_empty()).then(|| context.into_iter().collect());
                 Ok((va, metadata))
@@ -552,21 +554,26 @@ impl CsiHandler {
         debug!(v = 4, VolumeAttachment = name, "Starting detach operation");
         let fail = |error| Failed::new(va, error);
         let source = &va.spec.source;
-        let csi: CSIPersistentVolumeSource =
+        let (csi, migrated): (CSIPersistentVolumeSource, bool) =
             match (&source.persistent_volume_name, &source.inline_volume_spec) {
                 (Some(_), Some(_)) => return Err(fail(OperationError::BothSources)),
                 (Some(pv_name), None) => {
                     let pv = self.persistent_volume(pv_name).map_err(fail)?;
-                    let pv = translate_if_migratable((*pv).clone()).map_err(fail)?;
-                    pv.spec
+                    let (pv, migrated) = translate_if_migratable((*pv).clone()).map_err(fail)?;
+                    let csi = pv
+                        .spec
                         .as_ref()
                         .and_then(|spec| spec.csi.clone())
-                        .ok_or_else(|| fail(OperationError::NonCsiSource))?
+                        .ok_or_else(|| fail(OperationError::NonCsiSource))?;
+                    (csi, migrated)
                 }
-                (None, Some(inline)) => inline
-                    .csi
-                    .clone()
-                    .ok_or_else(|| fail(OperationError::InlineWithoutCsi))?,
+                (None, Some(inline)) => (
+                    inline
+                        .csi
+                        .clone()
+                        .ok_or_else(|| fail(OperationError::InlineWithoutCsi))?,
+                    false,
+                ),
                 (None, None) => return Err(fail(OperationError::NoSource)),
             };
         let (handle, _) = volume_handle(&csi);
@@ -580,7 +587,8 @@ impl CsiHandler {
             node_id,
             secrets,
         };
-        if let Err(err) = self.attacher.detach(request, self.config.timeout).await {
+        let detach = self.attacher.detach(request, self.config.timeout);
+        if let Err(err) = csi_connection::mark_as_migrated(migrated, detach).await {
             // The volume may not be fully detached: save the error, try again after backoff.
             return Err(fail(OperationError::Csi(err)));
         }
@@ -973,13 +981,17 @@ impl CsiHandler {
     }
 }
 
-/// CSI migration: an in-tree PV becomes the CSI PV csi-translation-lib makes of it; a CSI PV
-/// stays as it is.
-fn translate_if_migratable(pv: PersistentVolume) -> Result<PersistentVolume, OperationError> {
+/// CSI migration: an in-tree PV becomes the CSI PV csi-translation-lib makes of it (`true`: its
+/// CSI calls are marked as migrated); a CSI PV stays as it is.
+fn translate_if_migratable(
+    pv: PersistentVolume,
+) -> Result<(PersistentVolume, bool), OperationError> {
     if !is_pv_migratable(&pv) {
-        return Ok(pv);
+        return Ok((pv, false));
     }
-    csi_translation::translate_in_tree_pv_to_csi(&pv).map_err(OperationError::Translate)
+    csi_translation::translate_in_tree_pv_to_csi(&pv)
+        .map(|pv| (pv, true))
+        .map_err(OperationError::Translate)
 }
 
 impl Handler for CsiHandler {

@@ -342,6 +342,15 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             .await
             .context("Error getting CSI driver name")?;
         info!("Detected CSI driver {driver}");
+        // Upstream connects again for a driver of CSI migration, with the `migrated` metric
+        // label, and probes that connection.
+        if csi_translation::is_migrated_csi_driver_by_name(&driver)
+            && shared.enable_migration_metrics()
+        {
+            rpc::probe_forever(&shared.csi, timeout)
+                .await
+                .context("Error probing CSI driver")?;
+        }
         let plugin = rpc::get_plugin_capabilities(&shared.csi, Some(timeout))
             .await
             .context("Error getting CSI driver capabilities")?;

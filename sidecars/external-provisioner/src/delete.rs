@@ -245,8 +245,8 @@ pub async fn delete_volume(
         });
     }
 
-    driver
-        .delete_volume(request, config.timeout)
+    let delete = driver.delete_volume(request, config.timeout);
+    csi_connection::mark_as_migrated(migration.is_some(), delete)
         .await
         .map_err(DeleteError::Csi)
 }

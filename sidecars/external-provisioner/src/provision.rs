@@ -804,10 +804,10 @@ pub async fn provision(
         .map(|c| c.required_bytes)
         .unwrap_or(0);
 
-    let response = match driver
-        .create_volume(prepared.request.clone(), config.timeout)
-        .await
-    {
+    // The metrics' `migrated` label: only CreateVolume is marked, as upstream (a clean-up
+    // DeleteVolume after a failure counts as not migrated).
+    let create = driver.create_volume(prepared.request.clone(), config.timeout);
+    let response = match csi_connection::mark_as_migrated(prepared.migrated, create).await {
         Ok(response) => response,
         Err(error) => {
             let may_reschedule = config.capabilities.topology && !options.selected_node.is_empty();

@@ -182,6 +182,11 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             .await
             .context("Get driver name failed")?;
         info!(driverName = driver, "CSI driver name");
+        // Upstream connects again for a driver of CSI migration, with the `migrated` metric
+        // label (and no probe).
+        if csi_translation::is_migrated_csi_driver_by_name(&driver) {
+            shared.enable_migration_metrics();
+        }
 
         let kube = shared.kube();
         let client = kube

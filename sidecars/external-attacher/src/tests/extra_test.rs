@@ -254,6 +254,58 @@ async fn in_tree_pv_that_cannot_be_translated_fails_before_any_csi_call() {
     assert!(mock.calls_to("ControllerPublishVolume").is_empty());
 }
 
+/// With the `migrated` metric label (a driver of CSI migration), attaching and detaching an
+/// in-tree PV are recorded with `migrated="true"`, a CSI PV's with `"false"`, as upstream marks
+/// them (`markAsMigrated(ctx, migratable)`).
+#[tokio::test]
+async fn in_tree_attach_and_detach_are_recorded_as_migrated() {
+    let mock = MockCsiDriver::start().await.expect("mock driver");
+    mock.handle(
+        "ControllerPublishVolume",
+        |_: ControllerPublishVolumeRequest| Ok(ControllerPublishVolumeResponse::default()),
+    );
+    mock.handle(
+        "ControllerUnpublishVolume",
+        |_: ControllerUnpublishVolumeRequest| Ok(ControllerUnpublishVolumeResponse {}),
+    );
+    let registry = csi_metrics::Registry::new();
+    let metrics = csi_metrics::CsiOperationMetrics::builder()
+        .driver_name(TEST_ATTACHER_NAME)
+        .process_start_time(false)
+        .register(&registry)
+        .expect("metrics");
+    assert!(metrics.enable_migration());
+    let conn = Connection::connect(
+        &mock.endpoint(),
+        ConnectOptions {
+            metrics: Some(metrics),
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    .expect("connection");
+    for pv in [gce_pd_pv_with_finalizer(), pv_with_finalizer()] {
+        let kube = FakeKube::new();
+        kube.add_persistent_volume(pv);
+        kube.add_csi_node(csi_node());
+        kube.add_volume_attachment(va(false, "", None));
+        kube.set_write_through(true);
+        let ctrl = real_controller(&kube, conn.clone(), None);
+        assert!(matches!(ctrl.sync_va(VA_NAME).await, SyncOutcome::Forget));
+        kube.add_volume_attachment(deleted(va(true, FIN, ann())));
+        assert!(matches!(ctrl.sync_va(VA_NAME).await, SyncOutcome::Forget));
+    }
+    let text = registry.gather_text();
+    for method in ["ControllerPublishVolume", "ControllerUnpublishVolume"] {
+        for migrated in ["true", "false"] {
+            let series = format!(
+                r#"csi_sidecar_operations_seconds_count{{driver_name="{TEST_ATTACHER_NAME}",grpc_status_code="OK",method_name="/csi.v1.Controller/{method}",migrated="{migrated}"}} 1"#
+            );
+            assert!(text.contains(&series), "{series} in\n{text}");
+        }
+    }
+}
+
 /// The GCE PD handle of a translated in-tree PV has `UNSPECIFIED` for the project: the
 /// reconciler completes it from the node ID before looking it up in ListVolumes' answer.
 #[tokio::test]

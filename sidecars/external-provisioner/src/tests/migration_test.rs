@@ -37,6 +37,8 @@ struct FakeDriver {
     volume_id: &'static str,
     created: Mutex<Vec<CreateVolumeRequest>>,
     deleted: Mutex<Vec<DeleteVolumeRequest>>,
+    /// The `migrated` mark each call was made under (`markAsMigrated`), in call order.
+    marks: Arc<Mutex<Vec<Option<bool>>>>,
 }
 
 impl VolumeDriver for FakeDriver {
@@ -50,7 +52,9 @@ impl VolumeDriver for FakeDriver {
             "" => "test-volume-id",
             id => id,
         };
+        let marks = self.marks.clone();
         Box::pin(async move {
+            marks.lock().unwrap().push(csi_connection::migrated());
             Ok(CreateVolumeResponse {
                 volume: Some(Volume {
                     capacity_bytes: REQUESTED_BYTES,
@@ -67,7 +71,11 @@ impl VolumeDriver for FakeDriver {
         _timeout: Duration,
     ) -> BoxFuture<'_, Result<(), CsiError>> {
         self.deleted.lock().unwrap().push(request);
-        Box::pin(async { Ok(()) })
+        let marks = self.marks.clone();
+        Box::pin(async move {
+            marks.lock().unwrap().push(csi_connection::migrated());
+            Ok(())
+        })
     }
 }
 
@@ -314,6 +322,12 @@ async fn test_provision_with_migration() {
         }
         let pv = result.unwrap_or_else(|e| panic!("{name}: got error: {e}"));
         assert_eq!(created.len(), 1, "{name}");
+        // The metrics' `migrated` label (upstream's `markAsMigrated(ctx, migratedVolume)`).
+        assert_eq!(
+            *driver.marks.lock().unwrap(),
+            [Some(expect_translation)],
+            "{name}: CreateVolume marked as migrated"
+        );
         let mut expect_params = map(&[("fstype", "ext3")]);
         if expect_translation {
             expect_params.insert(TRANSLATED_KEY.into(), "foo".into());
@@ -387,6 +401,11 @@ async fn test_delete_migration() {
             "no-translation-handle"
         };
         assert_eq!(deleted[0].volume_id, expected, "{name}");
+        assert_eq!(
+            *driver.marks.lock().unwrap(),
+            [Some(expect_translation)],
+            "{name}: DeleteVolume marked as migrated"
+        );
     }
 }
 
@@ -517,4 +536,6 @@ async fn untranslatable_pv_is_deleted_and_the_claim_fails() {
         driver.deleted.lock().unwrap()[0].volume_id,
         "test-volume-id"
     );
+    // CreateVolume is marked as migrated; the clean-up, as upstream's, is not marked.
+    assert_eq!(*driver.marks.lock().unwrap(), [Some(true), None]);
 }

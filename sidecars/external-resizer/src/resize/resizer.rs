@@ -236,7 +236,8 @@ impl Resizer for CsiResizer {
         Box::pin(async move {
             let pv_name = pv.metadata.name.clone().unwrap_or_default();
             let mut spec = pv.spec.clone().unwrap_or_default();
-            if spec.csi.is_none() {
+            let migrated = spec.csi.is_none();
+            if migrated {
                 if !csi_translation::is_migrated_csi_driver_by_name(&self.name) {
                     return Err(ResizeError::Other(format!(
                         "volume {pv_name} is not migrated to CSI"
@@ -277,7 +278,8 @@ impl Resizer for CsiResizer {
                 secrets: secrets.into_iter().collect(),
                 volume_capability: Some(capability),
             };
-            let response = self.driver.expand(request, self.timeout).await?;
+            let expand = self.driver.expand(request, self.timeout);
+            let response = csi_connection::mark_as_migrated(migrated, expand).await?;
             Ok(Resized {
                 size: bytes_to_quantity(response.capacity_bytes),
                 node_expansion_required: response.node_expansion_required,

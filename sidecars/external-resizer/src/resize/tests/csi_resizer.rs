@@ -207,6 +207,7 @@ async fn test_resize_migrated_pv() {
         ),
     ] {
         let driver = FakeDriver::new(true, true, true, true);
+        driver.set_check_migrated_label();
         let resizer = new_resizer(
             driver.clone(),
             FakeCluster::new(),

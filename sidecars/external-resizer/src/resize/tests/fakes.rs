@@ -6,7 +6,7 @@
 //! patched object back into its informer store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,6 +59,8 @@ pub struct FakeDriver {
     pub expand_count: AtomicUsize,
     pub secrets: Mutex<Option<HashMap<String, String>>>,
     pub capability: Mutex<Option<VolumeCapability>>,
+    /// upstream's `checkMigratedLabel`: an expansion not marked as migrated fails.
+    pub check_migrated_label: AtomicBool,
 }
 
 impl FakeDriver {
@@ -80,6 +82,11 @@ impl FakeDriver {
     /// upstream's `SetExpansionError`.
     pub fn set_expansion_error(&self, err: CsiError) {
         *lock(&self.expansion_error) = Some(err);
+    }
+
+    /// upstream's `SetCheckMigratedLabel`.
+    pub fn set_check_migrated_label(&self) {
+        self.check_migrated_label.store(true, Ordering::SeqCst);
     }
 
     pub fn expand_count(&self) -> usize {
@@ -116,10 +123,22 @@ impl ExpandDriver for FakeDriver {
         _: Duration,
     ) -> BoxFuture<'_, Result<ControllerExpandVolumeResponse, CsiError>> {
         Box::pin(async move {
-            self.expand_count.fetch_add(1, Ordering::SeqCst);
             if let Some(err) = lock(&self.expansion_error).clone() {
+                self.expand_count.fetch_add(1, Ordering::SeqCst);
                 return Err(err);
             }
+            if self.check_migrated_label.load(Ordering::SeqCst) {
+                let migrated = match csi_connection::migrated() {
+                    Some(migrated) => migrated.to_string(),
+                    None => String::new(),
+                };
+                if migrated != "true" {
+                    return Err(CsiError::Other(format!(
+                        "Expected value of migrated label: true, Actual value: {migrated}"
+                    )));
+                }
+            }
+            self.expand_count.fetch_add(1, Ordering::SeqCst);
             *lock(&self.secrets) = Some(request.secrets.clone());
             *lock(&self.capability) = request.volume_capability.clone();
             Ok(ControllerExpandVolumeResponse {
