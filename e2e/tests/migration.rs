@@ -10,6 +10,9 @@
 //!   the translated parameters and writes an in-tree PV, which kube-controller-manager binds;
 //!   deleting the claim deletes the volume through the translation again.
 //!
+//! `/metrics` then shows those CSI calls with `migrated="true"` and the others with
+//! `migrated="false"`, as upstream's sidecars label them for a driver of CSI migration.
+//!
 //! AWS EBS for the whole flow rather than GCE PD: GCE PD volume handles are `projects/…/disks/<name>`, while the
 //! mock driver's volume IDs are counters, so it would answer NotFound to a translated GCE PD
 //! handle and its new volumes could not be written back as GCE PD PVs (csi-translation-lib
@@ -62,6 +65,8 @@ struct Test<'a> {
     node: String,
     sidecars: ChildProcess,
     driver: &'static str,
+    /// csi-sidecars' `--http-endpoint`.
+    metrics_address: String,
 }
 
 impl Test<'_> {
@@ -87,6 +92,46 @@ impl Test<'_> {
             },
             tail(&self.sidecars.logs(), 80),
         )
+    }
+
+    /// `/metrics` of csi-sidecars: every `csi_sidecar_operations_seconds` series has the
+    /// `migrated` label (the attacher and the provisioner, as upstream's with
+    /// `WithMigration()`), `methods` were called for in-tree volumes (`migrated="true"`), and
+    /// the calls about no volume count as not migrated.
+    async fn assert_migrated_metrics(&self, methods: &[&str]) -> anyhow::Result<()> {
+        let (code, text) = csi_test_support::http_get(&self.metrics_address, "/metrics").await?;
+        ensure!(code == 200, "GET /metrics: {code}\n{text}");
+        let counts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("csi_sidecar_operations_seconds_count{"))
+            .collect();
+        ensure!(!counts.is_empty(), "no CSI operations in /metrics:\n{text}");
+        let unlabelled: Vec<&&str> = counts
+            .iter()
+            .filter(|l| !l.contains(",migrated=\""))
+            .collect();
+        ensure!(
+            unlabelled.is_empty(),
+            "series without the migrated label: {unlabelled:?}"
+        );
+        for method in methods {
+            let series = format!(
+                r#"driver_name="{}",grpc_status_code="OK",method_name="/csi.v1.Controller/{method}",migrated="true"}}"#,
+                self.driver
+            );
+            ensure!(
+                counts.iter().any(|l| l.contains(&series)),
+                "{series} in /metrics:\n{}",
+                counts.join("\n")
+            );
+        }
+        let probe = r#"method_name="/csi.v1.Identity/Probe",migrated="false"}"#;
+        ensure!(
+            counts.iter().any(|l| l.contains(probe)),
+            "{probe} in /metrics:\n{}",
+            counts.join("\n")
+        );
+        Ok(())
     }
 
     async fn create<K>(&self, api: &Api<K>, object: Value) -> anyhow::Result<()>
@@ -544,6 +589,7 @@ async fn start<'a>(sandbox: &'a Sandbox, node: &str) -> anyhow::Result<Test<'a>>
     create_fake_node(&sandbox.admin, node).await?;
     // The mock driver's node ID is its name.
     create_csinode(&sandbox.admin, node, driver, driver).await?;
+    let metrics_address = format!("127.0.0.1:{}", csi_test_support::free_port());
     let sidecars = ChildProcess::spawn(
         sandbox.env.binary("csi-sidecars")?,
         &[
@@ -552,6 +598,7 @@ async fn start<'a>(sandbox: &'a Sandbox, node: &str) -> anyhow::Result<Test<'a>>
             "--leader-election".to_string(),
             format!("--leader-election-namespace={}", sandbox.ns.name),
             "--controllers=attacher,provisioner".to_string(),
+            format!("--http-endpoint={metrics_address}"),
         ],
     )?;
     Ok(Test {
@@ -559,6 +606,7 @@ async fn start<'a>(sandbox: &'a Sandbox, node: &str) -> anyhow::Result<Test<'a>>
         node: node.to_string(),
         sidecars,
         driver,
+        metrics_address,
     })
 }
 
@@ -571,6 +619,13 @@ async fn migrated_driver_attaches_provisions_and_deletes_in_tree_volumes() -> an
         let test = start(&sandbox, &node).await?;
         test.attach_and_detach().await?;
         test.provision_and_delete(&class).await?;
+        test.assert_migrated_metrics(&[
+            "ControllerPublishVolume",
+            "ControllerUnpublishVolume",
+            "CreateVolume",
+            "DeleteVolume",
+        ])
+        .await?;
         let forbidden = sandbox.env.audit_log()?.forbidden(&sandbox.username())?;
         ensure!(
             forbidden.is_empty(),

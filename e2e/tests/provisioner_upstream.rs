@@ -2,7 +2,8 @@
 //! (built by `cargo xtask tools`, named by `cargo xtask e2e` in `CSI_E2E_GO_PROVISIONER`) and
 //! through our `csi-provisioner`, side by side on one control plane, and what each writes is
 //! compared: the PersistentVolumes (spec, annotations, labels, finalizers, status, field
-//! managers), the claims, the Events on the claims and on the volumes, the CreateVolume and
+//! managers), the claims, the Events on the claims, on the volumes and on the leader election
+//! Lease (both run with `--leader-election` in their namespace), the CreateVolume and
 //! DeleteVolume requests the driver received, and what deletion leaves behind (in the driver
 //! and in the API). A difference is a bug in ours unless [`DELIBERATE`] names it with its reason.
 //!
@@ -452,6 +453,8 @@ impl Side {
         let mut args = vec![
             format!("--csi-address={}", self.driver.endpoint()),
             format!("--kubeconfig={}", env.kubeconfig.display()),
+            "--leader-election".to_string(),
+            format!("--leader-election-namespace={}", self.ns.name),
         ];
         args.extend(PROVISIONER_ARGS.iter().map(ToString::to_string));
         self.provisioner = Some(ChildProcess::spawn(binary, &args)?);
@@ -825,6 +828,8 @@ struct Snapshot {
     claims: BTreeMap<String, Value>,
     claim_events: BTreeMap<String, BTreeSet<String>>,
     pv_events: BTreeMap<String, BTreeSet<String>>,
+    /// The LeaderElection Events, by Lease.
+    lease_events: BTreeMap<String, BTreeSet<String>>,
     create_volume: BTreeMap<String, Value>,
     delete_volume: BTreeMap<String, Value>,
     /// The volumes left in the driver, by the name CreateVolume gave them.
@@ -873,15 +878,13 @@ impl Side {
             snapshot.claims.insert(name, normalize_claim(claim, n)?);
         }
         for event in self.events(&self.ns.name).await {
-            if event.involved_object.kind.as_deref() != Some("PersistentVolumeClaim") {
-                continue;
-            }
-            let claim = event.involved_object.name.clone().unwrap_or_default();
-            snapshot
-                .claim_events
-                .entry(claim)
-                .or_default()
-                .insert(describe_event(&event, n));
+            let name = event.involved_object.name.clone().unwrap_or_default();
+            let events = match event.involved_object.kind.as_deref() {
+                Some("PersistentVolumeClaim") => snapshot.claim_events.entry(name),
+                Some("Lease") => snapshot.lease_events.entry(n.text(&name)),
+                _ => continue,
+            };
+            events.or_default().insert(describe_event(&event, n));
         }
         // A PV's Events are in `default`, as for every cluster-scoped object.
         let pv_names: BTreeMap<String, String> = n
@@ -1065,6 +1068,13 @@ fn differences(go: &Snapshot, ours: &Snapshot) -> Vec<String> {
         &mut out,
     );
     compare("PV Events", &go.pv_events, &ours.pv_events, lines, &mut out);
+    compare(
+        "Lease Events",
+        &go.lease_events,
+        &ours.lease_events,
+        lines,
+        &mut out,
+    );
     compare_values(
         "CreateVolume",
         &go.create_volume,

@@ -3,8 +3,8 @@
 //! `CSI_E2E_GO_RESIZER`) and through our `csi-resizer`, side by side on one control plane, and
 //! what each writes is compared: the claims (status, annotations, field managers), the
 //! PersistentVolumes (capacity, VolumeAttributesClass, annotations, field managers), the Events
-//! on the claims, and the ControllerExpandVolume and ControllerModifyVolume requests the driver
-//! received. A difference is a bug in ours unless [`DELIBERATE`] names it with its reason.
+//! on the claims and on the resizer's leader election Lease, and the ControllerExpandVolume and
+//! ControllerModifyVolume requests the driver received. A difference is a bug in ours unless [`DELIBERATE`] names it with its reason.
 //!
 //! Each side has two namespaces, each with its own mock driver, StorageClass `<namespace>-grow`
 //! (expandable), our `csi-provisioner` and the resizer under test: `main`, a driver that expands
@@ -482,13 +482,16 @@ impl Side {
             let events: Api<Event> =
                 Api::namespaced(part.fixture.admin.clone(), &part.fixture.ns.name);
             for event in events.list(&ListParams::default()).await?.items {
-                if event.involved_object.kind.as_deref() != Some("PersistentVolumeClaim") {
-                    continue;
-                }
-                let claim = event.involved_object.name.clone().unwrap_or_default();
+                let name = event.involved_object.name.clone().unwrap_or_default();
+                let about = match event.involved_object.kind.as_deref() {
+                    Some("PersistentVolumeClaim") => key(&name),
+                    // The resizer's LeaderElection Events.
+                    Some("Lease") => key(&format!("Lease/{}", n.text(&name))),
+                    _ => continue,
+                };
                 snapshot
                     .events
-                    .entry(key(&claim))
+                    .entry(about)
                     .or_default()
                     .insert(describe_event(&event, &n));
             }

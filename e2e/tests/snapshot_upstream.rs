@@ -6,9 +6,9 @@
 //! control plane, and what each writes is compared: the VolumeSnapshots, VolumeSnapshotContents,
 //! VolumeGroupSnapshots, VolumeGroupSnapshotContents, claims and PVs (restored ones included)
 //! once everything is ready and again once the snapshots are deleted (the retained content), the
-//! Events, and the requests the driver received. A difference is a bug in ours unless
-//! [`DELIBERATE`] names it with its reason; [`KNOWN_GAPS`] names gaps of ours tracked elsewhere
-//! (printed on every run, not failed on).
+//! Events (on the snapshot objects, the claims and the leader election Leases), and the requests
+//! the driver received. A difference is a bug in ours unless [`DELIBERATE`] names it with its
+//! reason.
 //!
 //! The snapshot-controller acts on the whole cluster, so the sides run one after the other, each
 //! in its own namespace with its own driver; both use our csi-provisioner for the claims and the
@@ -34,14 +34,6 @@ use snapshots::{Captured, Component, Identity, Keyed, Lines, Stack};
 /// Differences between upstream and ours that are deliberate, each with its reason, as
 /// `(what differs, why)`.
 const DELIBERATE: &[(&str, &str)] = &[];
-
-/// Differences that are gaps of ours known elsewhere, each with where it is tracked: shown on
-/// every run, not failed on, so that this test keeps guarding everything else meanwhile.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "Events of Lease/",
-    "our leader election records no LeaderElection Event (\"<identity> became leader\" on the \
-     Lease) yet, in any component: lib/leader-election lists Events as not done",
-)];
 
 fn go_binary(variable: &str) -> anyhow::Result<PathBuf> {
     std::env::var_os(variable)
@@ -160,18 +152,11 @@ async fn snapshots_write_what_upstream_writes() -> anyhow::Result<()> {
     std::fs::write(dump_dir.join("ours.txt"), dump(&ours))?;
     let mut unexplained = Vec::new();
     for difference in differences(&go, &ours) {
-        if DELIBERATE
+        if !DELIBERATE
             .iter()
             .any(|(what, _)| difference.starts_with(what))
         {
-            continue;
-        }
-        match KNOWN_GAPS
-            .iter()
-            .find(|(what, _)| difference.starts_with(what))
-        {
-            Some((_, why)) => eprintln!("known gap ({why}):\n{difference}\n"),
-            None => unexplained.push(difference),
+            unexplained.push(difference);
         }
     }
     ensure!(

@@ -96,11 +96,13 @@ pub enum Error {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The Lease's name before sanitizing, e.g. `external-attacher-leader-<driver>`.
+    /// The Lease's name before sanitizing, e.g. `external-attacher-leader-<driver>` (upstream's
+    /// lock name: the Events' source names it as it is).
     pub lease_name: String,
     /// The Lease's namespace (see [`default_namespace`]).
     pub namespace: String,
-    /// This candidate's identity, written to `holderIdentity` (see [`default_identity`]).
+    /// This candidate's identity, written to `holderIdentity` once sanitized (see
+    /// [`hostname`] and [`default_identity`]); the Events' source names it as it is.
     pub identity: String,
     /// How long, after the lease last changed as seen by a candidate, the candidate waits before
     /// taking it over; written to the lease as whole seconds.
@@ -225,10 +227,16 @@ fn namespace_from(flag: &str, pod_namespace: Option<&str>, file: &Path) -> Strin
 
 /// The default holder identity: the host name (the pod's name in a pod), sanitized with
 /// [`sanitize_name`] as csi-lib-utils does before using it.
+pub fn default_identity() -> Result<String, Error> {
+    hostname().map(|hostname| sanitize_name(&hostname))
+}
+
+/// The host name as it is, csi-lib-utils' identity before sanitizing (its LeaderElection
+/// Events name it so in their source).
 ///
 /// Read as Go's `os.Hostname` does on Linux, from `/proc/sys/kernel/hostname`; `$HOSTNAME` is
 /// the fallback where that file does not exist.
-pub fn default_identity() -> Result<String, Error> {
+pub fn hostname() -> Result<String, Error> {
     let hostname = match std::fs::read_to_string("/proc/sys/kernel/hostname") {
         Ok(data) => data.strip_suffix('\n').unwrap_or(&data).to_string(),
         Err(err) => match std::env::var("HOSTNAME") {
@@ -242,7 +250,7 @@ pub fn default_identity() -> Result<String, Error> {
             "the host name is empty",
         )));
     }
-    Ok(sanitize_name(&hostname))
+    Ok(hostname)
 }
 
 /// Parses one `--leader-election-labels` value, `key:value,key:value`, into `labels`, as

@@ -4,7 +4,10 @@
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use csi_kube::{EventRecorder, EventType, Recorder};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -18,6 +21,9 @@ use crate::metrics::LeaderElectionMetrics;
 use crate::record::{RawRecord, Record};
 use crate::state::LeaderState;
 use crate::store::{KubeLeaseStore, LeaseStore, StoreError};
+
+/// The reason of the Events an election records on its Lease (client-go's `LeaseLock`).
+pub const EVENT_REASON: &str = "LeaderElection";
 
 /// How [`LeaderElector::run`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +81,10 @@ pub struct LeaderElector<S = KubeLeaseStore> {
     lease: Option<Lease>,
     jitter: bool,
     clock: WallClock,
+    /// Where the Lease's Events go (client-go's `ResourceLockConfig.EventRecorder`).
+    events: Option<Arc<dyn EventRecorder>>,
+    /// `<lease name>/<identity>` before sanitizing: the Events' source component.
+    event_component: String,
 }
 
 /// Where `acquireTime` and `renewTime` come from. Only written, never used to decide anything;
@@ -105,10 +115,15 @@ impl WallClock {
 }
 
 impl LeaderElector<KubeLeaseStore> {
-    /// An election on the API server's Leases through `client`. Fails if `config` does not
-    /// validate (see [`Config::validate`]).
+    /// An election on the API server's Leases through `client`, recording its Events on the
+    /// Lease through `client` too, as csi-lib-utils sets it up: source component
+    /// [`event_component`](LeaderElector::event_component), no host. Fails if `config` does not
+    /// validate (see [`Config::validate`]). Must be called within a tokio runtime (the Event
+    /// recorder's writer runs on it).
     pub fn new(client: kube::Client, config: Config) -> Result<Self, Error> {
-        LeaderElector::with_store(KubeLeaseStore::new(client), config)
+        let elector = LeaderElector::with_store(KubeLeaseStore::new(client.clone()), config)?;
+        let recorder = Recorder::new(client, elector.event_component.clone(), "");
+        Ok(elector.with_events(Arc::new(recorder)))
     }
 }
 
@@ -117,6 +132,7 @@ impl<S: LeaseStore> LeaderElector<S> {
     /// [`sanitize_name`]).
     pub fn with_store(store: S, mut config: Config) -> Result<Self, Error> {
         config.validate()?;
+        let event_component = format!("{}/{}", config.lease_name, config.identity);
         config.lease_name = sanitize_name(&config.lease_name);
         config.identity = sanitize_name(&config.identity);
         let lease_duration_seconds = i32::try_from(config.lease_duration.as_secs())
@@ -141,7 +157,23 @@ impl<S: LeaseStore> LeaderElector<S> {
             lease: None,
             jitter: true,
             clock: WallClock::System,
+            events: None,
+            event_component,
         })
+    }
+
+    /// Records this election's Events (`became leader`, `stopped leading`) with `recorder`,
+    /// which should report as [`event_component`](LeaderElector::event_component) with no
+    /// host, as upstream's does.
+    pub fn with_events(mut self, recorder: Arc<dyn EventRecorder>) -> Self {
+        self.events = Some(recorder);
+        self
+    }
+
+    /// `<lease name>/<identity>` as configured, before sanitizing: the source component of
+    /// csi-lib-utils' leader election Events.
+    pub fn event_component(&self) -> &str {
+        &self.event_component
     }
 
     /// Reports to `metrics` under [`Config::name`]; the gauge starts at 0, as client-go sets it
@@ -232,6 +264,8 @@ impl<S: LeaseStore> LeaderElector<S> {
         if self.config.release_on_cancel {
             self.release().await;
         }
+        // client-go records it when its renew loop returns, after the release.
+        self.record_event("stopped leading");
         if lost {
             Outcome::LeadershipLost
         } else {
@@ -257,6 +291,7 @@ impl<S: LeaseStore> LeaderElector<S> {
             };
             self.maybe_report_transition();
             if succeeded {
+                self.record_event("became leader");
                 self.state.set_leading(true);
                 if let Some(metrics) = &self.metrics {
                     metrics.leader_on(&self.config.name);
@@ -551,6 +586,32 @@ impl<S: LeaseStore> LeaderElector<S> {
             info!(lock = %self.lock, leader = %holder, "New leader elected");
         }
         self.reported_leader = holder;
+    }
+
+    /// client-go's `LeaseLock.RecordEvent`: a `Normal` [`EVENT_REASON`] Event on the Lease as
+    /// last read or written, `<identity> <what>`.
+    fn record_event(&self, what: &str) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let metadata = match &self.lease {
+            Some(lease) => lease.metadata.clone(),
+            None => ObjectMeta {
+                name: Some(self.config.lease_name.clone()),
+                namespace: Some(self.config.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+        };
+        let subject = Lease {
+            metadata,
+            spec: None,
+        };
+        events.record_for(
+            csi_kube::events::object_reference(&subject),
+            EventType::Normal,
+            EVENT_REASON,
+            &format!("{} {what}", self.config.identity),
+        );
     }
 
     fn leader_off(&self) {

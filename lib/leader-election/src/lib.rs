@@ -6,7 +6,6 @@
 //! `leader_election_*` metrics and the leader health check. It does not own what runs while
 //! leading (the caller's future), the HTTP server or the process exit: [`LeaderElector::run`]
 //! returns an [`Outcome`] and the binary decides (upstream exits 1 when leadership is lost).
-//! It records no Events.
 //!
 //! # The algorithm, as client-go's
 //!
@@ -23,6 +22,11 @@
 //! - The leader renews every retry period, first on top of the Lease as it last wrote it (fast
 //!   path), else after reading it (slow path, counted in `leader_election_slowpath_total`). If
 //!   renewals keep failing for the renew deadline, leadership is lost.
+//! - Events on the Lease, as client-go's `LeaseLock` with csi-lib-utils' recorder writes them:
+//!   `Normal` [`EVENT_REASON`] `<identity> became leader` when the lease is acquired and
+//!   `<identity> stopped leading` when leadership ends (after a release), the identity
+//!   sanitized; the Event's `source.component` (and `reportingController`) is
+//!   `<lease name>/<identity>` both as configured, before sanitizing, and its host empty.
 //! - With [`Config::release_on_cancel`], the leader releases the lease when the election ends:
 //!   `holderIdentity` emptied and `leaseDurationSeconds: 1`, the other fields written as
 //!   client-go writes them (transitions kept, acquire and renew times set to now), so a
@@ -44,7 +48,8 @@
 //!
 //! - Coordinated leader election (`Coordinated`, `preferredHolder`, `strategy`: ALPHA), and
 //!   ConfigMap/Endpoints locks: the sidecars use plain Leases.
-//! - Events (`became leader`, `stopped leading`): not yet.
+//! - The "stopped leading" Event is written in the background like every Event; upstream's
+//!   sidecars exit right after recording it, so the API server rarely gets it from either.
 //! - `OnStoppedLeading` being called even when we never led, and the callbacks running on
 //!   goroutines: the work is a future polled by [`LeaderElector::run`], which waits for it to
 //!   finish before it returns or releases the lease.
@@ -66,15 +71,17 @@ mod state;
 mod store;
 
 #[cfg(test)]
+mod events_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{
     Config, DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE,
     DEFAULT_RETRY_PERIOD, Error, HEALTH_CHECK_NAME, HEALTH_CHECK_PATH, JITTER_FACTOR,
-    SERVICE_ACCOUNT_NAMESPACE_FILE, default_identity, default_namespace, parse_labels,
+    SERVICE_ACCOUNT_NAMESPACE_FILE, default_identity, default_namespace, hostname, parse_labels,
     sanitize_name,
 };
-pub use elector::{LeaderElector, Outcome};
+pub use elector::{EVENT_REASON, LeaderElector, Outcome};
 pub use memory::MemoryLeaseStore;
 pub use metrics::{
     LeaderElectionMetrics, MASTER_STATUS_HELP, MASTER_STATUS_NAME, SLOWPATH_HELP, SLOWPATH_NAME,

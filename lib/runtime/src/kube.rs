@@ -267,8 +267,9 @@ fn client_options(flags: &FlagView, user_agent: &str) -> ClientOptions {
     }
 }
 
-/// Builds an elector for the (sanitized) `lease` from the process's leader election flags;
-/// `metrics_name` is the `name` label of its metrics (upstream leaves it empty).
+/// Builds an elector for `lease` (upstream's name, before sanitizing) from the process's
+/// leader election flags; `metrics_name` is the `name` label of its metrics (upstream leaves
+/// it empty). Its LeaderElection Events go to the Lease through `client`.
 pub fn elector(
     client: kube::Client,
     process: &FlagView,
@@ -283,10 +284,11 @@ pub fn elector(
     } else {
         String::new()
     };
+    // As given: the elector sanitizes it for the Lease, its Events name it as it is.
     let identity = if flag.is_empty() {
-        csi_leader_election::default_identity()?
+        csi_leader_election::hostname()?
     } else {
-        csi_leader_election::sanitize_name(&flag)
+        flag
     };
     let namespace =
         csi_leader_election::default_namespace(&process.string("leader-election-namespace"));

@@ -710,12 +710,14 @@ async fn start_gated(
         shared.driver_name(None).await?
     };
     let per_controller = mode == Mode::Aggregate && process.bool("leader-election-per-controller");
+    // Lease names as upstream gives them, before sanitizing: the elector sanitizes them for
+    // the Lease, and its Events name them as they are.
     let upstream_lease = |s: &Supervised| {
         let kube_use = s
             .descriptor
             .kube
             .expect("gated controllers use the API server");
-        csi_leader_election::sanitize_name(&(kube_use.lease_name)(&driver))
+        (kube_use.lease_name)(&driver)
     };
     // (lease, metrics name, controllers)
     let mut elections: Vec<Election> = Vec::new();
@@ -728,12 +730,14 @@ async fn start_gated(
         Mode::Aggregate if per_controller => {
             for supervised in gated {
                 let lease = upstream_lease(&supervised);
-                elections.push((lease.clone(), lease, vec![supervised]));
+                let name = csi_leader_election::sanitize_name(&lease);
+                elections.push((lease, name, vec![supervised]));
             }
         }
         Mode::Aggregate => {
-            let lease = csi_leader_election::sanitize_name(&format!("csi-sidecars-{driver}"));
-            elections.push((lease.clone(), lease, gated));
+            let lease = format!("csi-sidecars-{driver}");
+            let name = csi_leader_election::sanitize_name(&lease);
+            elections.push((lease, name, gated));
         }
     }
 

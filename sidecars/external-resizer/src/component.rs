@@ -148,9 +148,10 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     init,
 };
 
-/// Upstream's lease name before sanitizing: `external-resizer-<driver>`.
+/// Upstream's lease name before sanitizing (its lock name, which its LeaderElection Events
+/// show): `external-resizer-<driver>`, the driver's name already sanitized.
 pub fn lease_name(driver: &str) -> String {
-    format!("external-resizer-{driver}")
+    format!("external-resizer-{}", csi_controller::sanitize_name(driver))
 }
 
 fn validate(flags: &FlagView) -> Result<Validated, String> {
