@@ -605,6 +605,8 @@ mod kube_store {
     use kube::client::Body;
 
     type Requests = Arc<Mutex<Vec<(Method, String)>>>;
+    /// The Events posted, as JSON.
+    type PostedEvents = Arc<Mutex<Vec<serde_json::Value>>>;
 
     fn status(code: StatusCode, reason: &str) -> Response<Body> {
         let body = serde_json::json!({
@@ -625,9 +627,28 @@ mod kube_store {
             .unwrap()
     }
 
-    async fn serve(store: MemoryLeaseStore, request: Request<Body>) -> Response<Body> {
+    async fn serve(
+        store: MemoryLeaseStore,
+        events: PostedEvents,
+        request: Request<Body>,
+    ) -> Response<Body> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
+        if method == Method::POST
+            && path.starts_with("/api/v1/namespaces/")
+            && path.ends_with("/events")
+        {
+            let body = request.into_body().collect_bytes().await.unwrap();
+            events
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            return Response::builder()
+                .status(StatusCode::CREATED)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_vec()))
+                .unwrap();
+        }
         let rest = path
             .strip_prefix("/apis/coordination.k8s.io/v1/namespaces/")
             .expect("a namespaced Lease path");
@@ -657,15 +678,25 @@ mod kube_store {
     }
 
     fn client(store: &MemoryLeaseStore, requests: &Requests) -> kube::Client {
+        client_with_events(store, requests, &PostedEvents::default())
+    }
+
+    fn client_with_events(
+        store: &MemoryLeaseStore,
+        requests: &Requests,
+        events: &PostedEvents,
+    ) -> kube::Client {
         let store = store.clone();
         let requests = requests.clone();
+        let events = events.clone();
         let service = tower::service_fn(move |request: Request<Body>| {
             requests
                 .lock()
                 .unwrap()
                 .push((request.method().clone(), request.uri().path().to_string()));
             let store = store.clone();
-            async move { Ok::<_, std::convert::Infallible>(serve(store, request).await) }
+            let events = events.clone();
+            async move { Ok::<_, std::convert::Infallible>(serve(store, events, request).await) }
         });
         kube::Client::new(service, "default")
     }
@@ -721,7 +752,9 @@ mod kube_store {
         config.retry_period = Duration::from_secs(1);
         config.renew_deadline = Duration::from_secs(2);
         config.lease_duration = Duration::from_secs(3);
-        let mut elector = LeaderElector::new(client(&store, &requests), config).unwrap();
+        let events = PostedEvents::default();
+        let mut elector =
+            LeaderElector::new(client_with_events(&store, &requests, &events), config).unwrap();
         let shutdown = CancellationToken::new();
         let outcome = elector
             .run(shutdown.clone(), |leading| async move {
@@ -735,11 +768,47 @@ mod kube_store {
             .lock()
             .unwrap()
             .iter()
+            .filter(|r| r.1.contains("/leases"))
             .map(|r| r.0.clone())
             .collect();
         // get (404), create, maybe the first renewal (a put); on shutdown: get, put (release).
         assert_eq!(methods[..2], [Method::GET, Method::POST]);
         assert_eq!(methods[methods.len() - 2..], [Method::GET, Method::PUT]);
+
+        // The LeaderElection Events, written in the background to the Lease's namespace, as
+        // csi-lib-utils' recorder writes them.
+        for _ in 0..200 {
+            if events.lock().unwrap().len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let events = events.lock().unwrap().clone();
+        let seen: Vec<(&str, &str, &str, &str, &str)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    e["involvedObject"]["kind"].as_str().unwrap_or_default(),
+                    e["involvedObject"]["name"].as_str().unwrap_or_default(),
+                    e["source"]["component"].as_str().unwrap_or_default(),
+                    e["message"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (NS, "Lease", LEASE, "lease/a", "a became leader"),
+                (NS, "Lease", LEASE, "lease/a", "a stopped leading"),
+            ]
+        );
+        for event in &events {
+            assert_eq!(event["reason"], "LeaderElection");
+            assert_eq!(event["type"], "Normal");
+            assert_eq!(event["reportingComponent"], "lease/a");
+            assert_eq!(event["source"]["host"].as_str().unwrap_or_default(), "");
+        }
     }
 }
 
