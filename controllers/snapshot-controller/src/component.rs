@@ -362,7 +362,11 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
         let flags = ctx.flags.clone();
         let kube = shared.kube();
         let client = kube
-            .client_for(&flags, "snapshot-controller")
+            .client_for_clientsets(
+                &flags,
+                "snapshot-controller",
+                &[csi_kube::client::SNAPSHOT_CLIENTSET],
+            )
             .map_err(anyhow::Error::from)?;
         let crd_max = flags.duration("retry-crd-interval-max");
         if let Err(err) = snapshot_crds(&client, crd_max).await {

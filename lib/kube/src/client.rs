@@ -54,7 +54,17 @@ pub struct ClientOptions {
     pub burst: u32,
     /// `csi-attacher/v0.1.0`, `csi-sidecars/v0.1.0`.
     pub user_agent: String,
+    /// API groups with a `qps`/`burst` budget of their own, as upstream reaches them through
+    /// a clientset of their own; the groups of one entry share one budget.
+    pub separate_budgets: &'static [&'static [&'static str]],
 }
+
+/// The API groups of external-snapshotter's clientset (upstream's snapshot-controller,
+/// csi-snapshotter and csi-provisioner reach them through it, with a budget of its own).
+pub const SNAPSHOT_CLIENTSET: &[&str] =
+    &["snapshot.storage.k8s.io", "groupsnapshot.storage.k8s.io"];
+/// The API group of the Gateway API clientset (csi-provisioner's ReferenceGrants).
+pub const GATEWAY_CLIENTSET: &[&str] = &["gateway.networking.k8s.io"];
 
 /// Loads the configuration (kubeconfig or in-cluster) once; [`client`] turns it into clients.
 pub async fn load_config(kubeconfig: Option<&PathBuf>) -> Result<Config, Error> {
@@ -85,9 +95,11 @@ pub fn client(mut config: Config, options: &ClientOptions) -> Result<Client, Err
     config
         .headers
         .push((HeaderName::from_static("user-agent"), agent));
-    let limiter = TokenBucket::new(options.qps, options.burst)?;
+    let budgets = Budgets::new(options.qps, options.burst, options.separate_budgets)?;
     let builder = ClientBuilder::try_from(config).map_err(Error::Client)?;
-    Ok(builder.with_layer(&RateLimitLayer::new(limiter)).build())
+    Ok(builder
+        .with_layer(&RateLimitLayer::with_budgets(budgets))
+        .build())
 }
 
 /// A token bucket as client-go's `flowcontrol.NewTokenBucketRateLimiter(qps, burst)`: starts
@@ -150,16 +162,75 @@ impl TokenBucket {
     }
 }
 
-/// A tower layer that makes every request wait for a token of a shared [`TokenBucket`].
+/// The token buckets of one client: one for the API groups upstream reaches through a
+/// clientset of their own (each Go clientset built from the same `rest.Config` gets its own
+/// limiter: the snapshot-controller's snapshot clientset and its core clientset each may
+/// send `--kube-api-qps`), and one for every other request.
+#[derive(Debug)]
+pub struct Budgets {
+    default: Arc<TokenBucket>,
+    groups: Vec<(&'static [&'static str], Arc<TokenBucket>)>,
+}
+
+impl Budgets {
+    /// One budget for everything.
+    pub fn single(bucket: Arc<TokenBucket>) -> Self {
+        Budgets {
+            default: bucket,
+            groups: Vec::new(),
+        }
+    }
+
+    /// `qps`/`burst` for every request, and as much again for each set of API groups in
+    /// `separate` (the groups of one upstream clientset share one budget).
+    pub fn new(
+        qps: f64,
+        burst: u32,
+        separate: &'static [&'static [&'static str]],
+    ) -> Result<Self, Error> {
+        let mut budgets = Budgets::single(TokenBucket::new(qps, burst)?);
+        for groups in separate {
+            budgets.groups.push((groups, TokenBucket::new(qps, burst)?));
+        }
+        Ok(budgets)
+    }
+
+    /// The bucket a request for `path` (`/apis/<group>/<version>/...`, `/api/v1/...`) takes
+    /// its token from.
+    pub fn bucket_for(&self, path: &str) -> &TokenBucket {
+        let group = path
+            .strip_prefix("/apis/")
+            .and_then(|rest| rest.split('/').next());
+        group
+            .and_then(|group| {
+                self.groups
+                    .iter()
+                    .find(|(groups, _)| groups.contains(&group))
+            })
+            .map_or(&self.default, |(_, bucket)| bucket)
+    }
+}
+
+/// A tower layer that makes every request wait for a token of its [`Budgets`] bucket. The
+/// token is taken when the request is made, in the order requests are made (client-go's
+/// limiter waits in order too); the wait is in the request's own future, so a request on one
+/// budget never waits behind another budget's.
 #[derive(Clone, Debug)]
 pub struct RateLimitLayer {
-    bucket: Arc<TokenBucket>,
+    budgets: Arc<Budgets>,
 }
 
 impl RateLimitLayer {
-    /// The layer for `bucket`.
+    /// The layer for one `bucket`.
     pub fn new(bucket: Arc<TokenBucket>) -> Self {
-        RateLimitLayer { bucket }
+        Self::with_budgets(Budgets::single(bucket))
+    }
+
+    /// The layer for `budgets`.
+    pub fn with_budgets(budgets: Budgets) -> Self {
+        RateLimitLayer {
+            budgets: Arc::new(budgets),
+        }
     }
 }
 
@@ -169,61 +240,77 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimited {
             inner,
-            bucket: self.bucket.clone(),
-            wait: None,
-            permitted: false,
+            budgets: self.budgets.clone(),
         }
     }
 }
 
-/// The service [`RateLimitLayer`] builds. The wait happens in `poll_ready`, so a caller that
-/// is ready owns a token.
+/// The service [`RateLimitLayer`] builds.
+#[derive(Debug)]
 pub struct RateLimited<S> {
     inner: S,
-    bucket: Arc<TokenBucket>,
-    wait: Option<Pin<Box<tokio::time::Sleep>>>,
-    permitted: bool,
+    budgets: Arc<Budgets>,
 }
 
-impl<S> std::fmt::Debug for RateLimited<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimited")
-            .field("bucket", &self.bucket)
-            .field("permitted", &self.permitted)
-            .finish_non_exhaustive()
+/// Where a request's bucket is looked up: its path.
+pub trait RequestPath {
+    /// The request's URI path.
+    fn request_path(&self) -> &str;
+}
+
+impl<B> RequestPath for http::Request<B> {
+    fn request_path(&self) -> &str {
+        self.uri().path()
     }
 }
 
 impl<S, Req> Service<Req> for RateLimited<S>
 where
     S: Service<Req>,
+    Req: RequestPath,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Delayed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !self.permitted {
-            if self.wait.is_none() {
-                let delay = self.bucket.reserve();
-                if delay.is_zero() {
-                    self.permitted = true;
-                } else {
-                    self.wait = Some(Box::pin(tokio::time::sleep(delay)));
-                }
-            }
-            if let Some(wait) = self.wait.as_mut() {
-                ready!(wait.as_mut().poll(cx));
-                self.wait = None;
-                self.permitted = true;
-            }
-        }
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        self.permitted = false;
-        self.inner.call(req)
+        let delay = self.budgets.bucket_for(req.request_path()).reserve();
+        // kube's stack (retry, auth, hyper) starts sending only when its future is polled.
+        let inner = self.inner.call(req);
+        Delayed {
+            wait: (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay))),
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+/// A request's future that first waits for its token.
+pub struct Delayed<F> {
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    inner: Pin<Box<F>>,
+}
+
+impl<F> std::fmt::Debug for Delayed<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delayed")
+            .field("waiting", &self.wait.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for Delayed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Some(wait) = self.wait.as_mut() {
+            ready!(wait.as_mut().poll(cx));
+            self.wait = None;
+        }
+        self.inner.as_mut().poll(cx)
     }
 }
 
@@ -274,16 +361,76 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_layer_spaces_requests_at_qps_after_the_burst() {
         let bucket = TokenBucket::new(2.0, 1).unwrap();
-        let service =
-            tower::service_fn(|()| async { Ok::<_, std::convert::Infallible>(Instant::now()) });
+        let service = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Instant::now())
+        });
         let mut limited = RateLimitLayer::new(bucket).layer(service);
         use tower::ServiceExt as _;
+        let get = || http::Request::get("/api/v1/nodes").body(()).unwrap();
         let start = Instant::now();
-        limited.ready().await.unwrap().call(()).await.unwrap();
+        limited.ready().await.unwrap().call(get()).await.unwrap();
         assert_eq!(Instant::now() - start, Duration::ZERO);
-        limited.ready().await.unwrap().call(()).await.unwrap();
-        limited.ready().await.unwrap().call(()).await.unwrap();
+        limited.ready().await.unwrap().call(get()).await.unwrap();
+        limited.ready().await.unwrap().call(get()).await.unwrap();
         // Two waits of half a second each (paused clock: exact).
         assert_eq!(Instant::now() - start, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn separate_budgets_do_not_wait_for_each_other() {
+        const SNAPSHOTS: &[&[&str]] =
+            &[&["snapshot.storage.k8s.io", "groupsnapshot.storage.k8s.io"]];
+        let budgets = Budgets::new(1.0, 1, SNAPSHOTS).unwrap();
+        let service = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Instant::now())
+        });
+        let mut limited = RateLimitLayer::with_budgets(budgets).layer(service);
+        use tower::ServiceExt as _;
+        let get = |path: &str| http::Request::get(path).body(()).unwrap();
+        let start = Instant::now();
+        let core = limited
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/api/v1/namespaces/a/persistentvolumeclaims/c"));
+        let snap = limited
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/apis/snapshot.storage.k8s.io/v1/volumesnapshots"));
+        let group = limited.ready().await.unwrap().call(get(
+            "/apis/groupsnapshot.storage.k8s.io/v1/volumegroupsnapshots",
+        ));
+        let lease = limited
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/apis/coordination.k8s.io/v1/namespaces/a/leases/l"));
+        // The first request of each budget goes at once; the second of each waits a second.
+        assert_eq!(core.await.unwrap() - start, Duration::ZERO);
+        assert_eq!(snap.await.unwrap() - start, Duration::ZERO);
+        assert_eq!(group.await.unwrap() - start, Duration::from_secs(1));
+        assert_eq!(lease.await.unwrap() - start, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_request_takes_its_token_from_its_group_budget() {
+        const SNAPSHOTS: &[&[&str]] = &[&["snapshot.storage.k8s.io"]];
+        let budgets = Budgets::new(5.0, 10, SNAPSHOTS).unwrap();
+        let snapshots = &*budgets.groups[0].1 as *const TokenBucket;
+        let default = &*budgets.default as *const TokenBucket;
+        let bucket = |path| budgets.bucket_for(path) as *const TokenBucket;
+        assert_eq!(
+            bucket("/apis/snapshot.storage.k8s.io/v1/volumesnapshots"),
+            snapshots
+        );
+        assert_eq!(bucket("/apis/snapshot.storage.k8s.io"), snapshots);
+        assert_eq!(bucket("/api/v1/events"), default);
+        assert_eq!(
+            bucket("/apis/snapshot.storage.k8s.io.example/v1/x"),
+            default
+        );
+        assert_eq!(bucket("/apis/storage.k8s.io/v1/volumeattachments"), default);
+        assert_eq!(bucket("/version"), default);
     }
 }

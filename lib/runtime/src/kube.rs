@@ -213,11 +213,23 @@ impl KubeShared {
     /// A client with the budget of `flags` (`--<controller>-kube-api-qps`, else the global
     /// value, else the upstream default) and the component's user agent.
     pub fn client_for(&self, flags: &FlagView, user_agent: &str) -> Result<kube::Client, Error> {
+        self.client_for_clientsets(flags, user_agent, &[])
+    }
+
+    /// [`KubeShared::client_for`] where upstream's component builds more than one clientset
+    /// from its flags: the API groups of each entry of `separate` get a budget of their own.
+    pub fn client_for_clientsets(
+        &self,
+        flags: &FlagView,
+        user_agent: &str,
+        separate: &'static [&'static [&'static str]],
+    ) -> Result<kube::Client, Error> {
         let agent = format!("{user_agent}/{}", self.user_agent_version);
-        Ok(csi_kube::client(
-            self.config.clone(),
-            &client_options(flags, &agent),
-        )?)
+        let options = ClientOptions {
+            separate_budgets: separate,
+            ..client_options(flags, &agent)
+        };
+        Ok(csi_kube::client(self.config.clone(), &options)?)
     }
 
     /// A client with a budget of its own (`qps`, `burst`), whatever the flags say: for work
@@ -233,6 +245,7 @@ impl KubeShared {
             qps,
             burst,
             user_agent: format!("{user_agent}/{}", self.user_agent_version),
+            separate_budgets: &[],
         };
         Ok(csi_kube::client(self.config.clone(), &options)?)
     }
@@ -264,6 +277,7 @@ fn client_options(flags: &FlagView, user_agent: &str) -> ClientOptions {
         qps: flags.float("kube-api-qps"),
         burst: u32::try_from(flags.int("kube-api-burst")).unwrap_or(0),
         user_agent: user_agent.to_string(),
+        separate_budgets: &[],
     }
 }
 

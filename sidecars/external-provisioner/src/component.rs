@@ -328,6 +328,13 @@ fn identity(driver: &str, node: Option<&str>) -> String {
     }
 }
 
+/// Upstream builds a snapshot clientset and a Gateway API clientset next to the core one, each
+/// with its own `--kube-api-qps` budget.
+const PROVISIONER_CLIENTSETS: &[&[&str]] = &[
+    csi_kube::client::SNAPSHOT_CLIENTSET,
+    csi_kube::client::GATEWAY_CLIENTSET,
+];
+
 fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
     Box::pin(async move {
         let shared = ctx.shared.clone();
@@ -429,7 +436,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
 
         let kube = shared.kube();
         let client = kube
-            .client_for(&flags, "csi-provisioner")
+            .client_for_clientsets(&flags, "csi-provisioner", PROVISIONER_CLIENTSETS)
             .map_err(anyhow::Error::from)?;
         let all = Selector::all();
         kube.caches

@@ -232,7 +232,11 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
 
         let kube = shared.kube();
         let client = kube
-            .client_for(&flags, "csi-snapshotter")
+            .client_for_clientsets(
+                &flags,
+                "csi-snapshotter",
+                &[csi_kube::client::SNAPSHOT_CLIENTSET],
+            )
             .map_err(anyhow::Error::from)?;
 
         let mut group_snapshots = ctx.features.enabled(VOLUME_GROUP_SNAPSHOT_GATE);

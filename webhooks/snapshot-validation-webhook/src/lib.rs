@@ -190,6 +190,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             qps: 5.0,
             burst: 10,
             user_agent: format!("{BINARY}/v{}", env!("CARGO_PKG_VERSION")),
+            separate_budgets: &[],
         };
         let client = match csi_kube::client::client(config, &options) {
             Ok(client) => client,
