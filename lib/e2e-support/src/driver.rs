@@ -42,6 +42,8 @@ pub struct DriverProcess {
     _dir: tempfile::TempDir,
     binary: PathBuf,
     options: DriverOptions,
+    /// What the processes before the current one logged (one per restart).
+    earlier_logs: String,
 }
 
 impl DriverProcess {
@@ -54,6 +56,7 @@ impl DriverProcess {
             binary: env.driver.clone(),
             _dir: dir,
             options,
+            earlier_logs: String::new(),
         };
         driver.launch().await?;
         Ok(driver)
@@ -96,6 +99,7 @@ impl DriverProcess {
         if let Some(mut process) = self.process.take() {
             process.signal("KILL")?;
             process.wait(Duration::from_secs(10)).await?;
+            self.earlier_logs.push_str(&process.logs());
         }
         Ok(())
     }
@@ -107,7 +111,12 @@ impl DriverProcess {
         self.launch().await
     }
 
-    /// What it logged.
+    /// What every process of it logged since the first start, restarts included.
+    pub fn all_logs(&self) -> String {
+        format!("{}{}", self.earlier_logs, self.logs())
+    }
+
+    /// What the current process logged.
     pub fn logs(&self) -> String {
         self.process
             .as_ref()
@@ -412,21 +421,14 @@ impl DriverProcess {
         }
     }
 
-    /// The gRPC calls the driver logged so far, oldest first.
+    /// The gRPC calls the current driver process logged so far, oldest first.
     pub fn grpc_calls(&self) -> Vec<DriverCall> {
-        self.logs()
-            .lines()
-            .filter_map(|line| {
-                let json = line.split_once("gRPCCall: ")?.1;
-                let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
-                Some(DriverCall {
-                    method: value["Method"].as_str()?.to_string(),
-                    error: value["Error"].as_str().unwrap_or_default().to_string(),
-                    request: value["Request"].clone(),
-                    response: value["Response"].clone(),
-                })
-            })
-            .collect()
+        parse_calls(&self.logs())
+    }
+
+    /// The gRPC calls every driver process logged since the first start, oldest first.
+    pub fn all_grpc_calls(&self) -> Vec<DriverCall> {
+        parse_calls(&self.all_logs())
     }
 
     /// How many times `method` (short name, `ControllerPublishVolume`) was called.
@@ -436,4 +438,20 @@ impl DriverProcess {
             .filter(|c| c.short_method() == method)
             .count()
     }
+}
+
+/// The `gRPCCall: {json}` lines of a driver log.
+fn parse_calls(logs: &str) -> Vec<DriverCall> {
+    logs.lines()
+        .filter_map(|line| {
+            let json = line.split_once("gRPCCall: ")?.1;
+            let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+            Some(DriverCall {
+                method: value["Method"].as_str()?.to_string(),
+                error: value["Error"].as_str().unwrap_or_default().to_string(),
+                request: value["Request"].clone(),
+                response: value["Response"].clone(),
+            })
+        })
+        .collect()
 }

@@ -25,6 +25,9 @@
 //!
 //! Every process started here is killed when its handle is dropped, including when a test fails.
 //!
+//! - the end-of-scenario invariants of the reliability suite ([`InvariantChecker`],
+//!   [`InvariantReport`]): nothing leaked, stuck or created twice.
+//!
 //! One module per concern: [`env`](mod@env) (where things are, clients), [`namespace`], [`nodes`],
 //! [`driver`], [`wait`], [`audit`], [`rbac`], [`volumes`]; everything is re-exported here.
 
@@ -32,6 +35,7 @@ pub mod audit;
 pub mod compare;
 pub mod driver;
 pub mod env;
+pub mod invariants;
 pub mod namespace;
 pub mod nodes;
 pub mod process;
@@ -47,6 +51,7 @@ pub use env::{
     E2eEnv, STATE_DIR_ENV, client_from_kubeconfig, service_account_client,
     service_account_kubeconfig, service_account_token, service_account_username,
 };
+pub use invariants::{InvariantChecker, InvariantReport};
 pub use namespace::{TestNamespace, describe_events};
 pub use nodes::{
     CONTROLLER_MANAGED_ATTACH_DETACH, create_csinode, create_csinode_with_topology,
