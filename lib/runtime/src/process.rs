@@ -612,7 +612,11 @@ async fn supervise(
                     error!(%err, path = TERMINATION_LOG, "Failed to write a message to the termination logfile");
                 }
                 error!("{message}");
-                return 1;
+                // Here and now, as upstream's klog.FlushAndExit: a graceful shutdown could
+                // wait (up to its grace period) on work stuck on the dead connection, while the
+                // kubelet is waiting for the container to exit to restart it. Log lines are
+                // written unbuffered, so nothing logged is lost.
+                std::process::exit(1);
             }
             joined = running.join_next() => {
                 let Some(joined) = joined else {
