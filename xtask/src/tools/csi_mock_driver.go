@@ -13,6 +13,14 @@
 // deletes the members through DeleteSnapshot. GetPluginCapabilities then also reports
 // GROUP_CONTROLLER_SERVICE. The driver package's server cannot take another service, so in
 // this mode main builds the gRPC server itself, logging every call as the driver package does.
+//
+// With --state-file the driver keeps its state across restarts, as a real driver's storage
+// backend would: every state-changing Controller call that succeeds (CreateVolume, DeleteVolume,
+// ControllerPublishVolume, ControllerUnpublishVolume, ControllerExpandVolume, CreateSnapshot,
+// DeleteSnapshot) is appended to the file, and a new process replays the file through the mock
+// service before it serves. The mock numbers volumes and snapshots in creation order, so the
+// replay gives them the same IDs. Those calls run one at a time in this mode, so the journal's
+// order is the order IDs were given in. Group snapshot members are not journaled.
 package main
 
 import (
@@ -31,6 +39,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"google.golang.org/grpc"
@@ -60,6 +70,8 @@ func main() {
 		"tolerate an existing NodePublishVolume target path (the mock does not enforce this either way)")
 	flag.BoolVar(&config.EnableTopology, "enable-topology", false,
 		"VOLUME_ACCESSIBILITY_CONSTRAINTS; volumes and the node get topology "+service.TopologyKey+"="+service.TopologyValue)
+	stateFile := flag.String("state-file", "",
+		"journal of the state-changing Controller calls that succeeded, replayed on start: a restarted driver keeps its volumes, snapshots and publications")
 	groupSnapshots := flag.Bool("enable-group-snapshots", false,
 		"serve a GroupController (CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT): a group snapshot is one CreateSnapshot per source volume")
 	klog.InitFlags(nil)
@@ -85,11 +97,19 @@ func main() {
 	}
 
 	mock := service.New(config)
+	var controller csi.ControllerServer = mock
+	if *stateFile != "" {
+		journal, err := openJournal(*stateFile, mock)
+		if err != nil {
+			fail("%v", err)
+		}
+		controller = journal
+	}
 	var stop func()
 	if *groupSnapshots {
 		server := grpc.NewServer(grpc.UnaryInterceptor(logCalls))
 		csi.RegisterIdentityServer(server, groupIdentity{mock})
-		csi.RegisterControllerServer(server, mock)
+		csi.RegisterControllerServer(server, controller)
 		csi.RegisterNodeServer(server, mock)
 		csi.RegisterGroupControllerServer(server, newGroupController(mock))
 		go func() {
@@ -99,7 +119,7 @@ func main() {
 		}()
 		stop = server.Stop
 	} else {
-		d := driver.NewCSIDriver(&driver.CSIDriverServers{Controller: mock, Identity: mock, Node: mock})
+		d := driver.NewCSIDriver(&driver.CSIDriverServers{Controller: controller, Identity: mock, Node: mock})
 		// nil: the package's interceptor, which logs every call (and checks no secrets: none are set).
 		if err := d.Start(listener, nil); err != nil {
 			fail("%v", err)
@@ -322,4 +342,139 @@ func socketPath(endpoint string) (string, error) {
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "csi-mock-driver: "+format+"\n", args...)
 	os.Exit(2)
+}
+
+// journal is the mock's Controller service with its state-changing calls journaled
+// (--state-file).
+type journal struct {
+	csi.ControllerServer
+	mu   sync.Mutex
+	file *os.File
+}
+
+// journalEntry is one line of the state file.
+type journalEntry struct {
+	Method  string          `json:"method"`
+	Request json.RawMessage `json:"request"`
+}
+
+// journaledRequests makes an empty request (the CSI spec's messages are of the older protobuf
+// API, hence protoadapt) of each journaled method, for the replay.
+var journaledRequests = map[string]func() protoadapt.MessageV1{
+	"CreateVolume":              func() protoadapt.MessageV1 { return &csi.CreateVolumeRequest{} },
+	"DeleteVolume":              func() protoadapt.MessageV1 { return &csi.DeleteVolumeRequest{} },
+	"ControllerPublishVolume":   func() protoadapt.MessageV1 { return &csi.ControllerPublishVolumeRequest{} },
+	"ControllerUnpublishVolume": func() protoadapt.MessageV1 { return &csi.ControllerUnpublishVolumeRequest{} },
+	"ControllerExpandVolume":    func() protoadapt.MessageV1 { return &csi.ControllerExpandVolumeRequest{} },
+	"CreateSnapshot":            func() protoadapt.MessageV1 { return &csi.CreateSnapshotRequest{} },
+	"DeleteSnapshot":            func() protoadapt.MessageV1 { return &csi.DeleteSnapshotRequest{} },
+}
+
+// openJournal replays the state file (if any) through mock and opens it for appending.
+func openJournal(path string, mock csi.ControllerServer) (*journal, error) {
+	data, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("reading the state file: %w", err)
+	}
+	replayed := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var entry journalEntry
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			return nil, fmt.Errorf("state file line %q: %w", line, err)
+		}
+		newRequest, ok := journaledRequests[entry.Method]
+		if !ok {
+			return nil, fmt.Errorf("state file: unknown method %q", entry.Method)
+		}
+		request := newRequest()
+		if err := protojson.Unmarshal(entry.Request, protoadapt.MessageV2Of(request)); err != nil {
+			return nil, fmt.Errorf("state file: %s request: %w", entry.Method, err)
+		}
+		if err := replay(context.Background(), mock, request); err != nil {
+			klog.Warningf("replaying %s from the state file: %v", entry.Method, err)
+		}
+		replayed++
+	}
+	file, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the state file: %w", err)
+	}
+	klog.InfoS("csi-mock-driver state replayed", "file", path, "calls", replayed)
+	return &journal{ControllerServer: mock, file: file}, nil
+}
+
+func replay(ctx context.Context, mock csi.ControllerServer, request protoadapt.MessageV1) error {
+	var err error
+	switch r := request.(type) {
+	case *csi.CreateVolumeRequest:
+		_, err = mock.CreateVolume(ctx, r)
+	case *csi.DeleteVolumeRequest:
+		_, err = mock.DeleteVolume(ctx, r)
+	case *csi.ControllerPublishVolumeRequest:
+		_, err = mock.ControllerPublishVolume(ctx, r)
+	case *csi.ControllerUnpublishVolumeRequest:
+		_, err = mock.ControllerUnpublishVolume(ctx, r)
+	case *csi.ControllerExpandVolumeRequest:
+		_, err = mock.ControllerExpandVolume(ctx, r)
+	case *csi.CreateSnapshotRequest:
+		_, err = mock.CreateSnapshot(ctx, r)
+	case *csi.DeleteSnapshotRequest:
+		_, err = mock.DeleteSnapshot(ctx, r)
+	}
+	return err
+}
+
+// record runs call under the journal's lock and appends request when it succeeds.
+func record[R any](j *journal, method string, request protoadapt.MessageV1, call func() (R, error)) (R, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	response, err := call()
+	if err != nil {
+		return response, err
+	}
+	body, merr := protojson.Marshal(protoadapt.MessageV2Of(request))
+	if merr == nil {
+		line, _ := json.Marshal(journalEntry{Method: method, Request: body})
+		if _, werr := j.file.Write(append(line, '\n')); werr != nil {
+			klog.Errorf("writing the state file: %v", werr)
+		}
+	}
+	return response, err
+}
+
+func (j *journal) CreateVolume(ctx context.Context, r *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	return record(j, "CreateVolume", r, func() (*csi.CreateVolumeResponse, error) { return j.ControllerServer.CreateVolume(ctx, r) })
+}
+
+func (j *journal) DeleteVolume(ctx context.Context, r *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	return record(j, "DeleteVolume", r, func() (*csi.DeleteVolumeResponse, error) { return j.ControllerServer.DeleteVolume(ctx, r) })
+}
+
+func (j *journal) ControllerPublishVolume(ctx context.Context, r *csi.ControllerPublishVolumeRequest) (*csi.ControllerPublishVolumeResponse, error) {
+	return record(j, "ControllerPublishVolume", r, func() (*csi.ControllerPublishVolumeResponse, error) {
+		return j.ControllerServer.ControllerPublishVolume(ctx, r)
+	})
+}
+
+func (j *journal) ControllerUnpublishVolume(ctx context.Context, r *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
+	return record(j, "ControllerUnpublishVolume", r, func() (*csi.ControllerUnpublishVolumeResponse, error) {
+		return j.ControllerServer.ControllerUnpublishVolume(ctx, r)
+	})
+}
+
+func (j *journal) ControllerExpandVolume(ctx context.Context, r *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	return record(j, "ControllerExpandVolume", r, func() (*csi.ControllerExpandVolumeResponse, error) {
+		return j.ControllerServer.ControllerExpandVolume(ctx, r)
+	})
+}
+
+func (j *journal) CreateSnapshot(ctx context.Context, r *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	return record(j, "CreateSnapshot", r, func() (*csi.CreateSnapshotResponse, error) { return j.ControllerServer.CreateSnapshot(ctx, r) })
+}
+
+func (j *journal) DeleteSnapshot(ctx context.Context, r *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	return record(j, "DeleteSnapshot", r, func() (*csi.DeleteSnapshotResponse, error) { return j.ControllerServer.DeleteSnapshot(ctx, r) })
 }
