@@ -26,6 +26,7 @@
 pub mod api;
 mod pki;
 mod process;
+mod restart;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -99,6 +100,9 @@ commands:
               install the snapshot CRDs; prints where the kubeconfig is
   down        stop the processes `up` started; remove etcd's data, the PKI and kubeconfigs
               (logs stay in <target>/cluster/logs)
+  restart etcd|kube-apiserver|kube-controller-manager
+              stop one process of the running cluster and start it again (same flags, ports,
+              certificates and data; its log continued); waits until the API server is ready
   status      which processes run, the API server's URL, /readyz
   env         shell lines: export KUBECONFIG=... and the tools' paths (eval \"$(...)\")
   kubeconfig --service-account NS/NAME [--output FILE]
@@ -152,6 +156,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             no_args("down")?;
             down()
         }
+        "restart" => match rest {
+            [process] => restart::restart(process),
+            _ => bail!(
+                "cargo xtask cluster restart takes one process name (etcd, kube-apiserver, kube-controller-manager)"
+            ),
+        },
         "status" => {
             no_args("status")?;
             status()

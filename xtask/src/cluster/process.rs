@@ -24,6 +24,30 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// while its caller is interrupted. Its stdin is closed.
 pub fn spawn(program: &Path, args: &[String], log: &Path, cwd: &Path) -> anyhow::Result<Child> {
     let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    spawn_logging_to(program, args, out, cwd)
+}
+
+/// [`spawn`], appending to `log` instead: a restarted process continues its predecessor's log.
+pub fn spawn_appending(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    cwd: &Path,
+) -> anyhow::Result<Child> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    spawn_logging_to(program, args, out, cwd)
+}
+
+fn spawn_logging_to(
+    program: &Path,
+    args: &[String],
+    out: File,
+    cwd: &Path,
+) -> anyhow::Result<Child> {
     let err = out.try_clone()?;
     Command::new(program)
         .args(args)
