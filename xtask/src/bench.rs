@@ -30,10 +30,10 @@
 //! runs, with min and max; a full run also writes the summary into README.md.
 
 mod audit;
-mod charts;
+pub(crate) mod charts;
 mod expand;
 mod health;
-mod procfs;
+pub(crate) mod procfs;
 mod provision;
 mod report;
 mod snapshot;
@@ -766,7 +766,7 @@ fn profile_name(debug: bool) -> &'static str {
 }
 
 /// UTC `YYYYMMDD-HHMMSS`.
-fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

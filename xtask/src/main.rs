@@ -12,6 +12,7 @@ mod e2e;
 mod new_sidecar;
 mod rbac;
 mod release;
+mod soak;
 mod tools;
 mod upstream;
 
@@ -27,6 +28,8 @@ tasks:
   cluster a local control plane (etcd, kube-apiserver, kube-controller-manager; no kubelet):
           up | down | status | env | kubeconfig --service-account NS/NAME
   e2e     the end-to-end tests on the local control plane (starts and stops it if needed)
+  soak    the reliability scenarios' long variants with RSS and open-fd series and a report
+          (--duration 1h, --scenario NAME): cargo xtask soak --help
   demo    run csi-sidecars (livenessprobe + node-driver-registrar) against a mock CSI driver
           and a fake kubelet, and show what each step proves
   new-sidecar NAME --upstream OWNER/REPO --version vX.Y.Z [--binary BIN] [--dir sidecars|controllers]
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Some("new-sidecar") => new_sidecar::run(&rest),
         Some("rbac") => rbac::run(&rest),
         Some("release") => release::run(&rest),
+        Some("soak") => soak::run(&rest),
         Some("tools") => tools::run(&rest),
         Some("upstream") => upstream::run(&rest),
         Some("-h" | "--help" | "help") | None => {

@@ -33,6 +33,7 @@
 
 pub mod audit;
 pub mod compare;
+pub mod control_plane;
 pub mod driver;
 pub mod env;
 pub mod invariants;
@@ -41,11 +42,13 @@ pub mod nodes;
 pub mod process;
 pub mod rbac;
 pub mod sandbox;
+pub mod soak;
 pub mod storage;
 pub mod volumes;
 pub mod wait;
 
 pub use audit::{AuditEvent, AuditLog};
+pub use control_plane::ControlPlaneProcess;
 pub use driver::{DRIVER_NAME, DriverCall, DriverOptions, DriverProcess};
 pub use env::{
     E2eEnv, STATE_DIR_ENV, client_from_kubeconfig, service_account_client,
@@ -62,6 +65,7 @@ pub use rbac::{
     AppliedManifest, AppliedObject, apply_rbac_manifest, parse_yaml_documents, plan_rbac_manifest,
 };
 pub use sandbox::Sandbox;
+pub use soak::{ScenarioOutcome, SoakMode};
 pub use storage::StorageFixture;
 pub use volumes::{
     CsiVolume, create_bound_csi_volume, create_pod_on_node, delete_csi_volume,
