@@ -16,7 +16,7 @@ use anyhow::{Context as _, ensure};
 use csi_e2e_support::storage::{
     MOCK_TOPOLOGY_KEY, MOCK_TOPOLOGY_VALUE, StorageFixture as Fixture, WAIT, annotations, merge,
 };
-use csi_e2e_support::{ignore_not_found, wait_until};
+use csi_e2e_support::{InvariantChecker, ignore_not_found, invariants, wait_until};
 use csi_test_support::ChildProcess;
 use k8s_openapi::api::core::v1::{PersistentVolume, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -47,8 +47,6 @@ const WAIT_MANY: Duration = Duration::from_secs(240);
 
 /// The finalizer the provisioner puts on the PVs it makes (HonorPVReclaimPolicy).
 const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";
-/// The mock driver's own volumes, there from its start.
-const BUILT_IN_VOLUMES: [&str; 3] = ["1", "2", "3"];
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -659,30 +657,19 @@ async fn survives_sigkill_in_the_middle_of_200_claims() -> anyhow::Result<()> {
             })
             .collect();
         ensure_eq!(handles.len(), CLAIMS, "one volume per claim");
-        let in_driver: BTreeSet<String> = fixture
-            .driver
-            .list_volumes()
-            .await?
-            .into_iter()
-            .filter(|id| !BUILT_IN_VOLUMES.contains(&id.as_str()))
-            .collect();
+        // Every volume in the driver has a PV and every PV its volume, every claim is Bound,
+        // no name was created twice, one PV per claim.
+        let report = InvariantChecker::new(&fixture.admin, &fixture.driver)
+            .namespace(&fixture.ns.name)
+            .ensure_clean()
+            .await?;
         ensure_eq!(
-            in_driver,
-            handles,
-            "every volume in the driver has a PV and no volume was created twice"
+            report
+                .check(invariants::VOLUMES_HAVE_PVS)
+                .map(|c| c.checked),
+            Some(CLAIMS),
+            "{report}"
         );
-        let all_pvs = fixture.pvs().list(&ListParams::default()).await?;
-        let ours = all_pvs
-            .items
-            .iter()
-            .filter(|pv| {
-                pv.spec
-                    .as_ref()
-                    .and_then(|s| s.csi.as_ref())
-                    .is_some_and(|c| c.driver == fixture.driver_name())
-            })
-            .count();
-        ensure_eq!(ours, CLAIMS, "no PV without a claim");
         fixture.assert_nothing_forbidden()?;
         drop(second);
         anyhow::Ok(())

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use csi_e2e_support::{InvariantReport, ScenarioOutcome, SoakMode, has_exited, tail, wait_until};
-use reliability::Rig;
 use reliability::workload::Round;
+use reliability::{Rig, USE_CALLS};
 
 const CLAIMS: usize = 4;
 /// What upstream's sidecars log (and write to the termination log) before they exit.
@@ -148,8 +148,8 @@ async fn run(rig: &mut Rig, mode: &SoakMode) -> anyhow::Result<()> {
         scenario: "driver-restart".into(),
         description: format!(
             "The mock CSI driver (state kept in a journal, as a backend would) is SIGKILLed and \
-             restarted twice per round: while {CLAIMS} claims are provisioned, and while their \
-             volumes are attached, snapshotted and expanded. Setups alternate per round: the \
+             restarted twice per round of {CLAIMS} claims: once the first CreateVolume reached it, \
+             and once the first attach, snapshot or expansion did. Setups alternate per round: the \
              standalone {} and one `csi-sidecars --controllers={}`; our snapshot-controller \
              throughout.",
             STANDALONE.join(", "),
@@ -165,14 +165,18 @@ async fn run(rig: &mut Rig, mode: &SoakMode) -> anyhow::Result<()> {
         setups_done += 1;
         start_setup(rig, standalone).await?;
         let round = Round::new(&format!("r{}", outcome.rounds), CLAIMS);
+        let mark = rig.driver_calls();
         round.start_provision(rig).await?;
+        rig.wait_for_driver_call(mark, &["CreateVolume"]).await?;
         let progress = round.progress(rig).await;
         let fault = restart_driver(rig).await?;
         outcome
             .faults
             .push(format!("{fault} (at the kill: {progress})"));
         round.wait_provisioned(rig).await?;
+        let mark = rig.driver_calls();
         round.start_use(rig).await?;
+        rig.wait_for_driver_call(mark, &USE_CALLS).await?;
         let progress = round.progress(rig).await;
         let fault = restart_driver(rig).await?;
         outcome

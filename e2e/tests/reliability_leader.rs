@@ -14,8 +14,8 @@ mod reliability;
 use std::time::Instant;
 
 use csi_e2e_support::{InvariantReport, ScenarioOutcome, SoakMode};
-use reliability::Rig;
 use reliability::workload::Round;
+use reliability::{Rig, USE_CALLS};
 
 const CLAIMS: usize = 6;
 
@@ -37,9 +37,9 @@ async fn run(rig: &mut Rig, mode: &SoakMode) -> anyhow::Result<()> {
         description: format!(
             "Two replicas of `csi-sidecars --controllers={}` (one lease, {} s) and our \
              snapshot-controller; per round {CLAIMS} claims provisioned, attached on two nodes, \
-             snapshotted and expanded 1Gi → 2Gi, then deleted. The leader is SIGKILLed while \
-             claims are provisioned and again while volumes are attached, snapshotted and \
-             expanded; a new replica is started each time.",
+             snapshotted and expanded 1Gi → 2Gi, then deleted. The leader is SIGKILLed once the \
+             first CreateVolume of the round reached the driver, and again once the first \
+             attach, snapshot or expansion did; a new replica is started each time.",
             reliability::CONTROLLERS,
             reliability::LEASE_DURATION.as_secs()
         ),
@@ -55,14 +55,18 @@ async fn run(rig: &mut Rig, mode: &SoakMode) -> anyhow::Result<()> {
     while mode.another_round(started, outcome.rounds) {
         let tag = format!("r{}", outcome.rounds);
         let round = Round::new(&tag, CLAIMS);
+        let mark = rig.driver_calls();
         round.start_provision(rig).await?;
+        rig.wait_for_driver_call(mark, &["CreateVolume"]).await?;
         let progress = round.progress(rig).await;
         let fault = rig.kill_leader(&next_name()).await?;
         outcome
             .faults
             .push(format!("{fault} (at the kill: {progress})"));
         round.wait_provisioned(rig).await?;
+        let mark = rig.driver_calls();
         round.start_use(rig).await?;
+        rig.wait_for_driver_call(mark, &USE_CALLS).await?;
         let progress = round.progress(rig).await;
         let fault = rig.kill_leader(&next_name()).await?;
         outcome

@@ -15,6 +15,7 @@
 mod chart;
 mod series;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -289,12 +290,8 @@ fn report(
             "| process | samples | span | RSS early → late (MiB) | min–max | drift | verdict | fds min–max |\n\
              |---|---:|---:|---:|---:|---:|---|---:|\n",
         );
-        for v in &verdicts {
-            let verdict = match (v.judged, v.flat()) {
-                (false, _) => "not judged (short-lived)",
-                (true, true) => "flat",
-                (true, false) => "**grew**",
-            };
+        for v in verdicts.iter().filter(|v| v.judged) {
+            let verdict = if v.flat() { "flat" } else { "**grew**" };
             if !v.flat() {
                 failed.push(format!(
                     "{}: {} RSS drift {:+.1} %",
@@ -316,6 +313,25 @@ fn report(
                 v.drift * 100.0,
                 v.fds_min,
                 v.fds_max
+            );
+        }
+        // Processes killed or restarted on purpose: one row per binary.
+        let mut short: BTreeMap<String, Vec<&series::Verdict>> = BTreeMap::new();
+        for v in verdicts.iter().filter(|v| !v.judged) {
+            let binary = v.series.split('[').next().unwrap_or_default().to_string();
+            short.entry(binary).or_default().push(v);
+        }
+        for (binary, group) in short {
+            let _ = writeln!(
+                out,
+                "| {binary} ×{} (short-lived) | {} | ≤ {:.0} s each | | {:.1}–{:.1} | | not judged | {}–{} |",
+                group.len(),
+                group.iter().map(|v| v.samples).sum::<usize>(),
+                group.iter().map(|v| v.span).fold(0.0, f64::max),
+                group.iter().map(|v| v.min_mib).fold(f64::MAX, f64::min),
+                group.iter().map(|v| v.max_mib).fold(0.0, f64::max),
+                group.iter().map(|v| v.fds_min).min().unwrap_or(0),
+                group.iter().map(|v| v.fds_max).max().unwrap_or(0)
             );
         }
         if !mine.is_empty() {

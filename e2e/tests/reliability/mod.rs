@@ -40,6 +40,13 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// How long a takeover may take: the lease duration after the dead leader's last renewal,
 /// a retry period with jitter, and slack for a busy machine.
 pub const TAKEOVER: Duration = Duration::from_secs(30);
+/// The driver calls of the second phase of a round (attach, snapshot, expand): a fault is
+/// injected once one of them reached the driver.
+pub const USE_CALLS: [&str; 3] = [
+    "ControllerPublishVolume",
+    "CreateSnapshot",
+    "ControllerExpandVolume",
+];
 /// The lines of a process log a failure message shows.
 const LOG_TAIL: usize = 40;
 
@@ -315,6 +322,32 @@ impl Rig {
             at.elapsed().as_secs_f64(),
             LEASE_DURATION.as_secs()
         ))
+    }
+
+    /// How many calls the driver logged so far (since its first start): a mark for
+    /// [`Rig::wait_for_driver_call`].
+    pub fn driver_calls(&self) -> usize {
+        self.fixture.driver.all_grpc_calls().len()
+    }
+
+    /// Waits until the driver logged a call to one of `methods` after the call number `mark`:
+    /// the work has reached the driver, so a fault now lands in the middle of it.
+    pub async fn wait_for_driver_call(&self, mark: usize, methods: &[&str]) -> anyhow::Result<()> {
+        wait_until(
+            &format!("a call to one of {methods:?} to reach the driver"),
+            TAKEOVER,
+            || async {
+                self.fixture
+                    .driver
+                    .all_grpc_calls()
+                    .iter()
+                    .skip(mark)
+                    .any(|c| methods.contains(&c.short_method()))
+                    .then_some(())
+            },
+            || self.diagnostics(),
+        )
+        .await
     }
 
     /// Restarts every controller process that exited; returns their names.

@@ -100,6 +100,13 @@ fn read_all(bin_dir: &Path, t: f64, scenario: &str) -> Vec<Sample> {
         let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else {
             continue;
         };
+        // A binary rebuilt while its process runs reads as `<path> (deleted)`.
+        let exe = PathBuf::from(
+            exe.to_string_lossy()
+                .strip_suffix(" (deleted)")
+                .map(str::to_string)
+                .unwrap_or_else(|| exe.to_string_lossy().into_owned()),
+        );
         if exe.parent() != Some(bin_dir) {
             continue;
         }
