@@ -14,6 +14,8 @@
 //!   namespace and whatever the caller describes;
 //! - the API server's audit log ([`E2eEnv::audit_log`], [`AuditLog`]): requests per user and
 //!   user agent, watches per resource, requests refused with 403;
+//! - [`FaultProxy`]: a gRPC pass-through between a sidecar and the driver that fails or holds
+//!   back a seeded share of chosen methods' calls, and records every call;
 //! - [`apply_rbac_manifest`]: a shipped RBAC manifest, server-side applied into a test's
 //!   namespace, its cluster-scoped objects renamed per test, deleted again afterwards;
 //! - what kube-controller-manager's attach/detach controller acts on: a CSI PV with a bound
@@ -36,11 +38,13 @@ pub mod compare;
 pub mod control_plane;
 pub mod driver;
 pub mod env;
+pub mod faults;
 pub mod invariants;
 pub mod namespace;
 pub mod nodes;
 pub mod process;
 pub mod rbac;
+pub mod rbac_coverage;
 pub mod sandbox;
 pub mod soak;
 pub mod storage;
@@ -54,6 +58,7 @@ pub use env::{
     E2eEnv, STATE_DIR_ENV, client_from_kubeconfig, service_account_client,
     service_account_kubeconfig, service_account_token, service_account_username,
 };
+pub use faults::{Fault, FaultPlan, FaultProxy, ProxyCall};
 pub use invariants::{InvariantChecker, InvariantReport};
 pub use namespace::{TestNamespace, describe_events};
 pub use nodes::{
