@@ -2,7 +2,7 @@
 //! is `csi-audit-log`'s, shared with the bench.
 
 use anyhow::bail;
-pub use csi_audit_log::{AuditEvent, AuditLog};
+pub use csi_audit_log::{AuditEvent, AuditLog, one_per_request};
 
 use crate::E2eEnv;
 
