@@ -8,20 +8,22 @@
 mod checks;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use csi_e2e_support::storage::StorageFixture as Fixture;
 use csi_e2e_support::{
-    Fault, FaultPlan, FaultProxy, ProxyCall, create_pod_on_node, force_delete_pod,
-    volume_attachments_of, wait_until,
+    Fault, FaultPlan, FaultProxy, InvariantReport, ProxyCall, ScenarioOutcome, SoakMode,
+    create_pod_on_node, force_delete_pod, volume_attachments_of, wait_until,
 };
 use csi_proto::csi::v1::{CreateVolumeRequest, DeleteVolumeRequest};
 use csi_test_support::ChildProcess;
 use serde_json::json;
 use tonic::Code;
 
-use checks::{check_invariants, cluster_object_events, repo_path, wait_all_deleted};
+use checks::{
+    check_invariants, cluster_object_events, invariant_report, repo_path, wait_all_deleted,
+};
 
 /// Claims of the provisioner run in CI; `CSI_E2E_FAULT_CLAIMS` sets another number (a soak
 /// run's).
@@ -131,129 +133,172 @@ async fn csi_provisioner_through_a_failing_and_hanging_driver() -> anyhow::Resul
             args(&fixture, &proxy, &[]),
         )?;
         let processes = [("csi-provisioner", &process)];
-        let names: Vec<String> = (0..claims).map(|i| format!("claim-{i:03}")).collect();
-        for name in &names {
-            fixture.claim(name, &class, json!({})).await?;
-        }
-        let pvs = fixture.wait_bound(&names, WAIT_FAULTS, &processes).await?;
-
-        // The plan hit some calls of both kinds, and each claim was retried until it worked.
-        let creates = by_key(&proxy.calls_to("CreateVolume"), |c| {
-            c.decode::<CreateVolumeRequest>().ok().map(|r| r.name)
-        });
-        let failed = |calls: &[ProxyCall], f: fn(&Fault) -> bool| {
-            calls.iter().any(|c| c.fault.as_ref().is_some_and(f))
+        let mode = SoakMode::from_env()?;
+        let started = Instant::now();
+        let mut outcome = ScenarioOutcome {
+            scenario: "faulty-driver".into(),
+            description: format!(
+                "`csi-provisioner --timeout=2s` through a fault proxy: CreateVolume fails \
+                 (Internal) on 25 % of calls and is held {HELD:?} on 15 %, DeleteVolume fails \
+                 (Unavailable) on 25 % and is held on 10 %; each round {claims} claims \
+                 provisioned and deleted."
+            ),
+            ..ScenarioOutcome::default()
         };
-        let failing: Vec<&String> = creates
-            .iter()
-            .filter(|(_, c)| failed(c, |f| matches!(f, Fault::Fail(_))))
-            .map(|(k, _)| k)
-            .collect();
-        let hanging: Vec<&String> = creates
-            .iter()
-            .filter(|(_, c)| failed(c, |f| matches!(f, Fault::Hang(_))))
-            .map(|(k, _)| k)
-            .collect();
-        ensure!(
-            !failing.is_empty() && !hanging.is_empty(),
-            "the plan failed CreateVolume of {failing:?} and held {hanging:?}"
-        );
-        let retries = check_backoff("CreateVolume", &creates, true)?;
-
-        // Each failure is a Warning ProvisioningFailed on the claim, with the driver's code,
-        // and the success a Normal ProvisioningSucceeded (Events are written in the
-        // background: wait for them).
-        for (claim, pv) in &pvs {
-            let volume = format!("pvc-{}", pv_claim_uid(pv)?);
-            let mut wanted = vec![("Normal ProvisioningSucceeded", "")];
-            for (hit, code) in [
-                (failing.contains(&&volume), "code = Internal"),
-                (hanging.contains(&&volume), "code = DeadlineExceeded"),
-            ] {
-                if hit {
-                    wanted.push(("Warning ProvisioningFailed", code));
-                }
-            }
-            wait_until(
-                &format!("claim {claim}: the Events {wanted:?}"),
-                WAIT_EVENTS,
-                || async {
-                    let events = fixture.events_of(claim).await.ok()?;
-                    wanted
-                        .iter()
-                        .all(|(kind, code)| {
-                            events
-                                .iter()
-                                .any(|e| e.starts_with(kind) && e.contains(code))
-                        })
-                        .then_some(())
-                },
-                || fixture.diagnostics(&processes),
-            )
-            .await?;
-        }
-        check_invariants(&fixture).await?;
-
-        // Deleting: DeleteVolume fails and hangs too; every volume still goes, once.
-        wait_all_deleted(&fixture, &names, WAIT_FAULTS, &processes).await?;
-        let deletes = by_key(&proxy.calls_to("DeleteVolume"), |c| {
-            c.decode::<DeleteVolumeRequest>().ok().map(|r| r.volume_id)
-        });
-        let delete_retries = check_backoff("DeleteVolume", &deletes, true)?;
-        let handles: BTreeMap<String, String> = pvs
-            .values()
-            .map(|pv| {
-                let handle = pv.spec.clone().unwrap_or_default().csi.unwrap_or_default();
-                (
-                    handle.volume_handle,
-                    pv.metadata.name.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let mut invariants = InvariantReport::default();
         let mut failed_deletes = 0;
-        for (handle, calls) in &deletes {
-            if !failed(calls, |f| matches!(f, Fault::Fail(_))) {
-                continue;
+        while mode.another_round(started, outcome.rounds) {
+            let round = outcome.rounds;
+            let names: Vec<String> = (0..claims)
+                .map(|i| format!("r{round}-claim-{i:03}"))
+                .collect();
+            for name in &names {
+                fixture.claim(name, &class, json!({})).await?;
             }
-            failed_deletes += 1;
-            let pv = handles
-                .get(handle)
-                .context("a DeleteVolume of a PV of ours")?;
-            wait_until(
-                &format!("PV {pv}: a Warning VolumeFailedDelete with code = Unavailable"),
-                WAIT_EVENTS,
-                || async {
-                    let events = cluster_object_events(&fixture, "PersistentVolume", pv)
-                        .await
-                        .ok()?;
-                    events
-                        .iter()
-                        .any(|e| {
-                            e.starts_with("Warning VolumeFailedDelete")
-                                && e.contains("code = Unavailable")
-                        })
-                        .then_some(())
-                },
-                || async {
-                    format!(
-                        "{:?}",
-                        cluster_object_events(&fixture, "PersistentVolume", pv).await
+            let pvs = fixture.wait_bound(&names, WAIT_FAULTS, &processes).await?;
+
+            // The plan hit some calls of both kinds, and each claim was retried until it worked.
+            let creates = by_key(&proxy.calls_to("CreateVolume"), |c| {
+                c.decode::<CreateVolumeRequest>().ok().map(|r| r.name)
+            });
+            let failed = |calls: &[ProxyCall], f: fn(&Fault) -> bool| {
+                calls.iter().any(|c| c.fault.as_ref().is_some_and(f))
+            };
+            let failing: Vec<&String> = creates
+                .iter()
+                .filter(|(_, c)| failed(c, |f| matches!(f, Fault::Fail(_))))
+                .map(|(k, _)| k)
+                .collect();
+            let hanging: Vec<&String> = creates
+                .iter()
+                .filter(|(_, c)| failed(c, |f| matches!(f, Fault::Hang(_))))
+                .map(|(k, _)| k)
+                .collect();
+            ensure!(
+                !failing.is_empty() && !hanging.is_empty(),
+                "the plan failed CreateVolume of {failing:?} and held {hanging:?}"
+            );
+            let retries = check_backoff("CreateVolume", &creates, true)?;
+
+            // Each failure is a Warning ProvisioningFailed on the claim, with the driver's code,
+            // and the success a Normal ProvisioningSucceeded (Events are written in the
+            // background: wait for them).
+            for (claim, pv) in &pvs {
+                let volume = format!("pvc-{}", pv_claim_uid(pv)?);
+                let mut wanted = vec![("Normal ProvisioningSucceeded", "")];
+                for (hit, code) in [
+                    (failing.contains(&&volume), "code = Internal"),
+                    (hanging.contains(&&volume), "code = DeadlineExceeded"),
+                ] {
+                    if hit {
+                        wanted.push(("Warning ProvisioningFailed", code));
+                    }
+                }
+                wait_until(
+                    &format!("claim {claim}: the Events {wanted:?}"),
+                    WAIT_EVENTS,
+                    || async {
+                        let events = fixture.events_of(claim).await.ok()?;
+                        wanted
+                            .iter()
+                            .all(|(kind, code)| {
+                                events
+                                    .iter()
+                                    .any(|e| e.starts_with(kind) && e.contains(code))
+                            })
+                            .then_some(())
+                    },
+                    || fixture.diagnostics(&processes),
+                )
+                .await?;
+            }
+            invariants.add(&invariant_report(&fixture).await?);
+
+            // Deleting: DeleteVolume fails and hangs too; every volume still goes, once.
+            wait_all_deleted(&fixture, &names, WAIT_FAULTS, &processes).await?;
+            let deletes = by_key(&proxy.calls_to("DeleteVolume"), |c| {
+                c.decode::<DeleteVolumeRequest>().ok().map(|r| r.volume_id)
+            });
+            let delete_retries = check_backoff("DeleteVolume", &deletes, true)?;
+            let handles: BTreeMap<String, String> = pvs
+                .values()
+                .map(|pv| {
+                    let handle = pv.spec.clone().unwrap_or_default().csi.unwrap_or_default();
+                    (
+                        handle.volume_handle,
+                        pv.metadata.name.clone().unwrap_or_default(),
                     )
-                },
-            )
-            .await?;
-        }
-        ensure!(failed_deletes > 0, "the plan failed no DeleteVolume");
-        println!(
-            "CreateVolume: {} calls for {claims} claims ({} failed, {} held), {retries} \
+                })
+                .collect();
+            for (handle, calls) in &deletes {
+                // Earlier rounds' volumes were checked in their round.
+                let Some(pv) = handles.get(handle) else {
+                    continue;
+                };
+                if !failed(calls, |f| matches!(f, Fault::Fail(_))) {
+                    continue;
+                }
+                failed_deletes += 1;
+                wait_until(
+                    &format!("PV {pv}: a Warning VolumeFailedDelete with code = Unavailable"),
+                    WAIT_EVENTS,
+                    || async {
+                        let events = cluster_object_events(&fixture, "PersistentVolume", pv)
+                            .await
+                            .ok()?;
+                        events
+                            .iter()
+                            .any(|e| {
+                                e.starts_with("Warning VolumeFailedDelete")
+                                    && e.contains("code = Unavailable")
+                            })
+                            .then_some(())
+                    },
+                    || async {
+                        format!(
+                            "{:?}",
+                            cluster_object_events(&fixture, "PersistentVolume", pv).await
+                        )
+                    },
+                )
+                .await?;
+            }
+            println!(
+                "CreateVolume: {} calls for {claims} claims ({} failed, {} held), {retries} \
              retries checked for backoff; DeleteVolume: {} calls ({} failed or held), \
              {delete_retries} retries checked",
-            proxy.calls_to("CreateVolume").len(),
+                proxy.calls_to("CreateVolume").len(),
+                proxy.faults_of("CreateVolume"),
+                hanging.len(),
+                proxy.calls_to("DeleteVolume").len(),
+                proxy.faults_of("DeleteVolume"),
+            );
+            let check = format!(
+                "round {round}: CreateVolume {} calls so far ({} failed or held), {retries} \
+             retries at least the backoff apart; DeleteVolume {} calls ({} failed or held), \
+             {delete_retries} retries checked",
+                proxy.calls_to("CreateVolume").len(),
+                proxy.faults_of("CreateVolume"),
+                proxy.calls_to("DeleteVolume").len(),
+                proxy.faults_of("DeleteVolume"),
+            );
+            outcome.checks.push(check);
+            let report = invariant_report(&fixture).await?;
+            invariants.add(&report);
+            report.ensure_clean()?;
+            outcome.rounds += 1;
+        }
+        ensure!(failed_deletes > 0, "the plan failed no DeleteVolume");
+        outcome.faults = vec![format!(
+            "{} of {} CreateVolume and {} of {} DeleteVolume calls failed or held",
             proxy.faults_of("CreateVolume"),
-            hanging.len(),
-            proxy.calls_to("DeleteVolume").len(),
+            proxy.calls_to("CreateVolume").len(),
             proxy.faults_of("DeleteVolume"),
-        );
+            proxy.calls_to("DeleteVolume").len(),
+        )];
+        outcome.invariants = invariants;
+        outcome.elapsed = started.elapsed();
+        outcome.write(&mode)?;
         fixture.assert_nothing_forbidden()?;
         check_invariants(&fixture).await?;
         drop(process);

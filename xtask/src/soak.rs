@@ -25,7 +25,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{cluster, tools};
 
-/// A scenario: a test (the only one of its file) and what it is about.
+/// A scenario: a test (run alone, with `--exact`) and what it is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scenario {
     /// `--scenario` name; also the name the test writes its outcome under.
@@ -57,6 +57,16 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "apiserver-restart",
         test_file: "reliability_apiserver_restart",
         test: "apiserver_and_etcd_restarted_mid_workload",
+    },
+    Scenario {
+        name: "throttling",
+        test_file: "reliability_throttling",
+        test: "csi_sidecars_attacher_and_provisioner_at_one_request_a_second",
+    },
+    Scenario {
+        name: "faulty-driver",
+        test_file: "reliability_faults",
+        test: "csi_provisioner_through_a_failing_and_hanging_driver",
     },
 ];
 

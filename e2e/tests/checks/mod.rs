@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::ensure;
-use csi_e2e_support::invariants::InvariantChecker;
+use csi_e2e_support::invariants::{InvariantChecker, InvariantReport};
 use csi_e2e_support::storage::StorageFixture;
 use csi_e2e_support::wait_until;
 use csi_test_support::ChildProcess;
@@ -29,12 +29,17 @@ pub const BUILT_IN_VOLUMES: [&str; 3] = ["1", "2", "3"];
 
 /// Fails unless the end-of-scenario invariants hold for the fixture's namespace and driver.
 pub async fn check_invariants(fixture: &StorageFixture) -> anyhow::Result<()> {
+    invariant_report(fixture).await?.ensure_clean()
+}
+
+/// The end-of-scenario invariants of the fixture's namespace and driver, printed.
+pub async fn invariant_report(fixture: &StorageFixture) -> anyhow::Result<InvariantReport> {
     let report = InvariantChecker::new(&fixture.admin, &fixture.driver)
         .namespace(&fixture.ns.name)
         .check()
         .await?;
     println!("invariants of {}:\n{report}", fixture.ns.name);
-    report.ensure_clean()
+    Ok(report)
 }
 
 /// Deletes the claims `names` and waits until no PV of the driver is left and the driver holds
