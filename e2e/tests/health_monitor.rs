@@ -7,20 +7,25 @@
 //! and neither its config nor its hooks can change that. So: the ListVolumes sweep and the
 //! node watcher run against that driver process; an abnormal volume and its recovery come
 //! from our in-process mock driver, on the same control plane.
+//!
+//! What the monitor writes on a claim (`status.healthStatus`) is read back through the API
+//! server, which keeps the field: Kubernetes 1.37 with the `CSIVolumeHealth` feature gate
+//! (`cargo xtask cluster` turns it on).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::ensure;
+use anyhow::{Context as _, ensure};
 use csi_e2e_support::storage::{StorageFixture as Fixture, WAIT};
 use csi_e2e_support::{create_fake_node, delete_nodes, wait_until};
 use csi_proto::csi::v1 as csi;
 use csi_test_support::{ChildProcess, MockCsiDriver, plugin_service_capability};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::PostParams;
-use serde_json::json;
+use kube::api::{ApiResource, DynamicObject, PostParams};
+use serde_json::{Value, json};
 
 const RBAC: &str = "controllers/external-health-monitor/deploy/rbac.yaml";
 const BINARY: &str = "csi-external-health-monitor-controller";
@@ -84,6 +89,16 @@ fn monitor_args(fixture: &Fixture, csi_address: &str) -> Vec<String> {
     args
 }
 
+/// The claim's `status.healthStatus` as the API server stores it, if any. Read untyped: the
+/// k8s-openapi types the workspace builds with (Kubernetes 1.34) have no such field.
+async fn stored_health_status(fixture: &Fixture, claim: &str) -> anyhow::Result<Option<Value>> {
+    let resource = ApiResource::erase::<PersistentVolumeClaim>(&());
+    let claims: Api<DynamicObject> =
+        Api::namespaced_with(fixture.admin.clone(), &fixture.ns.name, &resource);
+    let claim = claims.get(claim).await?;
+    Ok(claim.data["status"].get("healthStatus").cloned())
+}
+
 async fn wait_for_event(
     fixture: &Fixture,
     claim: &str,
@@ -134,6 +149,11 @@ async fn list_volumes_sweep_and_node_failure_under_shipped_rbac() -> anyhow::Res
         .await?;
         let events = fixture.events_of("data").await?;
         ensure!(events.is_empty(), "a normal volume gets no Event: {events:#?}");
+        let stored = stored_health_status(&fixture, "data").await?;
+        ensure!(
+            stored.is_none(),
+            "a normal volume's claim has no health status: {stored:#?}"
+        );
         ensure!(
             fixture.driver.calls_to("ControllerGetVolume") == 0,
             "with LIST_VOLUMES the volumes are not asked one by one"
@@ -205,6 +225,7 @@ async fn abnormal_volume_is_reported_on_its_claim_and_recovery_clears_it() -> an
             },
         );
         static_volume(&fixture, fixture.driver_name(), "vol-1", "data").await?;
+        let before = Timestamp::now();
         let start = fixture.env.audit_log()?.offset();
         let monitor = ChildProcess::spawn(
             fixture.env.binary(BINARY)?,
@@ -240,6 +261,28 @@ async fn abnormal_volume_is_reported_on_its_claim_and_recovery_clears_it() -> an
         )
         .await?;
         ensure!(status_patches()? == [200], "the status patch succeeded");
+        // What the API server kept: the v1.37 shape, one Degraded condition with the driver's
+        // message, and when it appeared.
+        let stored = stored_health_status(&fixture, "data")
+            .await?
+            .context("the API server stored no status.healthStatus on the claim")?;
+        ensure!(
+            stored["healthConditions"]
+                == json!([{
+                    "status": "Degraded",
+                    "reason": "VolumeConditionAbnormal",
+                    "message": "disk 3 failed",
+                }]),
+            "stored health status: {stored:#}"
+        );
+        let since: Timestamp = stored["lastTransitionTime"]
+            .as_str()
+            .context("no lastTransitionTime")?
+            .parse()?;
+        ensure!(
+            since.as_second() >= before.as_second() && since <= Timestamp::now(),
+            "lastTransitionTime {since} is not when the condition appeared (after {before})"
+        );
 
         abnormal.store(false, Ordering::SeqCst);
         wait_for_event(
@@ -256,6 +299,11 @@ async fn abnormal_volume_is_reported_on_its_claim_and_recovery_clears_it() -> an
             || async { fixture.diagnostics(&[(BINARY, &monitor)]).await },
         )
         .await?;
+        let stored = stored_health_status(&fixture, "data").await?;
+        ensure!(
+            stored.is_none(),
+            "recovery removes the claim's health status: {stored:#?}"
+        );
         // Passes go on; the status is not written again while nothing changes.
         driver
             .wait_for_calls(

@@ -49,7 +49,7 @@ const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 /// Start order; `down` stops in reverse.
 const PROCESSES: [&str; 3] = [ETCD, APISERVER, CONTROLLER_MANAGER];
 
-/// kube-controller-manager's controllers, by their canonical names in Kubernetes 1.36
+/// kube-controller-manager's controllers, by their canonical names in Kubernetes 1.37
 /// (`cmd/kube-controller-manager/names`; older aliases such as `attachdetach` also work).
 /// Chosen for the storage flows the sidecars take part in, plus what a test cluster needs to
 /// behave: the protection controllers remove the finalizers the StorageObjectInUseProtection
@@ -70,6 +70,12 @@ const CONTROLLERS: &[&str] = &[
     "clusterrole-aggregation-controller",
     "ttl-controller",
 ];
+
+/// Feature gates of the API server and the controller manager. `CSIVolumeHealth` (alpha, off by
+/// default) keeps `PersistentVolumeClaimStatus.healthStatus`, which external-health-monitor
+/// writes: without it the API server drops the field from every write of a claim that does not
+/// store it yet.
+const FEATURE_GATES: &str = "--feature-gates=CSIVolumeHealth=true";
 
 /// Every request at Metadata level (who did what to which object, no bodies), so tests and
 /// benchmarks can count requests and watches per user. RequestReceived is omitted: every
@@ -826,6 +832,7 @@ fn apiserver_args(state: &State, pki: &Pki, ports: &Ports) -> Vec<String> {
         ),
         "--service-cluster-ip-range=10.0.0.0/24".into(),
         "--allow-privileged=true".into(),
+        FEATURE_GATES.into(),
         format!("--audit-policy-file={}", path(&state.audit_policy())),
         format!(
             "--audit-log-path={}",
@@ -847,6 +854,7 @@ fn controller_manager_args(state: &State, pki: &Pki) -> Vec<String> {
         format!("--kubeconfig={}", path(&state.kubeconfig())),
         format!("--controllers={}", CONTROLLERS.join(",")),
         "--leader-elect=false".into(),
+        FEATURE_GATES.into(),
         // One identity (admin) for every controller: no per-controller RBAC to debug here.
         "--use-service-account-credentials=false".into(),
         // Its default 20 QPS would make the PV binder (about four writes per provisioned
@@ -1146,6 +1154,10 @@ mod tests {
         assert!(controllers.contains("persistentvolume-binder-controller"));
         assert!(controllers.contains("persistentvolume-attach-detach-controller"));
         assert!(kcm.contains(&"--leader-elect=false".to_string()));
+        // PVC health status (external-health-monitor) is kept by both.
+        for args in [&apiserver, &kcm] {
+            assert!(args.contains(&"--feature-gates=CSIVolumeHealth=true".to_string()));
+        }
     }
 
     #[test]

@@ -1094,6 +1094,8 @@ exclude github.com/bad/mod v0.1.0
             "kube-controller-manager",
             "csi-mock-driver",
             "kubectl",
+            "foreign-clients",
+            "csi-translation",
             "hostpathplugin",
             "csi-provisioner",
             "csi-resizer",
@@ -1113,9 +1115,45 @@ exclude github.com/bad/mod v0.1.0
     #[test]
     fn kubernetes_staging_modules_use_the_matching_published_version() {
         // k8s.io/kubernetes v1.X.Y publishes its staging modules as v0.X.Y.
-        let k = &pinned().sections["kubernetes"];
-        let staging = k.version.replacen("v1.", "v0.", 1);
-        assert_eq!(k.local_replace_version.as_deref(), Some(staging.as_str()));
+        let tools = pinned();
+        let sections: Vec<_> = tools
+            .sections
+            .values()
+            .filter(|s| s.module == "k8s.io/kubernetes")
+            .collect();
+        assert_eq!(
+            sections.len(),
+            2,
+            "the control plane's and the mock driver's"
+        );
+        for k in sections {
+            let staging = k.version.replacen("v1.", "v0.", 1);
+            assert_eq!(k.local_replace_version.as_deref(), Some(staging.as_str()));
+        }
+    }
+
+    #[test]
+    fn the_control_plane_is_kubernetes_1_37_with_its_clients_and_translation() {
+        // PersistentVolumeClaimStatus.healthStatus (external-health-monitor) is 1.37's.
+        let tools = pinned();
+        for binary in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kubectl",
+            "foreign-clients",
+            "csi-translation",
+        ] {
+            let Ok(Target::Binary { section, .. }) = tools.resolve(binary) else {
+                panic!("{binary} is not a binary");
+            };
+            assert_eq!(section, "kubernetes", "{binary}");
+        }
+        assert_eq!(
+            semver_parts(&tools.sections["kubernetes"].version)
+                .unwrap()
+                .1,
+            "37"
+        );
     }
 
     #[test]
@@ -1145,13 +1183,16 @@ exclude github.com/bad/mod v0.1.0
     }
 
     #[test]
-    fn the_mock_driver_shares_the_kubernetes_pin_and_wrapper() {
+    fn the_mock_driver_is_kubernetes_1_36s_which_speaks_our_csi_version() {
+        // From 1.37 on the mock speaks the CSI health RPCs instead of VOLUME_CONDITION.
         let tools = pinned();
         let Ok(Target::Binary { section, .. }) = tools.resolve("csi-mock-driver") else {
             panic!("csi-mock-driver is not a binary");
         };
-        assert_eq!(section, "kubernetes");
+        assert_eq!(section, "csi-mock-driver");
         let k = &tools.sections[section];
+        assert_eq!(k.module, "k8s.io/kubernetes");
+        assert_eq!(semver_parts(&k.version).unwrap().1, "36");
         assert_eq!(k.binaries["csi-mock-driver"], "./cmd/csi-mock-driver");
         let main = generated_main("csi-mock-driver").unwrap();
         // The generated main imports the packages of the pinned module it requires.

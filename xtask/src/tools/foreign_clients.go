@@ -123,10 +123,10 @@ type handler struct {
 	reject int
 }
 
-func (h *handler) ValidatePlugin(name, endpoint string, versions []string) error {
+func (h *handler) ValidatePlugin(ctx context.Context, name, endpoint string, versions []string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	err := csi.PluginHandler.ValidatePlugin(name, endpoint, versions)
+	err := csi.PluginHandler.ValidatePlugin(ctx, name, endpoint, versions)
 	if err == nil && h.reject > 0 {
 		h.reject--
 		err = errors.New("rejected by foreign-clients")
@@ -139,12 +139,12 @@ func (h *handler) ValidatePlugin(name, endpoint string, versions []string) error
 	return err
 }
 
-func (h *handler) RegisterPlugin(name, endpoint string, versions []string, _ *time.Duration) error {
+func (h *handler) RegisterPlugin(_ context.Context, name, endpoint string, versions []string, _ *time.Duration) error {
 	emit(event{Event: "register", Name: name, Endpoint: endpoint, Versions: versions})
 	return nil
 }
 
-func (h *handler) DeRegisterPlugin(name, endpoint string) {
+func (h *handler) DeRegisterPlugin(_ context.Context, name, endpoint string) {
 	emit(event{Event: "deregister", Name: name, Endpoint: endpoint})
 }
 
