@@ -32,7 +32,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use csi_e2e_support::compare::{compare_values, digits_to_n, strip_metadata, uuids_to_placeholder};
+use csi_e2e_support::compare::{
+    compare_values, digits_to_n, normalize_conditions, strip_metadata, uuids_to_placeholder,
+};
 use csi_e2e_support::{
     DriverOptions, DriverProcess, E2eEnv, TestNamespace, create_fake_node, delete_nodes,
     describe_events, ignore_not_found, tail, wait_until,
@@ -756,6 +758,7 @@ fn normalize_pv(pv: &PersistentVolume, n: &Normalizer) -> anyhow::Result<Value> 
 fn normalize_claim(claim: &PersistentVolumeClaim, n: &Normalizer) -> anyhow::Result<Value> {
     let mut value = serde_json::to_value(claim)?;
     strip_run_metadata(&mut value);
+    normalize_conditions(&mut value);
     Ok(n.value(&value))
 }
 

@@ -44,7 +44,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use csi_e2e_support::compare::{compare_values, digits_to_n, strip_metadata, uuids_to_placeholder};
+use csi_e2e_support::compare::{
+    compare_values, digits_to_n, normalize_conditions, strip_metadata, uuids_to_placeholder,
+};
 use csi_e2e_support::storage::{StorageFixture, WAIT};
 use csi_e2e_support::{E2eEnv, ignore_not_found, wait_until};
 use csi_test_support::ChildProcess;
@@ -632,12 +634,7 @@ fn normalize_pv(pv: &PersistentVolume, n: &Normalizer) -> anyhow::Result<Value> 
 fn normalize_claim(claim: &PersistentVolumeClaim, n: &Normalizer) -> anyhow::Result<Value> {
     let mut value = serde_json::to_value(claim)?;
     strip_metadata(&mut value);
-    if let Some(Value::Array(conditions)) = value.pointer_mut("/status/conditions") {
-        for condition in conditions.iter_mut().filter_map(Value::as_object_mut) {
-            condition.remove("lastProbeTime");
-            condition.remove("lastTransitionTime");
-        }
-    }
+    normalize_conditions(&mut value);
     Ok(n.value(&value))
 }
 

@@ -33,6 +33,24 @@ pub fn strip_metadata(object: &mut Value) {
     }
 }
 
+/// Takes out of `object`'s status conditions what follows each run's timing: their times
+/// (`lastProbeTime`, `lastTransitionTime`), and the position of the control plane's `Unused`
+/// condition, which goes last. Kubernetes 1.37's PVC protection controller sets `Unused` on
+/// every claim no Pod uses (the PersistentVolumeClaimUnusedSinceTime gate, on by default)
+/// whenever it gets to the claim: a sidecar that writes the condition list keeps it where its
+/// copy of the claim had it, before or after its own. The type, status, reason and message of
+/// every condition, and the order of the others, stay.
+pub fn normalize_conditions(object: &mut Value) {
+    if let Some(Value::Array(conditions)) = object.pointer_mut("/status/conditions") {
+        for condition in conditions.iter_mut().filter_map(Value::as_object_mut) {
+            condition.remove("lastProbeTime");
+            condition.remove("lastTransitionTime");
+        }
+        // A stable sort: false (any other type) before true (`Unused`).
+        conditions.sort_by_key(|c| c["type"] == "Unused");
+    }
+}
+
 /// Every run of digits becomes `N`.
 pub fn digits_to_n(text: &str) -> String {
     let mut out = String::new();
@@ -144,5 +162,28 @@ mod tests {
         out.clear();
         compare_values("PV", &go, &go, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn condition_times_and_the_unused_position_are_taken_out() {
+        let mut claim = json!({"status": {"phase": "Bound", "conditions": [
+            {"type": "Unused", "status": "True", "reason": "NoPodsUsingPVC",
+             "lastProbeTime": "2026-11-30T15:46:22Z",
+             "lastTransitionTime": "2026-11-30T15:46:23Z"},
+            {"type": "Resizing", "status": "True"},
+            {"type": "ControllerResizeError", "status": "True", "message": "m"},
+        ]}});
+        normalize_conditions(&mut claim);
+        assert_eq!(
+            claim,
+            json!({"status": {"phase": "Bound", "conditions": [
+                {"type": "Resizing", "status": "True"},
+                {"type": "ControllerResizeError", "status": "True", "message": "m"},
+                {"type": "Unused", "status": "True", "reason": "NoPodsUsingPVC"},
+            ]}})
+        );
+        let mut no_status = json!({"metadata": {"name": "n"}});
+        normalize_conditions(&mut no_status);
+        assert_eq!(no_status, json!({"metadata": {"name": "n"}}));
     }
 }
