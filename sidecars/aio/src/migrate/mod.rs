@@ -9,9 +9,15 @@
 //! kept as it was and named in the report. A workload whose sidecars cannot be merged (two
 //! driver sockets, a mount path used two ways) is left unchanged, with the reason. Other
 //! documents pass through.
+//!
+//! The output is the input text edited in place ([`text`]): documents nothing changed in are
+//! copied byte for byte, and in a converted workload only the sidecars' items of `containers`
+//! are rewritten, so comments and formatting elsewhere survive. A document whose layout the
+//! editor does not follow is written anew instead, and the report says so.
 
 pub mod flags;
 pub mod pod;
+pub mod text;
 
 use std::io::Read as _;
 
@@ -128,17 +134,45 @@ pub fn convert(
     options: &Options,
 ) -> Result<(String, Report), String> {
     let mut report = Report::default();
-    let mut docs = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    let mut out = String::with_capacity(text.len());
+    for (i, source) in text::split_documents(text).into_iter().enumerate() {
         let mut doc: Value =
-            serde::Deserialize::deserialize(de).map_err(|e| format!("document {}: {e}", i + 1))?;
-        if doc.is_null() {
+            serde_yaml::from_str(source).map_err(|e| format!("document {}: {e}", i + 1))?;
+        let Some(edit) = convert_document(&mut doc, table, options, &mut report) else {
+            out.push_str(source);
             continue;
+        };
+        let edited = text::edit_containers(source, edit.replace, &edit.container, &edit.remove)
+            .and_then(|t| match serde_yaml::from_str::<Value>(&t) {
+                Ok(v) if v == doc => Ok(t),
+                Ok(_) => Err("the edited text reads differently".to_string()),
+                Err(e) => Err(format!("the edited text does not parse: {e}")),
+            });
+        match edited {
+            Ok(t) => out.push_str(&t),
+            Err(why) => {
+                report.lines.push(format!(
+                    "{}: written anew, without its comments and layout ({why})",
+                    edit.who
+                ));
+                // Every document but the first starts with its `---` line.
+                if source.starts_with("---") {
+                    out.push_str("---\n");
+                }
+                out.push_str(&serde_yaml::to_string(&doc).map_err(|e| e.to_string())?);
+            }
         }
-        convert_document(&mut doc, table, options, &mut report);
-        docs.push(serde_yaml::to_string(&doc).map_err(|e| e.to_string())?);
     }
-    Ok((docs.join("---\n"), report))
+    Ok((out, report))
+}
+
+/// What a converted workload's text needs: item `replace` of its containers becomes
+/// `container`, the items in `remove` go.
+struct Edit {
+    who: String,
+    replace: usize,
+    remove: Vec<usize>,
+    container: Mapping,
 }
 
 fn convert_document(
@@ -146,10 +180,10 @@ fn convert_document(
     table: &'static [&'static Descriptor],
     options: &Options,
     report: &mut Report,
-) {
+) -> Option<Edit> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
     if !matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet") {
-        return;
+        return None;
     }
     let who = format!(
         "{kind} {}{}",
@@ -169,19 +203,19 @@ fn convert_document(
         .unwrap_or("default")
         .to_string();
     // get_mut, not indexing: indexing a Value mutably adds the keys it lacks.
-    let Some(containers) = doc
+    let containers = doc
         .get_mut("spec")
         .and_then(|s| s.get_mut("template"))
         .and_then(|t| t.get_mut("spec"))
         .and_then(|s| s.get_mut("containers"))
-        .and_then(Value::as_sequence_mut)
-    else {
-        return;
-    };
+        .and_then(Value::as_sequence_mut)?;
     match convert_containers(containers, table, options) {
-        Ok(None) => report
-            .lines
-            .push(format!("{who}: no sidecar images; unchanged")),
+        Ok(None) => {
+            report
+                .lines
+                .push(format!("{who}: no sidecar images; unchanged"));
+            None
+        }
         Ok(Some(done)) => {
             report.lines.push(format!(
                 "{who}: {} merged into one {} container (--controllers={})",
@@ -207,12 +241,19 @@ fn convert_document(
                  {} (csi-sidecars' generated union, sidecars/aio/deploy/rbac.yaml, holds them){leases}",
                 done.controllers.join(", ")
             ));
+            Some(Edit {
+                who,
+                replace: done.replace,
+                remove: done.remove,
+                container: done.container,
+            })
         }
         Err(e) => {
             report.not_converted += 1;
             report
                 .lines
                 .push(format!("{who}: NOT converted, left unchanged: {e}"));
+            None
         }
     }
 }
@@ -225,6 +266,12 @@ struct Done {
     controllers: Vec<String>,
     kept: Vec<String>,
     notes: Vec<String>,
+    /// The index of the container that became the merged one.
+    replace: usize,
+    /// The indexes of the other merged containers, now gone.
+    remove: Vec<usize>,
+    /// The merged container.
+    container: Mapping,
 }
 
 /// The descriptor whose standalone binary is the image's name (`…/csi-attacher:v4.13.0`).
@@ -346,6 +393,9 @@ fn convert_containers(
         controllers: set.iter().map(|f| f.controller.to_string()).collect(),
         kept,
         notes,
+        replace: first,
+        remove: drop.into_iter().filter(|&i| i != first).collect(),
+        container,
     }))
 }
 

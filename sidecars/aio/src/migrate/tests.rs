@@ -589,3 +589,117 @@ fn a_workload_without_containers_is_left_as_it_is() {
     assert_eq!(docs(&out), docs(text));
     assert!(report.lines.is_empty(), "{report:?}");
 }
+
+/// `text` without the container items named in `names`: from the `- name: <name>` line to the
+/// item's last line, with the comment lines directly above it.
+fn without_items(text: &str, names: &[String]) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let content = |l: &str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut keep = vec![true; lines.len()];
+    let mut i = 0;
+    while i < lines.len() {
+        let named = lines[i]
+            .trim()
+            .strip_prefix("- name: ")
+            .is_some_and(|n| names.iter().any(|x| x == n));
+        if !named {
+            i += 1;
+            continue;
+        }
+        let mut lead = i;
+        while lead > 0 && lines[lead - 1].trim_start().starts_with('#') {
+            lead -= 1;
+        }
+        let mut end = i + 1;
+        for (k, l) in lines.iter().enumerate().skip(i + 1) {
+            if content(l) && indent(l) <= indent(lines[i]) {
+                break;
+            }
+            if content(l) {
+                end = k + 1;
+            }
+        }
+        keep[lead..end].iter_mut().for_each(|k| *k = false);
+        i = end;
+    }
+    lines
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(l, _)| *l)
+        .collect()
+}
+
+#[test]
+fn comments_and_layout_outside_the_sidecars_are_kept() {
+    for fixture in [HOSTPATH, CLOUD_BLOCK, NFS] {
+        let (out, report) = convert(fixture, TABLE, &Options::default()).unwrap();
+        assert!(
+            !report.lines.iter().any(|l| l.contains("written anew")),
+            "{report:?}"
+        );
+        let sidecars: Vec<String> = docs(fixture)
+            .iter()
+            .flat_map(containers)
+            .filter(|c| known(c["image"].as_str().unwrap()).is_some())
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(sidecars.len() >= 2);
+        // Everything but the sidecars' items and the new one is the same text.
+        assert_eq!(
+            without_items(fixture, &sidecars),
+            without_items(&out, &[NAME.to_string()]),
+            "{out}"
+        );
+        // Comments are there to be kept: each fixture has some outside the sidecars.
+        let kept = without_items(fixture, &sidecars)
+            .lines()
+            .filter(|l| l.contains('#'))
+            .count();
+        assert!(kept >= 3, "{kept} comments");
+    }
+    // The comments inside a merged sidecar go with it.
+    let (out, _) = convert(NFS, TABLE, &Options::default()).unwrap();
+    assert!(
+        !out.contains("# Answers the kubelet's liveness probe"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("# deleting a large directory takes long"),
+        "{out}"
+    );
+    assert!(out.contains("# The driver itself.\n"), "{out}");
+    assert!(
+        out.contains("      hostNetwork: true   # the NFS server"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_layout_the_editor_does_not_follow_is_written_anew_and_reported() {
+    let text = format!(
+        "# gone with the rewrite\n{}",
+        "kind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {containers: [\
+         {name: p, image: sig-storage/csi-provisioner:v6.4.0, args: [--csi-address=/csi/csi.sock]}, \
+         {name: d, image: example/driver}]}}}\n---\nkind: Service # kept\nmetadata: {name: s}\n"
+    );
+    let (out, report) = convert(&text, TABLE, &Options::default()).unwrap();
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.starts_with("Deployment d: written anew, without its comments and layout (")),
+        "{report:?}"
+    );
+    assert!(
+        out.ends_with("---\nkind: Service # kept\nmetadata: {name: s}\n"),
+        "{out}"
+    );
+    let converted = docs(&out);
+    assert_eq!(converted.len(), 2);
+    assert_eq!(aio_container(&converted[0])["name"], NAME);
+}
