@@ -246,7 +246,14 @@ fn release_once(
             row.name, row.binary
         );
     }
+    let started = std::time::Instant::now();
     build(sh, r, &present, target_dir)?;
+    println!(
+        "built {} binaries in {:.0?}",
+        present.len(),
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
     prepare_out(out)?;
     let lock = fs::read_to_string(crate::project_root().join("Cargo.lock"))?;
     let checksums = sbom::lock_checksums(&lock)?;
@@ -295,8 +302,14 @@ fn release_once(
     fs::write(out.join("IMAGE-DIGESTS"), &image_lines)?;
     write_notes(sh, r, out, &present, &written)?;
     write_sums(out)?;
+    println!(
+        "images, SBOMs, notes and checksums written in {:.0?}",
+        started.elapsed()
+    );
     if r.verify {
+        let started = std::time::Instant::now();
         verify_all(r, &present, out, &written)?;
+        println!("verified in {:.0?}", started.elapsed());
     }
     println!("release {} written to {}", r.tag, out.display());
     Ok(written)
@@ -488,13 +501,20 @@ fn verify_all(
                 written: &written[&row.name],
                 labels: &spec.labels,
                 run: host == r.arch,
+                version_flag: row.version_flag,
             },
             scratch.path(),
         )
         .with_context(|| format!("verifying image {}", row.name))?;
         println!(
-            "verified {}: skopeo, umoci, {} --version/--help",
-            row.name, row.entrypoint
+            "verified {}: skopeo, umoci, {} {}",
+            row.name,
+            row.entrypoint,
+            if row.version_flag {
+                "--help/--version"
+            } else {
+                "--help (it has no --version)"
+            }
         );
     }
     Ok(())

@@ -30,6 +30,13 @@ pub struct Row {
     pub description: String,
     /// The upstream project the image replaces.
     pub upstream: String,
+    /// Whether the binary has `--version`, as upstream's has (the snapshot webhooks' have not).
+    #[serde(default = "yes")]
+    pub version_flag: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A row this workspace builds, with the crate that owns its binary.
@@ -148,6 +155,17 @@ mod tests {
             assert_eq!(row.entrypoint, format!("/{}", row.binary), "{}", row.name);
             assert_eq!(row.binary, row.name);
         }
+        // Upstream's snapshot webhooks have no --version; every other binary has.
+        let without: Vec<&str> = table
+            .images
+            .iter()
+            .filter(|r| !r.version_flag)
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(
+            without,
+            ["snapshot-conversion-webhook", "snapshot-validation-webhook"]
+        );
     }
 
     #[test]

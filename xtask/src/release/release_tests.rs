@@ -70,6 +70,7 @@ fn image_labels_and_entrypoint() {
         entrypoint: "/csi-thing".into(),
         description: "does things".into(),
         upstream: "u".into(),
+        version_flag: true,
     };
     let spec = image_spec(&release(), &row, b"bin".to_vec());
     assert_eq!(spec.repository, "example/csi-thing");
