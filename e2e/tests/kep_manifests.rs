@@ -15,12 +15,13 @@
 //! - `--http-endpoint=127.0.0.1:<free port>` is appended so that `/healthz/<controller>` can be
 //!   read (the KEP's commands open no port).
 
-use std::time::Duration;
-
 use anyhow::{Context as _, ensure};
 use csi_e2e_support::storage::{StorageFixture as Fixture, WAIT};
-use csi_e2e_support::{DRIVER_NAME, DriverOptions, DriverProcess, E2eEnv, has_exited, wait_until};
-use csi_test_support::{ChildProcess, FakeKubelet, free_port, http_get, wait_for_status};
+use csi_e2e_support::{
+    DRIVER_NAME, DriverOptions, DriverProcess, E2eEnv, every_controller_healthy, has_exited,
+    wait_until,
+};
+use csi_test_support::{ChildProcess, FakeKubelet, free_port};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
@@ -57,38 +58,6 @@ fn with_socket(command: &[&str], socket: &std::path::Path) -> Vec<String> {
         .iter()
         .map(|arg| arg.replace(KEP_SOCKET, &socket))
         .collect()
-}
-
-/// Waits until `/healthz/<name>` answers 200 for each of `names`.
-async fn every_controller_healthy(
-    address: &str,
-    names: &[&str],
-    process: &ChildProcess,
-) -> anyhow::Result<()> {
-    for name in names {
-        let body = wait_for_status(address, &format!("/healthz/{name}"), 200, WAIT)
-            .await
-            .map_err(|e| e.context(format!("/healthz/{name}:\n{}", process.logs())))?;
-        ensure!(body == "ok", "/healthz/{name}: {body}");
-    }
-    // Enabled, not only healthy: a controller disabled for a missing driver capability also
-    // answers ok, with a note (`[+]name ok: disabled …`).
-    let mut last = String::new();
-    for _ in 0..50 {
-        let (_, all) = http_get(address, "/healthz?verbose").await?;
-        if names
-            .iter()
-            .all(|name| all.contains(&format!("[+]{name} ok\n")))
-        {
-            return Ok(());
-        }
-        last = all;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!(
-        "not every one of {names:?} is enabled and healthy:\n{last}\n{}",
-        process.logs()
-    )
 }
 
 /// The shipped Roles of the test's namespace, copied into `kube-system` (named after the test's

@@ -29,9 +29,12 @@
 //!
 //! - the end-of-scenario invariants of the reliability suite ([`InvariantChecker`],
 //!   [`InvariantReport`]): nothing leaked, stuck or created twice.
+//! - [`kustomize::render`]: `kustomize build` of our `deploy/` bases, for the tests that run what
+//!   they ship.
 //!
 //! One module per concern: [`env`](mod@env) (where things are, clients), [`namespace`], [`nodes`],
-//! [`driver`], [`wait`], [`audit`], [`rbac`], [`volumes`]; everything is re-exported here.
+//! [`driver`], [`wait`], [`audit`], [`rbac`], [`volumes`], [`kustomize`]; everything else is
+//! re-exported here.
 
 pub mod audit;
 pub mod compare;
@@ -40,6 +43,7 @@ pub mod driver;
 pub mod env;
 pub mod faults;
 pub mod invariants;
+pub mod kustomize;
 pub mod namespace;
 pub mod nodes;
 pub mod process;
@@ -65,7 +69,7 @@ pub use nodes::{
     CONTROLLER_MANAGED_ATTACH_DETACH, create_csinode, create_csinode_with_topology,
     create_fake_node, create_fake_node_with_labels, delete_nodes,
 };
-pub use process::{has_exited, ignore_not_found, tail};
+pub use process::{every_controller_healthy, has_exited, ignore_not_found, tail};
 pub use rbac::{
     AppliedManifest, AppliedObject, apply_rbac_manifest, parse_yaml_documents, plan_rbac_manifest,
 };

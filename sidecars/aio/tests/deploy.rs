@@ -5,8 +5,10 @@
 //! pods' ServiceAccounts hold the controllers' roles, and (b) is what `csi-sidecars migrate`
 //! makes of (a).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use csi_e2e_support::kustomize::{self, args, containers, documents};
 use csi_sidecar_runtime::process::{aggregate_flags, standalone_flags};
 use csi_sidecars::migrate::{self, descriptor_for_image};
 use csi_sidecars::{NAME, TABLE};
@@ -17,94 +19,12 @@ fn root() -> PathBuf {
 }
 
 fn docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    documents(text).unwrap()
 }
-
-const CLUSTER_SCOPED: &[&str] = &[
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "CSIDriver",
-    "StorageClass",
-    "Namespace",
-];
 
 /// `kustomize build dir`, for the fields our bases use.
 fn render(dir: &Path) -> Vec<Value> {
-    let k: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(dir.join("kustomization.yaml"))
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display())),
-    )
-    .unwrap();
-    for key in k.as_mapping().unwrap().keys() {
-        let key = key.as_str().unwrap();
-        assert!(
-            ["apiVersion", "kind", "resources", "images", "namespace"].contains(&key),
-            "{}: this test's renderer does not implement {key}",
-            dir.display()
-        );
-    }
-    let mut out = Vec::new();
-    for r in k["resources"].as_sequence().unwrap() {
-        let path = dir.join(r.as_str().unwrap());
-        if path.is_dir() {
-            out.extend(render(&path));
-        } else {
-            out.extend(docs(&std::fs::read_to_string(&path).unwrap()));
-        }
-    }
-    for image in k["images"].as_sequence().into_iter().flatten() {
-        let name = image["name"].as_str().unwrap();
-        for doc in &mut out {
-            // get_mut, not indexing: indexing a Value mutably adds the missing keys.
-            let containers = doc
-                .get_mut("spec")
-                .and_then(|s| s.get_mut("template"))
-                .and_then(|t| t.get_mut("spec"))
-                .and_then(|s| s.get_mut("containers"))
-                .and_then(Value::as_sequence_mut);
-            for c in containers.into_iter().flatten() {
-                let current = c["image"].as_str().unwrap().to_string();
-                let (repo, tag) = match current.rsplit_once(':') {
-                    Some((r, t)) if !t.contains('/') => (r.to_string(), Some(t.to_string())),
-                    _ => (current.clone(), None),
-                };
-                if repo != name {
-                    continue;
-                }
-                let repo = image
-                    .get("newName")
-                    .and_then(Value::as_str)
-                    .map_or(repo.clone(), str::to_string);
-                let tag = image
-                    .get("newTag")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .or(tag);
-                c["image"] = Value::from(match tag {
-                    Some(t) => format!("{repo}:{t}"),
-                    None => repo,
-                });
-            }
-        }
-    }
-    if let Some(ns) = k.get("namespace").and_then(Value::as_str) {
-        for doc in &mut out {
-            let kind = doc["kind"].as_str().unwrap().to_string();
-            if !CLUSTER_SCOPED.contains(&kind.as_str()) {
-                doc["metadata"]["namespace"] = Value::from(ns);
-            }
-            let subjects = doc.get_mut("subjects").and_then(Value::as_sequence_mut);
-            for s in subjects.into_iter().flatten() {
-                if s["kind"] == "ServiceAccount" {
-                    s["namespace"] = Value::from(ns);
-                }
-            }
-        }
-    }
-    out
+    kustomize::render(dir).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()))
 }
 
 fn by_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -115,22 +35,6 @@ fn workload<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     let w = by_kind(docs, kind);
     assert_eq!(w.len(), 1, "one {kind}");
     w[0]
-}
-
-fn containers(w: &Value) -> Vec<Value> {
-    w["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
-        .unwrap()
-        .clone()
-}
-
-fn args(c: &Value) -> Vec<String> {
-    c["args"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Every binding names an existing role, and `sa` holds every role in `roles`.
@@ -202,6 +106,10 @@ fn separate_sidecars_base() {
             "external-provisioner-cfg",
             "external-resizer-runner",
             "external-resizer-cfg",
+            "external-snapshotter-runner",
+            "external-snapshotter-leaderelection",
+            "external-health-monitor-controller-runner",
+            "external-health-monitor-controller-cfg",
         ],
     );
     let mut seen = Vec::new();
@@ -226,13 +134,19 @@ fn separate_sidecars_base() {
         seen,
         [
             "csi-attacher",
+            "csi-external-health-monitor-controller",
             "csi-node-driver-registrar",
             "csi-provisioner",
             "csi-resizer",
+            "csi-snapshotter",
             "livenessprobe",
             "livenessprobe"
         ]
     );
+    // Every sidecar csi-sidecars runs has its container here.
+    for d in TABLE {
+        assert!(seen.contains(&d.binary), "no {} container", d.binary);
+    }
 }
 
 #[test]
@@ -291,6 +205,7 @@ fn the_resource_comments_quote_the_bench() {
         "deploy/separate/node.yaml",
         "deploy/aio/controller.yaml",
         "deploy/aio/node.yaml",
+        "deploy/snapshot-controller/deployment.yaml",
     ] {
         let text = std::fs::read_to_string(root().join(file)).unwrap();
         assert!(
@@ -311,7 +226,11 @@ fn kubectl_kustomize_renders_the_same() {
         return;
     };
     assert!(version.status.success());
-    for base in ["deploy/separate", "deploy/aio"] {
+    for base in [
+        "deploy/separate",
+        "deploy/aio",
+        "deploy/snapshot-controller",
+    ] {
         let out = std::process::Command::new("kubectl")
             .arg("kustomize")
             .arg(root().join(base))
@@ -334,4 +253,231 @@ fn kubectl_kustomize_renders_the_same() {
             assert_eq!(a, b, "{base}: {}", key(a));
         }
     }
+}
+
+/// Where `go build` of the test tools left upstream's modules, if it did.
+fn go_module(path: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("GOMODCACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join("go/pkg/mod")))?;
+    let p = home.join("github.com/kubernetes-csi").join(path);
+    p.exists().then_some(p)
+}
+
+/// The version `release-tools/upstream-versions.toml` pins for `section`.
+fn pinned(section: &str) -> String {
+    let text =
+        std::fs::read_to_string(root().join("release-tools/upstream-versions.toml")).unwrap();
+    let mut in_section = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_section = line == format!("[{section}]");
+        } else if in_section && let Some(v) = line.strip_prefix("version = ") {
+            return v.trim_matches('"').to_string();
+        }
+    }
+    panic!("no version for {section}")
+}
+
+/// Per role (`Kind/name`): its rules as (API group, resource, verb) triples.
+fn rules(docs: &[Value]) -> std::collections::BTreeMap<String, BTreeSet<(String, String, String)>> {
+    let mut out = std::collections::BTreeMap::new();
+    for d in docs {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        if !matches!(kind, "ClusterRole" | "Role") {
+            continue;
+        }
+        let set: &mut BTreeSet<_> = out
+            .entry(format!(
+                "{kind}/{}",
+                d["metadata"]["name"].as_str().unwrap()
+            ))
+            .or_default();
+        for rule in d["rules"].as_sequence().into_iter().flatten() {
+            let list = |k: &str| -> Vec<String> {
+                rule[k]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect()
+            };
+            for g in list("apiGroups") {
+                for r in list("resources") {
+                    for v in list("verbs") {
+                        set.insert((g.clone(), r.clone(), v));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A rule ours has that upstream's file lacks: (role `Kind/name`, API group, resource, verb).
+type Extra = (&'static str, &'static str, &'static str, &'static str);
+
+/// Each controller's RBAC is upstream's, rule for rule, from the file of the release it
+/// mirrors (in the Go module cache, where `cargo xtask tools` put it; the health monitor's from
+/// the git mirror), but for the differences listed here with their reason. The kustomize bases
+/// bind these files' roles, and the generated union is built from them.
+#[test]
+fn each_controllers_rbac_is_upstreams() {
+    let mut compared = 0;
+    let cases: &[(&str, &str, Option<PathBuf>, &[Extra])] = &[
+        (
+            "sidecars/external-attacher/deploy/rbac.yaml",
+            "attacher",
+            go_module(&format!(
+                "external-attacher/v4@{}/deploy/kubernetes/rbac.yaml",
+                pinned("attacher")
+            )),
+            &[],
+        ),
+        (
+            "sidecars/external-provisioner/deploy/rbac.yaml",
+            "provisioner",
+            go_module(&format!(
+                "external-provisioner/v6@{}/deploy/kubernetes/rbac.yaml",
+                pinned("provisioner")
+            )),
+            // Every provision of a claim that names a VolumeAttributesClass reads it (upstream's
+            // code too, refused without this rule); upstream's file lacks it.
+            &[(
+                "ClusterRole/external-provisioner-runner",
+                "storage.k8s.io",
+                "volumeattributesclasses",
+                "get",
+            )],
+        ),
+        (
+            "sidecars/external-resizer/deploy/rbac.yaml",
+            "resizer",
+            go_module(&format!(
+                "external-resizer/v2@{}/deploy/kubernetes/rbac.yaml",
+                pinned("resizer")
+            )),
+            &[],
+        ),
+        (
+            "sidecars/external-snapshotter/deploy/rbac.yaml",
+            "snapshotter",
+            go_module(&format!(
+                "external-snapshotter/v8@{}/deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml",
+                pinned("snapshotter")
+            )),
+            &[],
+        ),
+        (
+            "controllers/snapshot-controller/deploy/rbac.yaml",
+            "snapshot-controller",
+            go_module(&format!(
+                "external-snapshotter/v8@{}/deploy/kubernetes/snapshot-controller/rbac-snapshot-controller.yaml",
+                pinned("snapshot-controller")
+            )),
+            &[],
+        ),
+        (
+            "controllers/external-health-monitor/deploy/rbac.yaml",
+            "health-monitor",
+            None,
+            // v0.19 writes the claim's status.healthStatus (KEP-1432), which its deploy file
+            // in the mirror does not grant yet.
+            &[(
+                "ClusterRole/external-health-monitor-controller-runner",
+                "",
+                "persistentvolumeclaims/status",
+                "patch",
+            )],
+        ),
+    ];
+    for (ours, section, upstream, extra) in cases {
+        let upstream_text = match upstream {
+            Some(path) => std::fs::read_to_string(path).ok(),
+            None => health_monitor_upstream_rbac(),
+        };
+        let Some(upstream_text) = upstream_text else {
+            eprintln!("{section}: upstream's RBAC file is not on this machine: not compared");
+            continue;
+        };
+        let mut want = rules(&docs(&upstream_text));
+        for (role, g, r, v) in *extra {
+            want.get_mut(*role)
+                .unwrap_or_else(|| panic!("{ours}: upstream has no {role}"))
+                .insert((g.to_string(), r.to_string(), v.to_string()));
+        }
+        let got = rules(&docs(&std::fs::read_to_string(root().join(ours)).unwrap()));
+        assert_eq!(got, want, "{ours} against upstream's {section} RBAC");
+        compared += 1;
+    }
+    eprintln!("{compared} RBAC files compared with upstream's");
+}
+
+/// external-health-monitor's deploy/kubernetes/external-health-monitor-controller/rbac.yaml
+/// from the git mirror, if there is one.
+fn health_monitor_upstream_rbac() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir=/work/.mirror/kubernetes-csi+external-health-monitor/repo")
+        .args([
+            "show",
+            "HEAD:deploy/kubernetes/external-health-monitor-controller/rbac.yaml",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).ok())
+        .flatten()
+}
+
+/// The snapshot-controller base: cluster-wide, its own ServiceAccount with its roles, and
+/// upstream's Deployment (deploy/kubernetes/snapshot-controller) with our image.
+#[test]
+fn snapshot_controller_base() {
+    let docs = render(&root().join("deploy/snapshot-controller"));
+    check_rbac(
+        &docs,
+        "snapshot-controller",
+        &[
+            "snapshot-controller-runner",
+            "snapshot-controller-leaderelection",
+        ],
+    );
+    let d = workload(&docs, "Deployment");
+    assert_eq!(d["metadata"]["namespace"], "kube-system");
+    check_requests(d);
+    let c = &containers(d)[0];
+    assert_eq!(c["image"], "csi-sidecars/snapshot-controller:v0.1.0");
+    // The lease and Role are in the Deployment's namespace.
+    let role = by_kind(&docs, "Role")[0];
+    assert_eq!(role["metadata"]["namespace"], d["metadata"]["namespace"]);
+    let Some(upstream) = go_module(&format!(
+        "external-snapshotter/v8@{}/deploy/kubernetes/snapshot-controller/setup-snapshot-controller.yaml",
+        pinned("snapshot-controller")
+    )) else {
+        eprintln!("upstream's snapshot-controller Deployment is not on this machine: not compared");
+        return;
+    };
+    let theirs = docs_of(&upstream);
+    let theirs = workload(&theirs, "Deployment");
+    for path in [
+        &["metadata", "name"][..],
+        &["metadata", "namespace"],
+        &["spec", "replicas"],
+        &["spec", "minReadySeconds"],
+        &["spec", "strategy"],
+        &["spec", "selector"],
+        &["spec", "template", "metadata"],
+        &["spec", "template", "spec", "serviceAccountName"],
+    ] {
+        let get = |v: &Value| path.iter().fold(v.clone(), |v, k| v[*k].clone());
+        assert_eq!(get(d), get(theirs), "{path:?}");
+    }
+    let theirs_c = &containers(theirs)[0];
+    assert_eq!(args(c), args(theirs_c));
+    assert_eq!(c["name"], theirs_c["name"]);
+}
+
+fn docs_of(path: &Path) -> Vec<Value> {
+    docs(&std::fs::read_to_string(path).unwrap())
 }
