@@ -53,7 +53,7 @@ use crate::{cluster, tools};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--debug] [--scale-only]
-       cargo xtask bench --health-monitor [--n N] [--events M] [--debug]
+       cargo xtask bench --health-monitor [--n N] [--events M] [--debug | --bin-dir DIR]
 
   --quick       N = 200 instead of 1000 (100 expansions instead of 500), scale with
                 0/1000/5000 instead of 0/5000/20000
@@ -70,6 +70,9 @@ usage: cargo xtask bench [--quick] [--only ours|go|all] [--n N] [--runs R] [--de
                 requests per ListVolumes pass with N bound PVs (default 1000), healthy and
                 abnormal, and its RSS and requests with M more Events present (default 1000)
   --events M    Events created for --health-monitor
+  --bin-dir DIR with --health-monitor: measure the binary in DIR instead of building one, e.g.
+                the static binaries of `cargo xtask release` (target/release-artifacts/
+                vX.Y.Z/bin/linux-amd64)
 
 Writes target/bench/<timestamp>/{report.md,report.json,memory.png,latency.png,scale.png};
 a full run (--only all, release builds, workload and scale) also writes the summary into
@@ -201,6 +204,7 @@ struct Options {
     scale_pvs: Vec<usize>,
     health_monitor: bool,
     events: usize,
+    bin_dir: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -213,6 +217,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
     let mut scale_pvs: Option<Vec<usize>> = None;
     let mut health_monitor = false;
     let mut events = 1000;
+    let mut bin_dir = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -230,6 +235,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
             "--health-monitor" => health_monitor = true,
             "--events" => events = value()?.parse().context("--events")?,
             "--debug" => debug = true,
+            "--bin-dir" => bin_dir = Some(std::path::absolute(PathBuf::from(value()?))?),
             "--scale-only" => scale_only = true,
             "--scale" => {
                 let list = value()?;
@@ -258,6 +264,9 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
     if n == 0 || runs == 0 {
         bail!("--n and --runs must be at least 1");
     }
+    if bin_dir.is_some() && (!health_monitor || debug) {
+        bail!("--bin-dir goes with --health-monitor, and not with --debug");
+    }
     let scale_pvs = scale_pvs.unwrap_or_else(|| {
         if quick {
             SCALE_COUNTS_QUICK
@@ -275,6 +284,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
         scale_pvs,
         health_monitor,
         events,
+        bin_dir,
     }))
 }
 
@@ -611,23 +621,31 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// `--health-monitor`: [`health`] alone.
 fn run_health_monitor(options: &Options, root: &Path, target: &Path) -> anyhow::Result<()> {
-    let sh = Shell::new()?;
-    sh.change_dir(root);
-    let profile: &[&str] = if options.debug { &[] } else { &["--release"] };
-    eprintln!(
-        "bench: building csi-external-health-monitor-controller ({})",
-        profile_name(options.debug)
-    );
-    cmd!(
-        sh,
-        "cargo build --quiet {profile...} -p external-health-monitor --bins"
-    )
-    .run()?;
+    let (bin_dir, build) = match &options.bin_dir {
+        Some(dir) => (dir.clone(), format!("the binary in {}", dir.display())),
+        None => {
+            let sh = Shell::new()?;
+            sh.change_dir(root);
+            let profile: &[&str] = if options.debug { &[] } else { &["--release"] };
+            eprintln!(
+                "bench: building csi-external-health-monitor-controller ({})",
+                profile_name(options.debug)
+            );
+            cmd!(
+                sh,
+                "cargo build --quiet {profile...} -p external-health-monitor --bins"
+            )
+            .run()?;
+            (
+                target.join(profile_name(options.debug)),
+                format!("{} build", profile_name(options.debug)),
+            )
+        }
+    };
     let info = cluster::up()?;
     let audit_log = info.state_dir.join("logs/audit.log");
-    let bin_dir = target.join(profile_name(options.debug));
     let figures = health::run(options.n, options.events, &bin_dir, &audit_log, &info)?;
-    let text = figures.markdown(options.n, profile_name(options.debug));
+    let text = figures.markdown(options.n, &build);
     let out = target
         .join("bench")
         .join(format!("{}-health-monitor", timestamp()));

@@ -423,7 +423,7 @@ impl Figures {
     pub fn markdown(&self, n: usize, profile: &str) -> String {
         format!(
             "\
-## csi-external-health-monitor-controller ({profile} build; no Go figure: the module is refused here)
+## csi-external-health-monitor-controller ({profile}; no Go figure: the module is refused here)
 
 | with {n} bound CSI PVs | ours |
 |---|---|

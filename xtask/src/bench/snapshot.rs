@@ -31,14 +31,16 @@ use super::{audit, procfs};
 use crate::{cluster, tools};
 
 pub const USAGE: &str = "\
-usage: cargo xtask bench --snapshots [--quick] [--only ours|go|all] [--n N] [--runs R] [--debug]
-                         [--scale LIST]
+usage: cargo xtask bench --snapshots [--quick] [--only ours|go|all] [--n N] [--runs R]
+                         [--debug | --bin-dir DIR] [--scale LIST]
 
   --quick       N = 100 instead of 500, idle with 0 and 1000 snapshots instead of 0 and 10000
   --only        which configurations: ours (split and all-in-one), go, or all (default)
   --n N         VolumeSnapshots created and deleted per run
   --runs R      runs per configuration (default 3); figures are medians, with min and max
   --debug       debug builds of ours (fast to build; sizes and CPU are then not comparable)
+  --bin-dir DIR our binaries from DIR instead of a build, e.g. the static binaries of
+                `cargo xtask release` (target/release-artifacts/vX.Y.Z/bin/linux-amd64)
   --scale LIST  the numbers of ready VolumeSnapshots (and contents) of the idle measurement
 
 Writes target/bench/<timestamp>/snapshots.{md,json}.
@@ -69,6 +71,7 @@ struct Options {
     only: Only,
     debug: bool,
     scale: Vec<usize>,
+    bin_dir: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -78,6 +81,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
     let mut only = Only::All;
     let mut debug = false;
     let mut scale: Option<Vec<usize>> = None;
+    let mut bin_dir = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -94,6 +98,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
             "--snapshots" => {}
             "--quick" => quick = true,
             "--debug" => debug = true,
+            "--bin-dir" => bin_dir = Some(std::path::absolute(PathBuf::from(value()?))?),
             "--n" => n = Some(value()?.parse().context("--n")?),
             "--runs" => runs = value()?.parse().context("--runs")?,
             "--scale" => {
@@ -121,6 +126,9 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
     if n == 0 || runs == 0 {
         bail!("--n and --runs must be at least 1");
     }
+    if bin_dir.is_some() && debug {
+        bail!("--bin-dir and --debug: one or the other");
+    }
     let scale = scale.unwrap_or_else(|| {
         if quick {
             vec![0, 1000]
@@ -134,6 +142,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
         only,
         debug,
         scale,
+        bin_dir,
     }))
 }
 
@@ -300,12 +309,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .filter_map(|dir| package(&root, dir))
         .flat_map(|p| ["-p".to_string(), p])
         .collect();
-        let sh = Shell::new()?;
-        sh.change_dir(&root);
-        let profile: &[&str] = if options.debug { &[] } else { &["--release"] };
-        eprintln!("bench: building ours ({packages:?})");
-        cmd!(sh, "cargo build --quiet {profile...} {packages...} --bins").run()?;
-        let dir = target.join(if options.debug { "debug" } else { "release" });
+        let dir = match &options.bin_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let sh = Shell::new()?;
+                sh.change_dir(&root);
+                let profile: &[&str] = if options.debug { &[] } else { &["--release"] };
+                eprintln!("bench: building ours ({packages:?})");
+                cmd!(sh, "cargo build --quiet {profile...} {packages...} --bins").run()?;
+                target.join(if options.debug { "debug" } else { "release" })
+            }
+        };
         for config in ours_configs(&dir) {
             let missing: Vec<&str> = config
                 .processes
@@ -654,10 +668,14 @@ fn report(
     let mib = |kib: u64| kib as f64 / 1024.0;
     let mut out = format!(
         "# Snapshot bench\n\n{} VolumeSnapshots created and deleted per run, {} run(s), \
-         QPS {QPS} burst {BURST} workers {WORKERS}, {} builds of ours; {:.0}s in all.\n\n",
+         QPS {QPS} burst {BURST} workers {WORKERS}, {} of ours; {:.0}s in all.\n\n",
         options.n,
         options.runs,
-        if options.debug { "debug" } else { "release" },
+        match (&options.bin_dir, options.debug) {
+            (Some(dir), _) => format!("the binaries in {}", dir.display()),
+            (None, true) => "debug builds".to_string(),
+            (None, false) => "release builds".to_string(),
+        },
         started.elapsed().as_secs_f64()
     );
     out.push_str(
