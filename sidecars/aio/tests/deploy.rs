@@ -1,9 +1,10 @@
 //! The kustomize bases in `deploy/`: (a) separate sidecar images, (b) one csi-sidecars
-//! container. Rendered with the subset of kustomize they use (`resources`, `images`,
-//! `namespace`; any other field fails the test rather than being ignored), then checked: every
-//! container's arguments parse as its binary's, every binding names a role that exists, the
-//! pods' ServiceAccounts hold the controllers' roles, and (b) is what `csi-sidecars migrate`
-//! makes of (a).
+//! container, and the cluster-wide snapshot-controller. Rendered with the subset of kustomize
+//! they use (`csi_e2e_support::kustomize`; any other field fails the test rather than being
+//! ignored), then checked: every container's arguments parse as its binary's, every binding
+//! names a role that exists, the pods' ServiceAccounts hold the controllers' roles, (b) is what
+//! `csi-sidecars migrate` makes of (a), the snapshot-controller's Deployment is upstream's, and
+//! each controller's RBAC is upstream's file, rule for rule, but for the listed differences.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
