@@ -8,6 +8,7 @@
 //!   controllers' table tests, recording every call.
 //! - [`Secrets`]: an in-memory `SecretGetter` for code that reads Secrets.
 //! - [`FakeRecorder`]: an in-memory `EventRecorder`, the Events controllers record.
+//! - [`fuzz`]: the configuration every property test of the fuzzing suite shares.
 //! - [`wait_for_path`] and [`unix_channel`]: the small helpers both of them need.
 //! - [`ChildProcess`] and [`http_get`]: our binaries as real processes (killed when dropped),
 //!   and a minimal HTTP client for their health and metrics endpoints.
@@ -30,6 +31,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 mod events;
 pub mod fake_api;
 mod fake_kubelet;
+pub mod fuzz;
 mod mock_driver;
 mod process;
 mod secrets;

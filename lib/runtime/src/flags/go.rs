@@ -63,56 +63,108 @@ pub fn parse_float(s: &str) -> Result<f64, String> {
 
 /// Parses a Go duration (`time.ParseDuration`): a sequence of decimal numbers with a unit each
 /// (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), such as `300ms`, `1.5h` or `2h45m`; a bare `0`
-/// is zero. Negative durations are rejected: no sidecar flag can use one.
+/// is zero. As in Go, whole numbers are exact, a fraction is scaled in floating point and
+/// truncated to the nanosecond (`1.5ns` is 1ns), and anything above 2^63-1 ns (about 292
+/// years) is out of range. Negative durations are rejected: no sidecar flag can use one.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {s:?}");
+    const MAX: u64 = 1 << 63;
+    let invalid = || format!("invalid duration {s:?}");
     let mut rest = s;
+    let mut negative = false;
     if let Some(r) = rest.strip_prefix('+') {
         rest = r;
-    } else if rest.starts_with('-') {
-        if rest == "-0" {
-            return Ok(Duration::ZERO);
-        }
-        return Err(format!("negative duration {s:?} is not allowed"));
+    } else if let Some(r) = rest.strip_prefix('-') {
+        rest = r;
+        negative = true;
     }
     if rest == "0" {
         return Ok(Duration::ZERO);
     }
     if rest.is_empty() {
-        return Err(err());
+        return Err(invalid());
     }
-    let mut total_nanos: f64 = 0.0;
+    let mut total: u64 = 0;
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
-        let number = &rest[..num_end];
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-            return Err(err());
+        if !rest.starts_with(|c: char| c == '.' || c.is_ascii_digit()) {
+            return Err(invalid());
         }
-        let value: f64 = number.parse().map_err(|_| err())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
+        // The whole part, exact.
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let mut whole: u64 = 0;
+        for digit in rest[..int_len].bytes() {
+            whole = whole
+                .checked_mul(10)
+                .and_then(|w| w.checked_add(u64::from(digit - b'0')))
+                .filter(|w| *w <= MAX)
+                .ok_or_else(invalid)?;
+        }
+        rest = &rest[int_len..];
+        // The fraction: digits past what fits are ignored, as Go does.
+        let mut fraction: u64 = 0;
+        let mut scale: f64 = 1.0;
+        let mut frac_len = 0;
+        if let Some(r) = rest.strip_prefix('.') {
+            frac_len = r.bytes().take_while(u8::is_ascii_digit).count();
+            let mut overflow = false;
+            for digit in r[..frac_len].bytes() {
+                if overflow {
+                    continue;
+                }
+                match fraction
+                    .checked_mul(10)
+                    .and_then(|f| f.checked_add(u64::from(digit - b'0')))
+                    .filter(|f| *f < MAX)
+                {
+                    Some(f) => {
+                        fraction = f;
+                        scale *= 10.0;
+                    }
+                    None => overflow = true,
+                }
+            }
+            rest = &r[frac_len..];
+        }
+        if int_len == 0 && frac_len == 0 {
+            return Err(invalid());
+        }
+        let unit_len = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let unit = &rest[..unit_end];
-        let scale: f64 = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let nanos_per_unit: u64 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             "" => return Err(format!("missing unit in duration {s:?}")),
             other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
         };
-        total_nanos += value * scale;
-        rest = &rest[unit_end..];
+        let mut value = whole
+            .checked_mul(nanos_per_unit)
+            .filter(|v| *v <= MAX)
+            .ok_or_else(invalid)?;
+        if fraction > 0 {
+            // At most 3.6e12 (the nanoseconds of an hour), so the cast cannot saturate.
+            value += (fraction as f64 * (nanos_per_unit as f64 / scale)) as u64;
+            if value > MAX {
+                return Err(invalid());
+            }
+        }
+        total = total
+            .checked_add(value)
+            .filter(|t| *t <= MAX)
+            .ok_or_else(invalid)?;
     }
-    if total_nanos > u64::MAX as f64 {
-        return Err(format!("invalid duration {s:?}: out of range"));
+    if negative && total > 0 {
+        return Err(format!("negative duration {s:?} is not allowed"));
     }
-    Ok(Duration::from_nanos(total_nanos.round() as u64))
+    if total > MAX - 1 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_nanos(total))
 }
 
 /// Formats a duration as Go's `time.Duration.String()` does (`1m30s`, `500ms`, `0s`), for help
@@ -212,6 +264,39 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_duration(input), Ok(*want), "{input}");
         }
+    }
+
+    #[test]
+    fn durations_at_gos_edges() {
+        // A fraction is truncated to the nanosecond, not rounded.
+        assert_eq!(parse_duration("1.5ns"), Ok(Duration::from_nanos(1)));
+        assert_eq!(parse_duration("0.9ns"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1.0000000009s"), Ok(Duration::from_secs(1)));
+        // Negative zero is zero.
+        assert_eq!(parse_duration("-0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("-0"), Ok(Duration::ZERO));
+        // The range of Go's time.Duration.
+        assert_eq!(
+            parse_duration("9223372036854775807ns"),
+            Ok(Duration::from_nanos(i64::MAX as u64))
+        );
+        assert_eq!(
+            parse_duration("2562047h"),
+            Ok(Duration::from_secs(2_562_047 * 3600))
+        );
+        for input in [
+            "9223372036854775808ns",
+            "2562048h",
+            "99999999999999999999s",
+            "2562047h48m",
+        ] {
+            assert!(parse_duration(input).is_err(), "{input:?}");
+        }
+        // Fraction digits past what fits are ignored rather than overflowing.
+        assert_eq!(
+            parse_duration("1.00000000000000000000000000001s"),
+            Ok(Duration::from_secs(1))
+        );
     }
 
     #[test]

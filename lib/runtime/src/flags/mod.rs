@@ -741,4 +741,6 @@ impl FlagView {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

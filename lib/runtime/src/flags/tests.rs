@@ -17,7 +17,7 @@ const BETA: &[Flag] = &[
     Flag::new("probe-timeout", Kind::Duration, "9s", "clashes with alpha"),
 ];
 
-fn standalone() -> FlagSet {
+pub(super) fn standalone() -> FlagSet {
     FlagSet::new(
         "alpha",
         "test",
@@ -36,7 +36,7 @@ fn standalone() -> FlagSet {
     )
 }
 
-fn aggregate() -> FlagSet {
+pub(super) fn aggregate() -> FlagSet {
     let process: Vec<Flag> = ALPHA
         .iter()
         .filter(|f| f.scope == Scope::Process)
