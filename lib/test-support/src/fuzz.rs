@@ -41,3 +41,33 @@ mod tests {
         }
     }
 }
+
+/// Arbitrary JSON: scalars of every type (numbers at the edges of what JSON decoders accept,
+/// strings with any characters) nested in arrays and objects whose keys are drawn from `keys`
+/// (the field names of the documents under test, so that generated objects look like them) or
+/// are arbitrary.
+pub fn json(keys: &'static [&'static str]) -> proptest::strategy::BoxedStrategy<serde_json::Value> {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        any::<String>().prop_map(Value::String),
+        proptest::sample::select(keys).prop_map(|k| Value::String(k.to_string())),
+    ];
+    let key = prop_oneof![
+        3 => proptest::sample::select(keys).prop_map(str::to_string),
+        1 => any::<String>(),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(key.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+    .boxed()
+}

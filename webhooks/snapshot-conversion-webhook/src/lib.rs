@@ -137,4 +137,6 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! for the classes; v7.0.2's tables of the same files for the snapshots, contents and group
 //! snapshot kinds whose rules moved into the CRDs' CEL in v8.0), and the HTTP exchange.
 
+mod fuzz;
 mod groupsnapshot;
 mod snapshot;
 
