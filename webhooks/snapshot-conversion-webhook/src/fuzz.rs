@@ -122,12 +122,16 @@ fn review_doc() -> impl Strategy<Value = Value> {
         })
 }
 
-fn has_float(value: &Value) -> bool {
+fn without_floats(value: Value) -> Value {
     match value {
-        Value::Number(n) => n.is_f64(),
-        Value::Array(items) => items.iter().any(has_float),
-        Value::Object(map) => map.values().any(has_float),
-        _ => false,
+        Value::Number(n) if n.is_f64() => json!(0),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, without_floats(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -198,10 +202,11 @@ proptest! {
 
     #[test]
     fn v1beta2_down_and_up_again_is_the_same_object(object in content(V1BETA2.to_string())) {
-        prop_assume!(object.pointer("/metadata/annotations").is_none());
-        // serde_json reads floats to the nearest, not exactly (without its float_roundtrip
-        // feature), so a float may change in its last digit on the way through.
-        prop_assume!(!has_float(&object));
+        // Without the annotation of a previous conversion; and serde_json reads floats to the
+        // nearest, not exactly (without its float_roundtrip feature), so a float may change in
+        // its last digit on the way through: integers only.
+        let mut object = without_floats(object);
+        object["metadata"].as_object_mut().expect("metadata").remove("annotations");
         let review = |object: &Value, to: &str| {
             json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
                    "request": {"uid": "u", "desiredAPIVersion": to, "objects": [object]}})
