@@ -56,12 +56,13 @@ pub struct SnapshotStatus {
 }
 
 /// Unix nanoseconds of a CSI timestamp, as protobuf's `AsTime().UnixNano()` (a missing
-/// timestamp is the epoch).
+/// timestamp is the epoch). Nanoseconds outside `0..1e9` count as the seconds they add up to,
+/// as `time.Unix` normalizes them; a time outside what an `i64` of nanoseconds holds (before
+/// 1678 or after 2262), where Go's result is undefined, is clamped to the nearest end.
 pub fn timestamp_nanos(timestamp: Option<&prost_types::Timestamp>) -> i64 {
     timestamp.map_or(0, |t| {
-        t.seconds
-            .saturating_mul(1_000_000_000)
-            .saturating_add(i64::from(t.nanos))
+        let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+        i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
     })
 }
 

@@ -339,3 +339,21 @@ fn short_methods(mock: &MockCsiDriver) -> Vec<String> {
         .map(|call| call.short_method().to_string())
         .collect()
 }
+
+/// Found by the fuzzing suite: a time before 1678 (seconds -9223372037, nanos 132095) read as
+/// i64::MIN + 132095, neither the time nor the clamped end.
+#[test]
+fn timestamps_beyond_the_i64_nanosecond_range_clamp_to_its_ends() {
+    let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+    assert_eq!(
+        timestamp_nanos(Some(&ts(-9_223_372_037, 132_095))),
+        i64::MIN
+    );
+    assert_eq!(timestamp_nanos(Some(&ts(i64::MIN, -1))), i64::MIN);
+    assert_eq!(timestamp_nanos(Some(&ts(9_223_372_037, 0))), i64::MAX);
+    assert_eq!(timestamp_nanos(Some(&ts(i64::MAX, i32::MAX))), i64::MAX);
+    // Inside the range, nanoseconds outside 0..1e9 add up as time.Unix normalizes them.
+    assert_eq!(timestamp_nanos(Some(&ts(1, -1))), 999_999_999);
+    assert_eq!(timestamp_nanos(Some(&ts(1, 1_500_000_000))), 2_500_000_000);
+    assert_eq!(timestamp_nanos(None), 0);
+}
