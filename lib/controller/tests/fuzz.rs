@@ -1,9 +1,12 @@
 //! Property tests of StorageClass secret parameters and their templates: any template and any
 //! parameter map give a reference or an error, never a panic, and templates built from known
-//! tokens resolve as a small model of Go's `os.Expand` says.
+//! tokens resolve as a small model of Go's `os.Expand` says. Also the quantities that claims
+//! and drivers' capacities pass through: any string reads as a value or nothing, and every
+//! byte count written as a quantity reads back as itself.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use csi_controller::quantity::{bytes_to_quantity, quantity_value};
 use csi_controller::secrets::{
     PROVISIONER_SECRET_PARAMS, SecretKind, SecretReferenceError, is_dns1123_label,
     is_dns1123_subdomain, resolve_template, secret_reference, secret_templates,
@@ -233,5 +236,21 @@ proptest! {
             let is_resolve_error = matches!(without, Err(SecretReferenceError::Resolve { .. }));
             prop_assert!(is_resolve_error, "{:?}", without);
         }
+    }
+
+    #[test]
+    fn any_quantity_string_reads_as_a_value_or_nothing(
+        q in prop_oneof![
+            "[-+]?[0-9]{0,25}(\\.[0-9]{0,12})?([eE][-+]?[0-9]{1,12}|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?",
+            any::<String>(),
+        ],
+    ) {
+        let _ = quantity_value(&q);
+    }
+
+    #[test]
+    fn byte_counts_read_back_from_their_quantity(bytes in prop_oneof![any::<i64>(), (0i64..1 << 20).prop_map(|n| n << 30)]) {
+        let q = bytes_to_quantity(bytes);
+        prop_assert_eq!(quantity_value(&q.0), Some(bytes), "{}", q.0);
     }
 }

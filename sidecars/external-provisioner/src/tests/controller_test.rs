@@ -38,14 +38,14 @@ const DEFAULT_SECRET_NS: &str = "default";
 
 /// A driver whose `CreateVolume` gives one answer and records the requests.
 #[derive(Debug)]
-struct FakeDriver {
+pub(super) struct FakeDriver {
     answer: Result<CreateVolumeResponse, CsiError>,
-    created: Mutex<Vec<CreateVolumeRequest>>,
-    deleted: Mutex<Vec<DeleteVolumeRequest>>,
+    pub(super) created: Mutex<Vec<CreateVolumeRequest>>,
+    pub(super) deleted: Mutex<Vec<DeleteVolumeRequest>>,
 }
 
 impl FakeDriver {
-    fn new(answer: Result<CreateVolumeResponse, CsiError>) -> Self {
+    pub(super) fn new(answer: Result<CreateVolumeResponse, CsiError>) -> Self {
         FakeDriver {
             answer,
             created: Mutex::new(Vec::new()),
@@ -96,7 +96,7 @@ fn secret(name: &str, namespace: &str) -> Secret {
     }
 }
 
-fn provision_capabilities() -> DriverCapabilities {
+pub(super) fn provision_capabilities() -> DriverCapabilities {
     DriverCapabilities {
         controller_service: true,
         create_delete_volume: true,
@@ -104,7 +104,7 @@ fn provision_capabilities() -> DriverCapabilities {
     }
 }
 
-fn config(capabilities: DriverCapabilities) -> ProvisionerConfig {
+pub(super) fn config(capabilities: DriverCapabilities) -> ProvisionerConfig {
     ProvisionerConfig {
         driver_name: DRIVER.into(),
         identity: "test-provisioner".into(),
@@ -161,7 +161,7 @@ fn fake_named_pvc(name: &str, annotations: &[(&str, &str)]) -> PersistentVolumeC
     }
 }
 
-fn fake_pvc() -> PersistentVolumeClaim {
+pub(super) fn fake_pvc() -> PersistentVolumeClaim {
     fake_named_pvc("fake-pvc", &[])
 }
 
@@ -186,7 +186,7 @@ fn with_vac(mut claim: PersistentVolumeClaim, vac: &str) -> PersistentVolumeClai
     claim
 }
 
-fn storage_class(params: &[(&str, &str)]) -> StorageClass {
+pub(super) fn storage_class(params: &[(&str, &str)]) -> StorageClass {
     StorageClass {
         reclaim_policy: Some("Delete".into()),
         parameters: Some(map(params)),

@@ -72,6 +72,7 @@
 mod controller_test;
 mod delete_test;
 mod driver_name_test;
+mod fuzz;
 mod migration_test;
 mod params_test;
 mod protection_test;
