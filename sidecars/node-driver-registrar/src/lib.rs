@@ -405,4 +405,6 @@ impl reg::registration_server::Registration for RegistrationService {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
