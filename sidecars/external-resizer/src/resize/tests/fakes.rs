@@ -61,6 +61,8 @@ pub struct FakeDriver {
     pub capability: Mutex<Option<VolumeCapability>>,
     /// upstream's `checkMigratedLabel`: an expansion not marked as migrated fails.
     pub check_migrated_label: AtomicBool,
+    /// Answers ControllerExpandVolume with this instead of the requested size.
+    pub expand_answer: Mutex<Option<Result<ControllerExpandVolumeResponse, CsiError>>>,
 }
 
 impl FakeDriver {
@@ -141,6 +143,9 @@ impl ExpandDriver for FakeDriver {
             self.expand_count.fetch_add(1, Ordering::SeqCst);
             *lock(&self.secrets) = Some(request.secrets.clone());
             *lock(&self.capability) = request.volume_capability.clone();
+            if let Some(answer) = lock(&self.expand_answer).clone() {
+                return answer;
+            }
             Ok(ControllerExpandVolumeResponse {
                 capacity_bytes: request
                     .capacity_range

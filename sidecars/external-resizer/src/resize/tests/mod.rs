@@ -29,6 +29,7 @@ mod controller;
 mod csi_resizer;
 mod expand_and_recover;
 pub mod fakes;
+mod fuzz;
 mod inuse_pvc_store;
 mod ours;
 mod resize_status;
