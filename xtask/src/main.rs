@@ -9,6 +9,7 @@ mod ci;
 mod cluster;
 mod demo;
 mod e2e;
+mod fuzz;
 mod new_sidecar;
 mod rbac;
 mod release;
@@ -30,6 +31,9 @@ tasks:
   e2e     the end-to-end tests on the local control plane (starts and stops it if needed)
   soak    the reliability scenarios' long variants with RSS and open-fd series and a report
           (--duration 1h, --scenario NAME): cargo xtask soak --help
+  fuzz    the property tests (argv, templates, webhook bodies, registration, CSI responses)
+          with many cases, for rounds or a time budget (--cases N, --duration D): report in
+          target/fuzz/report.md: cargo xtask fuzz --help
   demo    run csi-sidecars (livenessprobe + node-driver-registrar) against a mock CSI driver
           and a fake kubelet, and show what each step proves
   new-sidecar NAME --upstream OWNER/REPO --version vX.Y.Z [--binary BIN] [--dir sidecars|controllers]
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Some("cluster") => cluster::run(&rest),
         Some("demo") => demo::run(&rest),
         Some("e2e") => e2e::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some("new-sidecar") => new_sidecar::run(&rest),
         Some("rbac") => rbac::run(&rest),
         Some("release") => release::run(&rest),
