@@ -85,8 +85,25 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
 /// The two cargo invocations that make up the suite.
 fn commands() -> [Vec<&'static str>; 2] {
     [
-        vec!["test", "--workspace", "--exclude", "csi-e2e", "--locked", "--test", "fuzz"],
-        vec!["test", "--workspace", "--exclude", "csi-e2e", "--locked", "--lib", "--", "fuzz::"],
+        vec![
+            "test",
+            "--workspace",
+            "--exclude",
+            "csi-e2e",
+            "--locked",
+            "--test",
+            "fuzz",
+        ],
+        vec![
+            "test",
+            "--workspace",
+            "--exclude",
+            "csi-e2e",
+            "--locked",
+            "--lib",
+            "--",
+            "fuzz::",
+        ],
     ]
 }
 
