@@ -29,19 +29,6 @@ pub fn config(default: u32) -> Config {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_applies_without_the_variable() {
-        if std::env::var_os(CASES_ENV).is_none() {
-            assert_eq!(config(17).cases, 17);
-            assert!(config(17).failure_persistence.is_none());
-        }
-    }
-}
-
 /// Arbitrary JSON: scalars of every type (numbers at the edges of what JSON decoders accept,
 /// strings with any characters) nested in arrays and objects whose keys are drawn from `keys`
 /// (the field names of the documents under test, so that generated objects look like them) or
@@ -70,4 +57,17 @@ pub fn json(keys: &'static [&'static str]) -> proptest::strategy::BoxedStrategy<
         ]
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_applies_without_the_variable() {
+        if std::env::var_os(CASES_ENV).is_none() {
+            assert_eq!(config(17).cases, 17);
+            assert!(config(17).failure_persistence.is_none());
+        }
+    }
 }

@@ -163,7 +163,7 @@ fn duration_text(d: Duration) -> BoxedStrategy<String> {
     prop_oneof![
         Just(format_duration(d)),
         Just(format!("{nanos}ns")),
-        Just(if nanos % 1_000_000 == 0 {
+        Just(if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
         } else {
             format!("{nanos}ns")
