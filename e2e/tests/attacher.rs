@@ -313,9 +313,7 @@ impl Fixture {
     fn assert_nothing_forbidden(&self) -> anyhow::Result<()> {
         let mut forbidden = self.env.audit_log()?.forbidden(&self.username())?;
         forbidden.retain(|refused| {
-            !(refused.verb == "create"
-                && refused.api_group.is_empty()
-                && refused.resource == "events"
+            !(csi_e2e_support::audit::event_creation_refused(refused)
                 && refused.namespace == self.ns.name)
         });
         ensure!(
