@@ -2,7 +2,10 @@
 //!
 //! - [`csi::v1`]: the Container Storage Interface, spec [`CSI_SPEC_VERSION`] — messages, clients
 //!   and servers (with default `Unimplemented` stubs) for Identity, Controller, Node and
-//!   GroupController.
+//!   GroupController — plus the local legacy definitions that v1.13.0 removed and drivers up to
+//!   v1.12 still send: `VolumeCondition` (field 2 of `ListVolumesResponse.VolumeStatus`,
+//!   `ControllerGetVolumeResponse.VolumeStatus` and `NodeGetVolumeStatsResponse`) and the
+//!   `VOLUME_CONDITION` capabilities (controller 11, node 4). See `proto/README.md`.
 //! - [`pluginregistration::v1`]: the kubelet plugin-registration API served by
 //!   node-driver-registrar and called by the kubelet's plugin watcher.
 //! - [`sanitize`]: log-safe rendering of messages, with every field marked `csi_secret` in the
@@ -58,7 +61,12 @@ pub mod pluginregistration {
 }
 
 /// The version of the vendored CSI spec (`proto/csi.proto`).
-pub const CSI_SPEC_VERSION: &str = "1.12.0";
+pub const CSI_SPEC_VERSION: &str = "1.13.0";
+
+/// The SHA-256 of the released `csi.proto` of [`CSI_SPEC_VERSION`]: what `proto/csi.proto` is
+/// once its `LOCAL LEGACY` blocks are undone.
+pub const RELEASED_CSI_PROTO_SHA256: &str =
+    "8c5604cb76fefff19c01cf88ebd229e4f8c88c419898b07e4914318d25d84af3";
 
 /// The encoded `google.protobuf.FileDescriptorSet` of both vendored schemas and their imports,
 /// with custom options (such as `csi.v1.csi_secret`) preserved and source comments left out.
@@ -87,6 +95,8 @@ mod tests {
         let pool = descriptor_pool();
         for name in [
             csi::v1::CreateVolumeRequest::full_name(),
+            csi::v1::ControllerListVolumeHealthRequest::full_name(),
+            csi::v1::NodeGetVolumeHealthResponse::full_name(),
             csi::v1::GroupControllerGetCapabilitiesRequest::full_name(),
             pluginregistration::v1::PluginInfo::full_name(),
         ] {
@@ -110,6 +120,75 @@ mod tests {
             pluginregistration::v1::RegistrationStatus::full_name(),
             "pluginregistration.RegistrationStatus"
         );
+    }
+
+    /// `csi.proto` with every `LOCAL LEGACY` block replaced by the released lines of its `//|`
+    /// comments.
+    fn undo_legacy_blocks(text: &str) -> (String, usize) {
+        let mut out = Vec::new();
+        let mut blocks = 0;
+        let mut inside = false;
+        for line in text.split('\n') {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("// LOCAL LEGACY begin") {
+                assert!(!inside, "nested legacy block");
+                inside = true;
+                blocks += 1;
+            } else if trimmed == "// LOCAL LEGACY end" {
+                assert!(inside, "legacy block end without a beginning");
+                inside = false;
+            } else if inside {
+                if let Some(released) = trimmed.strip_prefix("//|") {
+                    let indent = &line[..line.len() - trimmed.len()];
+                    out.push(format!("{indent}{released}"));
+                }
+            } else {
+                out.push(line.to_string());
+            }
+        }
+        assert!(!inside, "unterminated legacy block");
+        (out.join("\n"), blocks)
+    }
+
+    #[test]
+    fn legacy_blocks_undone_give_the_released_file() {
+        let (released, blocks) = undo_legacy_blocks(include_str!("../proto/csi.proto"));
+        assert_eq!(
+            blocks, 6,
+            "three fields, two capability values, one message"
+        );
+        let digest = ring::digest::digest(&ring::digest::SHA256, released.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, RELEASED_CSI_PROTO_SHA256);
+        let readme = include_str!("../proto/README.md");
+        assert!(readme.contains(RELEASED_CSI_PROTO_SHA256));
+    }
+
+    #[test]
+    fn legacy_definitions_keep_their_v1_12_numbers() {
+        use csi::v1::controller_service_capability::rpc::Type as Controller;
+        use csi::v1::node_service_capability::rpc::Type as Node;
+        assert_eq!(Controller::VolumeCondition as i32, 11);
+        assert_eq!(Controller::GetVolumeHealth as i32, 16);
+        assert_eq!(Controller::ListVolumeHealth as i32, 17);
+        assert_eq!(Node::VolumeCondition as i32, 4);
+        assert_eq!(Node::GetVolumeHealth as i32, 7);
+        let pool = descriptor_pool();
+        for message in [
+            "csi.v1.ListVolumesResponse.VolumeStatus",
+            "csi.v1.ControllerGetVolumeResponse.VolumeStatus",
+            "csi.v1.NodeGetVolumeStatsResponse",
+        ] {
+            let field = pool
+                .get_message_by_name(message)
+                .and_then(|m| m.get_field_by_name("volume_condition"))
+                .unwrap_or_else(|| panic!("{message}.volume_condition"));
+            assert_eq!(field.number(), 2, "{message}");
+            assert_eq!(
+                field.kind().as_message().unwrap().full_name(),
+                "csi.v1.VolumeCondition"
+            );
+        }
     }
 
     #[test]

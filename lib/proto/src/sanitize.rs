@@ -334,7 +334,7 @@ mod tests {
         DynamicMessage::deserialize(descriptor, value).expect("valid protobuf JSON")
     }
 
-    /// The "future spec" of upstream's test: secrets in places csi.proto v1.12.0 has none.
+    /// The "future spec" of upstream's test: secrets in places csi.proto v1.13.0 has none.
     fn future_pool() -> DescriptorPool {
         let dir = env!("CARGO_MANIFEST_DIR");
         let mut compiler =
@@ -348,10 +348,14 @@ mod tests {
     const SECRET_VALUE: &str = "SeCrEt-123";
 
     #[test]
-    fn secret_fields_of_v1_12_0() {
+    fn secret_fields_of_v1_13_0() {
         let fields = secret_fields();
         let expected = [
             "csi.v1.ControllerExpandVolumeRequest.secrets",
+            // New in v1.13.0: the volume and storage health RPCs.
+            "csi.v1.ControllerGetVolumeHealthRequest.secrets",
+            "csi.v1.ControllerListVolumeHealthRequest.secrets",
+            "csi.v1.NodeGetStorageHealthRequest.secrets",
             "csi.v1.ControllerModifyVolumeRequest.secrets",
             "csi.v1.ControllerPublishVolumeRequest.secrets",
             "csi.v1.ControllerUnpublishVolumeRequest.secrets",
@@ -374,7 +378,28 @@ mod tests {
         let mut expected: Vec<String> = expected.iter().map(ToString::to_string).collect();
         expected.sort();
         assert_eq!(fields, expected);
-        assert_eq!(fields.len(), 19);
+        assert_eq!(fields.len(), 22);
+    }
+
+    #[test]
+    fn health_requests_of_v1_13_0_are_stripped() {
+        use crate::csi::v1::{ControllerGetVolumeHealthRequest, ControllerListVolumeHealthRequest};
+        let secrets: std::collections::HashMap<String, String> =
+            [(SECRET_KEY.to_string(), SECRET_VALUE.to_string())].into();
+        let list = strip_secrets(&ControllerListVolumeHealthRequest {
+            max_entries: 10,
+            starting_token: "page-2".to_string(),
+            secrets: secrets.clone(),
+        });
+        assert_eq!(
+            list,
+            r#"{"max_entries":10,"secrets":"***stripped***","starting_token":"page-2"}"#
+        );
+        let get = strip_secrets(&ControllerGetVolumeHealthRequest {
+            volume_id: "vol-1".to_string(),
+            secrets,
+        });
+        assert_eq!(get, r#"{"secrets":"***stripped***","volume_id":"vol-1"}"#);
     }
 
     #[test]
