@@ -1,6 +1,13 @@
 //! Upstream's `PVHealthConditionChecker` (`pkg/csi-handler/pv_checker.go`): asks the driver
-//! about this driver's bound volumes and reports each one's condition on its claim — the
-//! claim's `status.healthStatus` and the Events (see [`crate::health`]).
+//! about this driver's bound volumes and reports each one's health on its claim's
+//! `status.healthStatus` (see [`crate::health`]).
+//!
+//! - CSI 1.13 drivers ([`HealthMode::ListVolumeHealth`], [`HealthMode::GetVolumeHealth`]), as
+//!   upstream master: the driver's conditions replace the claim's; Events only for statuses the
+//!   monitor does not know (`UnknownVolumeHealthCondition`).
+//! - CSI <= 1.12 drivers ([`HealthMode::ListVolumes`], [`HealthMode::GetVolume`]), as v0.19.0:
+//!   an abnormal `VolumeCondition` becomes one `Degraded` condition, with upstream's
+//!   `VolumeConditionAbnormal` / `VolumeConditionNormal` Events.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,9 +21,18 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::jiff::Timestamp;
 use tracing::{debug, error, info};
 
-use crate::csi::{CsiHandler, ListError, VolumeConditionResult};
-use crate::health::{ABNORMAL_REASON, NORMAL_REASON, RECOVERY_MESSAGE, Reports, conditions_for};
+use crate::csi::{CsiHandler, HealthMode, ListError, VolumeConditionResult};
+use crate::health::{
+    ABNORMAL_REASON, HealthCondition, NORMAL_REASON, RECOVERY_MESSAGE, Reports, conditions_for,
+};
 use crate::kube::HealthApi;
+use crate::volume_health::{ListHealthError, VolumeHealthResult, unknown_details};
+
+/// The reason of the Warning Event about health statuses the monitor does not know.
+pub const UNKNOWN_CONDITION_REASON: &str = "UnknownVolumeHealthCondition";
+/// The start of that Event's message; the statuses follow.
+pub const UNKNOWN_CONDITION_MESSAGE: &str =
+    "The CSI driver reported volume health conditions of a type unknown to this monitor: ";
 
 /// Why checking one volume failed (upstream's messages).
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +58,9 @@ pub enum CheckError {
     /// `ListVolumes` failed.
     #[error(transparent)]
     List(#[from] ListError),
+    /// `ControllerListVolumeHealth` failed.
+    #[error(transparent)]
+    ListHealth(#[from] ListHealthError),
     /// Writing the claim's status failed.
     #[error("failed to update the health status of PVC {claim}: {source}")]
     Status {
@@ -128,6 +147,8 @@ pub struct CheckerParts {
     pub timeout: Duration,
     /// The driver.
     pub csi: CsiHandler,
+    /// Which RPCs the driver is asked.
+    pub mode: HealthMode,
     /// PVs and claims.
     pub listers: Arc<dyn Listers>,
     /// Status writes.
@@ -201,18 +222,7 @@ impl PvHealthChecker {
     /// One `ControllerGetVolume` check (upstream's `CheckControllerVolumeStatus`). A failed
     /// call reports nothing: it is not a recovery.
     pub async fn check_volume_status(&self, pv: &PersistentVolume) -> Result<(), CheckError> {
-        if !is_managed(pv, &self.parts.driver_name) {
-            return Err(CheckError::NotManaged);
-        }
-        if !is_bound(pv) {
-            return Err(CheckError::NotBound(
-                pv.metadata.name.clone().unwrap_or_default(),
-            ));
-        }
-        let handle = get_volume_handle(pv)?;
-        if handle.is_empty() {
-            return Err(CheckError::EmptyHandle);
-        }
+        let handle = self.checked_handle(pv)?;
         let condition = self
             .parts
             .csi
@@ -249,8 +259,18 @@ impl PvHealthChecker {
                 .events
                 .record(claim, EventType::Normal, NORMAL_REASON, RECOVERY_MESSAGE);
         }
-        let desired = conditions_for(condition);
-        let Some(write) = reports.write_for(&uid, &desired, Timestamp::now()) else {
+        self.write_status(claim, &conditions_for(condition)).await
+    }
+
+    /// Stores `desired` on `claim` if the stored conditions differ.
+    async fn write_status(
+        &self,
+        claim: &PersistentVolumeClaim,
+        desired: &[HealthCondition],
+    ) -> Result<(), CheckError> {
+        let uid = claim.metadata.uid.clone().unwrap_or_default();
+        let reports = &self.parts.reports;
+        let Some(write) = reports.write_for(&uid, desired, Timestamp::now()) else {
             return Ok(());
         };
         let namespace = claim.metadata.namespace.clone().unwrap_or_default();
@@ -274,5 +294,143 @@ impl PvHealthChecker {
                 source,
             }),
         }
+    }
+
+    /// One sweep in the driver's list mode: `ControllerListVolumeHealth` or `ListVolumes`.
+    pub async fn check_list(&self) -> Result<(), CheckError> {
+        match self.parts.mode {
+            HealthMode::ListVolumeHealth => self.check_list_volume_health().await,
+            _ => self.check_list_volume_statuses().await,
+        }
+    }
+
+    /// One PV in the driver's per-volume mode: `ControllerGetVolumeHealth` or
+    /// `ControllerGetVolume`.
+    pub async fn check_volume(&self, pv: &PersistentVolume) -> Result<(), CheckError> {
+        match self.parts.mode {
+            HealthMode::GetVolumeHealth | HealthMode::ListVolumeHealth => {
+                self.check_volume_health(pv).await
+            }
+            _ => self.check_volume_status(pv).await,
+        }
+    }
+
+    /// One `ControllerListVolumeHealth` sweep (upstream master's
+    /// `CheckControllerListVolumeHealth`). A listed volume gets the listed conditions (none:
+    /// healthy). A volume not listed is left alone unless its claim stores conditions: then
+    /// `ControllerGetVolumeHealth` says whether it recovered. A failed list changes nothing.
+    pub async fn check_list_volume_health(&self) -> Result<(), CheckError> {
+        let results = self
+            .parts
+            .csi
+            .list_volume_health(self.parts.timeout)
+            .await?;
+        for pv in self.parts.listers.volumes() {
+            if !is_managed(&pv, &self.parts.driver_name) || !is_bound(&pv) {
+                continue;
+            }
+            let handle = match get_volume_handle(&pv) {
+                Ok(handle) => handle,
+                Err(err) => {
+                    error!(%err, "Get volume handle error");
+                    continue;
+                }
+            };
+            let (namespace, name) = claim_of(&pv);
+            let Some(claim) = self.parts.listers.claim(&namespace, &name) else {
+                error!(err = %CheckError::ClaimNotFound(name), "Get PVC error");
+                continue;
+            };
+            let outcome = match results.get(&handle) {
+                Some(result) => self.reconcile(&claim, result).await,
+                None => self.confirm_absent(&claim, &handle).await,
+            };
+            if let Err(err) = outcome {
+                error!(%err, pvc = format!("{namespace}/{name}"), "Reconcile PVC health status error");
+            }
+        }
+        Ok(())
+    }
+
+    /// A volume the list left out: asked again only if its claim stores conditions.
+    async fn confirm_absent(
+        &self,
+        claim: &PersistentVolumeClaim,
+        handle: &str,
+    ) -> Result<(), CheckError> {
+        let uid = claim.metadata.uid.clone().unwrap_or_default();
+        if !self.parts.reports.has_conditions(&uid) {
+            return Ok(());
+        }
+        let result = self
+            .parts
+            .csi
+            .get_volume_health(handle, self.parts.timeout)
+            .await?;
+        self.reconcile(claim, &result).await
+    }
+
+    /// One `ControllerGetVolumeHealth` check (upstream master's `CheckControllerVolumeHealth`):
+    /// the answer is authoritative, an empty one clears the claim's conditions. A failed call
+    /// changes nothing.
+    pub async fn check_volume_health(&self, pv: &PersistentVolume) -> Result<(), CheckError> {
+        let handle = self.checked_handle(pv)?;
+        let result = self
+            .parts
+            .csi
+            .get_volume_health(&handle, self.parts.timeout)
+            .await?;
+        let (namespace, name) = claim_of(pv);
+        let claim = self
+            .parts
+            .listers
+            .claim(&namespace, &name)
+            .ok_or(CheckError::ClaimNotFound(name))?;
+        self.reconcile(&claim, &result).await
+    }
+
+    /// Stores a CSI 1.13 report on `claim`; statuses the monitor does not know are logged and
+    /// recorded as a Warning Event instead.
+    pub async fn reconcile(
+        &self,
+        claim: &PersistentVolumeClaim,
+        result: &VolumeHealthResult,
+    ) -> Result<(), CheckError> {
+        if !result.unknown.is_empty() {
+            let details = unknown_details(&result.unknown);
+            info!(
+                pvc = format!(
+                    "{}/{}",
+                    claim.metadata.namespace.as_deref().unwrap_or_default(),
+                    claim.metadata.name.as_deref().unwrap_or_default()
+                ),
+                conditions = details,
+                "CSI driver reported volume health conditions of a type unknown to this monitor"
+            );
+            self.parts.events.record(
+                claim,
+                EventType::Warning,
+                UNKNOWN_CONDITION_REASON,
+                &format!("{UNKNOWN_CONDITION_MESSAGE}{details}"),
+            );
+        }
+        self.write_status(claim, &result.conditions).await
+    }
+
+    /// The checks of a per-volume call: this driver's, bound, with a handle.
+    fn checked_handle(&self, pv: &PersistentVolume) -> Result<String, CheckError> {
+        if !is_managed(pv, &self.parts.driver_name) {
+            return Err(CheckError::NotManaged);
+        }
+        if !is_bound(pv) {
+            return Err(CheckError::NotBound(
+                pv.metadata.name.clone().unwrap_or_default(),
+            ));
+        }
+        let handle = get_volume_handle(pv)?;
+        if handle.is_empty() {
+            return Err(CheckError::EmptyHandle);
+        }
+        Ok(handle)
     }
 }

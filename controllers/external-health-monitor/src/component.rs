@@ -1,9 +1,12 @@
 //! external-health-monitor as a component of our runtime: upstream's flags, the start-up its
 //! `main` does (driver name, the four capability checks), the controller's watches and tasks.
 //!
-//! Upstream exits when the driver lacks the controller service, both LIST_VOLUMES and
-//! GET_VOLUME, or VOLUME_CONDITION; standalone we do too (exit 1), and in `csi-sidecars` the
-//! controller is disabled instead, with that reason, and the others run on. Upstream has no
+//! The monitor needs the controller service and one way to learn volume health: the CSI 1.13
+//! RPCs (LIST_VOLUME_HEALTH with GET_VOLUME_HEALTH, or GET_VOLUME_HEALTH), or the CSI 1.12
+//! conditions (LIST_VOLUMES or GET_VOLUME, with VOLUME_CONDITION) — see
+//! [`crate::csi::Support::mode`]. Upstream exits without them; standalone we do too (exit 1),
+//! and in `csi-sidecars` the controller is disabled instead, with that reason, and the others
+//! run on. Upstream has no
 //! `--feature-gates`, so its only gate, ReleaseLeaderElectionOnExit, is always off: the lease
 //! is not released on exit.
 
@@ -92,7 +95,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     ],
     disabled_by_default: false,
     binary: "csi-external-health-monitor-controller",
-    about: "Reports volume health on PersistentVolumeClaims: ListVolumes / ControllerGetVolume -> PVC status.healthStatus and Events",
+    about: "Reports volume health on PersistentVolumeClaims: ControllerListVolumeHealth / ControllerGetVolumeHealth (CSI 1.13) or ListVolumes / ControllerGetVolume conditions (CSI 1.12) -> PVC status.healthStatus",
     upstream: Upstream {
         repo: "kubernetes-csi/external-health-monitor",
         version: "v0.19.0",
@@ -154,9 +157,10 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
 
         let csi = CsiHandler::new(shared.csi.clone());
         let support = csi.support(CSI_TIMEOUT).await.map_err(anyhow::Error::msg)?;
-        if let Some(reason) = support.missing() {
-            return Err(InitError::Disabled(reason.to_string()));
-        }
+        let mode = support
+            .mode()
+            .map_err(|reason| InitError::Disabled(reason.to_string()))?;
+        info!(?mode, "Volume health monitoring mode");
 
         let kube = shared.kube();
         let client = kube
@@ -165,7 +169,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
         let config = MonitorConfig {
             driver_name: driver.clone(),
             enable_node_watcher: flags.bool("enable-node-watcher"),
-            support_list_volumes: support.list_volumes,
+            mode,
             list_volumes_interval: flags.duration("list-volumes-interval"),
             monitor_interval: flags.duration("monitor-interval"),
             volume_list_add_interval: flags.duration("volume-list-add-interval"),
@@ -189,6 +193,7 @@ fn init(ctx: InitContext) -> BoxFuture<'static, Result<Controller, InitError>> {
             driver_name: driver.clone(),
             timeout,
             csi,
+            mode,
             listers: listers.clone(),
             api: api.clone(),
             events: events.clone(),

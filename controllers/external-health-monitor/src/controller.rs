@@ -1,10 +1,14 @@
 //! Upstream's `PVMonitorController` (`pkg/controller/pv_monitor_controller.go`,
 //! `event_handler.go`): which volumes are checked, how often, by whom.
 //!
-//! - A driver with LIST_VOLUMES: one `ListVolumes` sweep every `--list-volumes-interval`.
-//! - Otherwise: bound PVs of this driver go into the queue `csi-monitor-pv-queue` when they are
-//!   added and every `--volume-list-add-interval`; each of `--worker-threads` workers takes one,
-//!   calls `ControllerGetVolume`, puts it back, and waits `--monitor-interval`.
+//! - A driver with LIST_VOLUME_HEALTH (CSI 1.13), or else LIST_VOLUMES with VOLUME_CONDITION
+//!   (CSI <= 1.12): one `ControllerListVolumeHealth` / `ListVolumes` sweep every
+//!   `--list-volumes-interval`.
+//! - Otherwise (GET_VOLUME_HEALTH, or GET_VOLUME with VOLUME_CONDITION): bound PVs of this
+//!   driver go into the queue `csi-monitor-pv-queue` when they are added and every
+//!   `--volume-list-add-interval`; each of `--worker-threads` workers takes one, calls
+//!   `ControllerGetVolumeHealth` / `ControllerGetVolume`, puts it back, and waits
+//!   `--monitor-interval`.
 //! - With `--enable-node-watcher`: Pods and Nodes are watched too ([`crate::node_watcher`]);
 //!   a Node change (and, every `--node-list-add-interval`, every Node) goes into the queue
 //!   `nodes`.
@@ -25,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::checker::{Listers, PvHealthChecker, is_bound, is_managed};
+use crate::csi::HealthMode;
 use crate::node_watcher::{NodeWatcher, PodOnNode, PvcToPodsCache};
 
 /// The PV queue's name.
@@ -39,8 +44,8 @@ pub struct MonitorConfig {
     pub driver_name: String,
     /// `--enable-node-watcher`.
     pub enable_node_watcher: bool,
-    /// The driver has LIST_VOLUMES.
-    pub support_list_volumes: bool,
+    /// Which RPCs the driver is asked ([`HealthMode::is_list`]: sweeps, else per-PV workers).
+    pub mode: HealthMode,
     /// `--list-volumes-interval`.
     pub list_volumes_interval: Duration,
     /// `--monitor-interval`: each PV worker's and the node worker's pause.
@@ -180,13 +185,13 @@ impl PvMonitorController {
             reports.retain(&live);
             std::future::ready(())
         }));
-        if self.config.support_list_volumes {
+        if self.config.mode.is_list() {
             let checker = self.checker.clone();
             let interval = self.config.list_volumes_interval;
             tasks.spawn(until(shutdown.clone(), interval, move || {
                 let checker = checker.clone();
                 async move {
-                    if let Err(err) = checker.check_list_volume_statuses().await {
+                    if let Err(err) = checker.check_list().await {
                         error!(%err, "Check controller volume status error");
                     }
                 }
@@ -336,7 +341,7 @@ pub(crate) async fn pv_worker(
                 );
             }
             Some(pv) => {
-                if let Err(err) = checker.check_volume_status(&pv).await {
+                if let Err(err) = checker.check_volume(&pv).await {
                     error!(%err, "Check controller volume status error");
                 }
                 queue.add(name.clone());

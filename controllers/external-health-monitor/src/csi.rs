@@ -1,7 +1,10 @@
-//! The CSI calls of the health monitor (upstream's `pkg/csi-handler/pv_handler.go` and the
-//! capability checks of its `main`): the volume conditions a driver reports through
-//! `ListVolumes` (every page) and `ControllerGetVolume`, and through `NodeGetVolumeStats` for
-//! completeness of upstream's handler.
+//! The CSI calls of the health monitor's legacy path (upstream v0.19.0's
+//! `pkg/csi-handler/pv_handler.go`) and the capability checks of its `main`: the
+//! `VolumeCondition` a CSI <= 1.12 driver reports through `ListVolumes` (every page) and
+//! `ControllerGetVolume`, and through `NodeGetVolumeStats` for completeness of upstream's
+//! handler. `VolumeCondition` and VOLUME_CONDITION are local legacy definitions of our
+//! `csi.proto` (CSI 1.13 removed them). The CSI 1.13 health RPCs are in
+//! [`crate::volume_health`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -51,32 +54,86 @@ pub enum ListError {
     ListVolumes(#[source] CsiError),
 }
 
-/// What the driver supports of health monitoring (upstream's four checks in `main`).
+/// What the driver supports of health monitoring: the CSI 1.13 health capabilities and the
+/// CSI 1.12 ones the legacy path uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Support {
     /// The plugin has the CONTROLLER_SERVICE capability.
     pub controller_service: bool,
+    /// The controller has LIST_VOLUME_HEALTH (CSI 1.13).
+    pub list_volume_health: bool,
+    /// The controller has GET_VOLUME_HEALTH (CSI 1.13).
+    pub get_volume_health: bool,
     /// The controller has LIST_VOLUMES.
     pub list_volumes: bool,
     /// The controller has GET_VOLUME.
     pub get_volume: bool,
-    /// The controller has VOLUME_CONDITION.
+    /// The controller has VOLUME_CONDITION (CSI <= 1.12, a local legacy definition).
     pub volume_condition: bool,
 }
 
+/// How the monitor asks the driver about its volumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthMode {
+    /// `ControllerListVolumeHealth` every `--list-volumes-interval`, resolving a volume that was
+    /// unhealthy and is no longer listed with `ControllerGetVolumeHealth` (CSI 1.13:
+    /// LIST_VOLUME_HEALTH and GET_VOLUME_HEALTH).
+    ListVolumeHealth,
+    /// `ControllerGetVolumeHealth` per PV (CSI 1.13: GET_VOLUME_HEALTH).
+    GetVolumeHealth,
+    /// `ListVolumes` conditions every `--list-volumes-interval` (CSI <= 1.12: LIST_VOLUMES and
+    /// VOLUME_CONDITION).
+    ListVolumes,
+    /// `ControllerGetVolume` condition per PV (CSI <= 1.12: GET_VOLUME and VOLUME_CONDITION).
+    GetVolume,
+}
+
+impl HealthMode {
+    /// Whether the monitor sweeps every volume at once (`--list-volumes-interval`) rather than
+    /// asking per PV (`--monitor-interval`).
+    pub fn is_list(self) -> bool {
+        matches!(self, HealthMode::ListVolumeHealth | HealthMode::ListVolumes)
+    }
+}
+
+/// Why a driver with LIST_VOLUME_HEALTH but without GET_VOLUME_HEALTH cannot be monitored
+/// (upstream's wording).
+pub const LIST_WITHOUT_GET: &str = "the CSI driver supports ControllerListVolumeHealth without ControllerGetVolumeHealth, which the CSI specification requires alongside it";
+
+/// Why a driver with none of the health capabilities cannot be monitored: upstream master's
+/// reason for the CSI 1.13 RPCs, then v0.19.0's for the CSI 1.12 ones.
+pub const NO_HEALTH_SUPPORT: &str = "the CSI driver supports neither ControllerListVolumeHealth nor ControllerGetVolumeHealth; CSI driver does not support Controller ListVolumes and GetVolume service or does not implement VolumeCondition";
+
+/// Why a driver without the controller service cannot be monitored.
+pub const NO_CONTROLLER_SERVICE: &str = "CSI driver does not support Plugin Controller Service";
+
 impl Support {
-    /// Upstream's exit reasons, or `None` when the monitor can run: it needs the controller
-    /// service, one of LIST_VOLUMES and GET_VOLUME, and VOLUME_CONDITION.
-    pub fn missing(&self) -> Option<&'static str> {
+    /// How the driver is monitored, or why it cannot be: the CSI 1.13 RPCs when the driver
+    /// has them (LIST_VOLUME_HEALTH needs GET_VOLUME_HEALTH, which the spec requires beside
+    /// it), else the CSI 1.12 conditions (LIST_VOLUMES or GET_VOLUME, with VOLUME_CONDITION).
+    pub fn mode(&self) -> Result<HealthMode, &'static str> {
         if !self.controller_service {
-            return Some("CSI driver does not support Plugin Controller Service");
+            return Err(NO_CONTROLLER_SERVICE);
         }
-        if (!self.list_volumes && !self.get_volume) || !self.volume_condition {
-            return Some(
-                "CSI driver does not support Controller ListVolumes and GetVolume service or does not implement VolumeCondition",
-            );
+        match (self.list_volume_health, self.get_volume_health) {
+            (true, true) => return Ok(HealthMode::ListVolumeHealth),
+            (true, false) => return Err(LIST_WITHOUT_GET),
+            (false, true) => return Ok(HealthMode::GetVolumeHealth),
+            (false, false) => {}
         }
-        None
+        if !self.volume_condition {
+            return Err(NO_HEALTH_SUPPORT);
+        }
+        match (self.list_volumes, self.get_volume) {
+            (true, _) => Ok(HealthMode::ListVolumes),
+            (false, true) => Ok(HealthMode::GetVolume),
+            (false, false) => Err(NO_HEALTH_SUPPORT),
+        }
+    }
+
+    /// The reason the monitor cannot run, or `None` when it can.
+    pub fn missing(&self) -> Option<&'static str> {
+        self.mode().err()
     }
 }
 
@@ -84,7 +141,7 @@ impl Support {
 /// secrets stripped and measured in `csi_sidecar_operations_seconds`).
 #[derive(Clone, Debug)]
 pub struct CsiHandler {
-    connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 impl CsiHandler {
@@ -116,6 +173,8 @@ impl CsiHandler {
             })?;
         Ok(Support {
             controller_service,
+            list_volume_health: controller.contains(&ControllerCapability::ListVolumeHealth),
+            get_volume_health: controller.contains(&ControllerCapability::GetVolumeHealth),
             list_volumes: controller.contains(&ControllerCapability::ListVolumes),
             get_volume: controller.contains(&ControllerCapability::GetVolume),
             volume_condition: controller.contains(&ControllerCapability::VolumeCondition),

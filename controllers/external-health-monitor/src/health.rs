@@ -81,7 +81,8 @@ pub fn conditions_for(result: &VolumeConditionResult) -> Vec<HealthCondition> {
     }]
 }
 
-fn truncate(text: &str, max: usize) -> &str {
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -193,6 +194,14 @@ impl Reports {
             conditions: desired.to_vec(),
             since,
         })
+    }
+
+    /// Whether claim `uid` stores conditions, as far as the monitor knows (what it wrote, or
+    /// what the claim stored when the controller started).
+    pub fn has_conditions(&self, uid: &str) -> bool {
+        self.entries()
+            .get(uid)
+            .is_some_and(|entry| !entry.stored.is_empty())
     }
 
     /// Notes that `write` was stored on claim `uid`.

@@ -2,7 +2,10 @@
 //! controller `csi-external-health-monitor-controller` and `csi-sidecars
 //! --controllers=health-monitor`.
 //!
-//! - [`csi`]: what the driver is asked (capabilities, `ListVolumes`, `ControllerGetVolume`).
+//! - [`csi`]: the driver's capabilities and the monitoring mode they give, and the CSI 1.12
+//!   `VolumeCondition` calls (`ListVolumes`, `ControllerGetVolume`: the legacy path).
+//! - [`volume_health`]: the CSI 1.13 health RPCs (`ControllerListVolumeHealth`,
+//!   `ControllerGetVolumeHealth`, `NodeGetVolumeHealth`) and their mapping to claim conditions.
 //! - [`checker`]: one volume's (or one sweep's) condition reported on its claim.
 //! - [`health`]: what is written on the claim (`status.healthStatus`), the Events, and the
 //!   memory that replaces upstream's cluster-wide Event watch.
@@ -19,6 +22,7 @@ pub mod csi;
 pub mod health;
 pub mod kube;
 pub mod node_watcher;
+pub mod volume_health;
 
 pub use component::DESCRIPTOR;
 

@@ -84,6 +84,36 @@ async fn exits_when_the_driver_lacks_volume_condition() {
 }
 
 #[tokio::test]
+async fn exits_when_the_driver_lists_volume_health_without_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = MockCsiDriver::start().await.unwrap();
+    driver.set_plugin_capabilities([plugin_service_capability(
+        csi::plugin_capability::service::Type::ControllerService,
+    )]);
+    driver.set_controller_capabilities([
+        csi::controller_service_capability::rpc::Type::ListVolumeHealth,
+    ]);
+    let (code, output) = run_to_exit(
+        BIN,
+        [
+            format!("--csi-address={}", driver.endpoint()),
+            kubeconfig(dir.path()),
+        ],
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains(
+            "the CSI driver supports ControllerListVolumeHealth without ControllerGetVolumeHealth, which the CSI specification requires alongside it"
+        ),
+        "{output}"
+    );
+    assert!(driver.calls_to("ControllerListVolumeHealth").is_empty());
+}
+
+#[tokio::test]
 async fn exits_when_the_driver_has_no_controller_service() {
     let dir = tempfile::tempdir().unwrap();
     let driver = MockCsiDriver::start().await.unwrap();

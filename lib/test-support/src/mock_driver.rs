@@ -336,6 +336,10 @@ csi_services! {
             -> ControllerGetVolumeResponse;
         controller_modify_volume => ControllerModifyVolume(ControllerModifyVolumeRequest)
             -> ControllerModifyVolumeResponse;
+        controller_list_volume_health => ControllerListVolumeHealth(
+            ControllerListVolumeHealthRequest) -> ControllerListVolumeHealthResponse;
+        controller_get_volume_health => ControllerGetVolumeHealth(
+            ControllerGetVolumeHealthRequest) -> ControllerGetVolumeHealthResponse;
     }
     GroupController: csi::group_controller_server::GroupController {
         group_controller_get_capabilities => GroupControllerGetCapabilities(
@@ -363,6 +367,10 @@ csi_services! {
         node_get_capabilities => NodeGetCapabilities(NodeGetCapabilitiesRequest)
             -> NodeGetCapabilitiesResponse = node_capabilities;
         node_get_info => NodeGetInfo(NodeGetInfoRequest) -> NodeGetInfoResponse;
+        node_get_volume_health => NodeGetVolumeHealth(NodeGetVolumeHealthRequest)
+            -> NodeGetVolumeHealthResponse;
+        node_get_storage_health => NodeGetStorageHealth(NodeGetStorageHealthRequest)
+            -> NodeGetStorageHealthResponse;
     }
 }
 
@@ -1006,6 +1014,61 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unimplemented);
+    }
+
+    #[tokio::test]
+    async fn serves_the_v1_13_health_rpcs_through_handlers() {
+        let mock = MockCsiDriver::start().await.unwrap();
+        let channel = connect(&mock).await;
+        let err = ControllerClient::new(channel.clone())
+            .controller_list_volume_health(csi::ControllerListVolumeHealthRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+        mock.handle(
+            "ControllerGetVolumeHealth",
+            |req: csi::ControllerGetVolumeHealthRequest| {
+                Ok(csi::ControllerGetVolumeHealthResponse {
+                    volume_health: Some(csi::VolumeHealth {
+                        volume_id: req.volume_id,
+                        health_statuses: vec![csi::volume_health::VolumeHealthEntry {
+                            status: csi::VolumeHealthErrorType::DataLoss as i32,
+                            reason: "DiskLost".to_string(),
+                            message: String::new(),
+                        }],
+                    }),
+                })
+            },
+        );
+        let health = ControllerClient::new(channel.clone())
+            .controller_get_volume_health(csi::ControllerGetVolumeHealthRequest {
+                volume_id: "v1".to_string(),
+                secrets: HashMap::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .volume_health
+            .unwrap();
+        assert_eq!(health.volume_id, "v1");
+        assert_eq!(health.health_statuses[0].reason, "DiskLost");
+        mock.handle(
+            "NodeGetVolumeHealth",
+            |req: csi::NodeGetVolumeHealthRequest| {
+                Ok(csi::NodeGetVolumeHealthResponse {
+                    volume_health: Some(csi::VolumeHealth {
+                        volume_id: req.volume_id,
+                        health_statuses: Vec::new(),
+                    }),
+                })
+            },
+        );
+        NodeClient::new(channel)
+            .node_get_volume_health(csi::NodeGetVolumeHealthRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(mock.calls_to("ControllerListVolumeHealth").len(), 1);
+        assert_eq!(mock.calls_to("NodeGetVolumeHealth").len(), 1);
     }
 
     #[tokio::test]

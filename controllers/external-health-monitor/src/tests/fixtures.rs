@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::checker::{CheckerParts, Listers, PvHealthChecker};
-use crate::csi::CsiHandler;
+use crate::csi::{CsiHandler, HealthMode};
 use crate::health::Reports;
 use crate::kube::{HealthApi, StoredHealth};
 
@@ -230,7 +230,13 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A harness whose checker uses the CSI 1.12 per-volume mode (the upstream tables').
     pub async fn new() -> Harness {
+        Harness::with_mode(HealthMode::GetVolume).await
+    }
+
+    /// A harness whose checker asks the driver in `mode`.
+    pub async fn with_mode(mode: HealthMode) -> Harness {
         let driver = MockCsiDriver::start().await.unwrap();
         let connection = Connection::connect(&driver.endpoint(), ConnectOptions::default())
             .await
@@ -244,6 +250,7 @@ impl Harness {
             driver_name: DRIVER_NAME.to_string(),
             timeout: std::time::Duration::from_secs(15),
             csi: csi.clone(),
+            mode,
             listers: listers.clone(),
             api: api.clone(),
             events: events.clone(),

@@ -10,3 +10,4 @@ mod health;
 mod node_watcher;
 mod pv_checker;
 mod pv_handler;
+mod volume_health;

@@ -139,44 +139,78 @@ async fn a_response_without_condition_reads_normal() {
     assert_eq!(got, result(false, ""));
 }
 
+/// The mode table: upstream master's `TestHealthMode` (CSI 1.13 capabilities, its case names)
+/// and v0.19.0's exit rules (CSI 1.12 capabilities).
 #[tokio::test]
-async fn support_matches_upstreams_exit_rules() {
+async fn support_gives_the_mode_or_upstreams_reason() {
+    use crate::csi::{HealthMode, LIST_WITHOUT_GET, NO_CONTROLLER_SERVICE, NO_HEALTH_SUPPORT};
     use csi::controller_service_capability::rpc::Type as Rpc;
     use csi::plugin_capability::service::Type as Service;
-    let cases: [(&str, bool, &[Rpc], Option<&str>); 5] = [
+    type Want = Result<HealthMode, &'static str>;
+    let cases: [(&str, bool, &[Rpc], Want); 11] = [
+        // Upstream master's TestHealthMode.
+        (
+            "get only",
+            true,
+            &[Rpc::GetVolumeHealth],
+            Ok(HealthMode::GetVolumeHealth),
+        ),
+        (
+            "list and get",
+            true,
+            &[Rpc::ListVolumeHealth, Rpc::GetVolumeHealth],
+            Ok(HealthMode::ListVolumeHealth),
+        ),
+        ("neither", true, &[], Err(NO_HEALTH_SUPPORT)),
+        (
+            "list without required get",
+            true,
+            &[Rpc::ListVolumeHealth],
+            Err(LIST_WITHOUT_GET),
+        ),
+        // v0.19.0's checks in main.
         (
             "no controller service",
             false,
             &[Rpc::ListVolumes, Rpc::VolumeCondition],
-            Some("CSI driver does not support Plugin Controller Service"),
+            Err(NO_CONTROLLER_SERVICE),
         ),
         (
             "list and condition",
             true,
             &[Rpc::ListVolumes, Rpc::VolumeCondition],
-            None,
+            Ok(HealthMode::ListVolumes),
         ),
         (
             "get and condition",
             true,
             &[Rpc::GetVolume, Rpc::VolumeCondition],
-            None,
+            Ok(HealthMode::GetVolume),
         ),
         (
             "no condition",
             true,
             &[Rpc::ListVolumes, Rpc::GetVolume],
-            Some(
-                "CSI driver does not support Controller ListVolumes and GetVolume service or does not implement VolumeCondition",
-            ),
+            Err(NO_HEALTH_SUPPORT),
         ),
         (
             "condition only",
             true,
             &[Rpc::VolumeCondition],
-            Some(
-                "CSI driver does not support Controller ListVolumes and GetVolume service or does not implement VolumeCondition",
-            ),
+            Err(NO_HEALTH_SUPPORT),
+        ),
+        // Ours: the CSI 1.13 RPCs win over the legacy conditions.
+        (
+            "health and legacy",
+            true,
+            &[Rpc::GetVolumeHealth, Rpc::ListVolumes, Rpc::VolumeCondition],
+            Ok(HealthMode::GetVolumeHealth),
+        ),
+        (
+            "1.13 mock driver of Kubernetes 1.37",
+            true,
+            &[Rpc::ListVolumes, Rpc::GetVolume, Rpc::GetVolumeHealth],
+            Ok(HealthMode::GetVolumeHealth),
         ),
     ];
     for (name, controller, rpcs, want) in cases {
@@ -191,6 +225,14 @@ async fn support_matches_upstreams_exit_rules() {
         }
         h.driver.set_controller_capabilities(rpcs.iter().copied());
         let support = h.csi.support(TIMEOUT).await.unwrap();
-        assert_eq!(support.missing(), want, "{name}");
+        assert_eq!(support.mode(), want, "{name}");
+        assert_eq!(support.missing(), want.err(), "{name}");
     }
+    // The reason keeps the words of both upstream versions.
+    assert!(NO_HEALTH_SUPPORT.contains(
+        "CSI driver does not support Controller ListVolumes and GetVolume service or does not implement VolumeCondition"
+    ));
+    assert!(NO_HEALTH_SUPPORT.contains(
+        "the CSI driver supports neither ControllerListVolumeHealth nor ControllerGetVolumeHealth"
+    ));
 }
