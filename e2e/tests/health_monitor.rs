@@ -1,12 +1,12 @@
 //! external-health-monitor on the real control plane, as a ServiceAccount under the RBAC we
 //! ship, with seconds-long intervals.
 //!
-//! Kubernetes' mock driver advertises LIST_VOLUMES, GET_VOLUME and VOLUME_CONDITION, but
-//! reports every volume it knows as normal (its `ListVolumes` condition is always empty, and
-//! `ControllerGetVolume` of an unknown volume answers NotFound, whose condition gRPC drops),
-//! and neither its config nor its hooks can change that. So: the ListVolumes sweep and the
-//! node watcher run against that driver process; an abnormal volume and its recovery come
-//! from our in-process mock driver, on the same control plane.
+//! - A CSI 1.13 driver: Kubernetes 1.37's mock driver, out of process. It advertises
+//!   GET_VOLUME_HEALTH (and, with `--list-volume-health`, LIST_VOLUME_HEALTH); the health RPCs
+//!   are served by our main around it from a health file the test rewrites to make a volume
+//!   abnormal or healthy (`release-tools/e2e-versions.toml` describes it).
+//! - A CSI 1.12 driver (VOLUME_CONDITION, `ControllerGetVolume` conditions): our in-process
+//!   mock driver, on the same control plane.
 //!
 //! What the monitor writes on a claim (`status.healthStatus`) is read back through the API
 //! server, which keeps the field: Kubernetes 1.37 with the `CSIVolumeHealth` feature gate
@@ -99,6 +99,56 @@ async fn stored_health_status(fixture: &Fixture, claim: &str) -> anyhow::Result<
     Ok(claim.data["status"].get("healthStatus").cloned())
 }
 
+/// The mock driver's volume health file: volume ID to entries, written whole (a rename, so
+/// the driver never reads half a file).
+struct HealthFile {
+    dir: tempfile::TempDir,
+}
+
+impl HealthFile {
+    fn new() -> anyhow::Result<HealthFile> {
+        Ok(HealthFile {
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("health.json")
+    }
+
+    /// The driver flag naming the file.
+    fn flag(&self) -> String {
+        format!("--volume-health-file={}", self.path().display())
+    }
+
+    fn write(&self, health: &Value) -> anyhow::Result<()> {
+        let next = self.dir.path().join("health.json.next");
+        std::fs::write(&next, serde_json::to_vec(health)?)?;
+        std::fs::rename(next, self.path())?;
+        Ok(())
+    }
+}
+
+/// Waits until the claim's stored conditions are `want` (`None`: no `healthStatus`).
+async fn wait_for_health(
+    fixture: &Fixture,
+    claim: &str,
+    want: Option<Value>,
+    process: &ChildProcess,
+) -> anyhow::Result<()> {
+    wait_until(
+        &format!("claim {claim}'s healthStatus conditions to be {want:?}"),
+        WAIT,
+        || async {
+            let stored = stored_health_status(fixture, claim).await.ok()?;
+            let conditions = stored.map(|s| s["healthConditions"].clone());
+            (conditions == want).then_some(())
+        },
+        || async move { fixture.diagnostics(&[(BINARY, process)]).await },
+    )
+    .await
+}
+
 async fn wait_for_event(
     fixture: &Fixture,
     claim: &str,
@@ -118,8 +168,18 @@ async fn wait_for_event(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn list_volumes_sweep_and_node_failure_under_shipped_rbac() -> anyhow::Result<()> {
-    let fixture = Fixture::new("health", &repo_path(RBAC), &["--node-volume-condition"]).await?;
+async fn list_volume_health_sweep_and_node_failure_under_shipped_rbac() -> anyhow::Result<()> {
+    let health = HealthFile::new()?;
+    let fixture = Fixture::new(
+        "health",
+        &repo_path(RBAC),
+        &[
+            "--node-volume-condition",
+            "--list-volume-health",
+            &health.flag(),
+        ],
+    )
+    .await?;
     let node = format!("{}-node", fixture.ns.name);
     let outcome = async {
         let handle = fixture.driver.create_volume("data").await?;
@@ -140,30 +200,61 @@ async fn list_volumes_sweep_and_node_failure_under_shipped_rbac() -> anyhow::Res
         let mut args = monitor_args(&fixture, &fixture.driver.endpoint());
         args.push("--enable-node-watcher".to_string());
         let monitor = ChildProcess::spawn(fixture.env.binary(BINARY)?, &args)?;
+        let sweeps = || fixture.driver.calls_to("ControllerListVolumeHealth");
         wait_until(
-            "three ListVolumes sweeps",
+            "three ControllerListVolumeHealth sweeps",
             WAIT,
-            || async { (fixture.driver.calls_to("ListVolumes") >= 3).then_some(()) },
+            || async { (sweeps() >= 3).then_some(()) },
             || async { fixture.diagnostics(&[(BINARY, &monitor)]).await },
         )
         .await?;
         let events = fixture.events_of("data").await?;
-        ensure!(events.is_empty(), "a normal volume gets no Event: {events:#?}");
+        ensure!(events.is_empty(), "a healthy volume gets no Event: {events:#?}");
         let stored = stored_health_status(&fixture, "data").await?;
         ensure!(
             stored.is_none(),
-            "a normal volume's claim has no health status: {stored:#?}"
+            "a healthy volume's claim has no health status: {stored:#?}"
         );
-        ensure!(
-            fixture.driver.calls_to("ControllerGetVolume") == 0,
-            "with LIST_VOLUMES the volumes are not asked one by one"
-        );
+        for method in ["ControllerGetVolumeHealth", "ListVolumes", "ControllerGetVolume"] {
+            ensure!(
+                fixture.driver.calls_to(method) == 0,
+                "with LIST_VOLUME_HEALTH and nothing stored, no {method}"
+            );
+        }
         let lease = format!(
             "external-health-monitor-leader-{}",
             fixture.driver_name().replace('.', "-")
         );
         let leases: Api<Lease> = Api::namespaced(fixture.admin.clone(), &fixture.ns.name);
         ensure!(leases.get_opt(&lease).await?.is_some(), "the lease {lease} exists");
+
+        // The driver lists the volume abnormal: both conditions land on the claim, sorted.
+        health.write(&json!({handle.clone(): [
+            {"status": "DEGRADED", "reason": "PathDown", "message": "1 of 2 paths"},
+            {"status": "DATA_LOSS", "reason": "DiskLost", "message": "restore from a snapshot"},
+        ]}))?;
+        wait_for_health(
+            &fixture,
+            "data",
+            Some(json!([
+                {"status": "DataLoss", "reason": "DiskLost", "message": "restore from a snapshot"},
+                {"status": "Degraded", "reason": "PathDown", "message": "1 of 2 paths"},
+            ])),
+            &monitor,
+        )
+        .await?;
+        // It no longer lists it: ControllerGetVolumeHealth confirms, the status goes.
+        health.write(&json!({}))?;
+        wait_for_health(&fixture, "data", None, &monitor).await?;
+        ensure!(
+            fixture.driver.calls_to("ControllerGetVolumeHealth") >= 1,
+            "the recovery was confirmed with ControllerGetVolumeHealth"
+        );
+        let events = fixture.events_of("data").await?;
+        ensure!(
+            events.is_empty(),
+            "CSI 1.13 health of known statuses records no Event: {events:#?}"
+        );
 
         // The node goes: the claim of the Pod on it hears of it.
         delete_nodes(&fixture.admin, &[node.as_str()]).await;
@@ -186,10 +277,95 @@ async fn list_volumes_sweep_and_node_failure_under_shipped_rbac() -> anyhow::Res
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn abnormal_volume_is_reported_on_its_claim_and_recovery_clears_it() -> anyhow::Result<()> {
+async fn get_volume_health_per_volume_is_reported_and_recovery_clears_it() -> anyhow::Result<()> {
+    let health = HealthFile::new()?;
+    let fixture = Fixture::new("health-get", &repo_path(RBAC), &[&health.flag()]).await?;
+    let outcome = async {
+        let handle = fixture.driver.create_volume("data").await?;
+        // Abnormal from the start, with a status of a later spec beside a known one.
+        health.write(&json!({handle.clone(): [
+            {"status": "INACCESSIBLE", "reason": "Offline", "message": "array unreachable"},
+            {"status": "42", "reason": "Future", "message": "a later spec's status"},
+        ]}))?;
+        static_volume(&fixture, fixture.driver_name(), &handle, "data").await?;
+        let start = fixture.env.audit_log()?.offset();
+        let monitor = ChildProcess::spawn(
+            fixture.env.binary(BINARY)?,
+            monitor_args(&fixture, &fixture.driver.endpoint()),
+        )?;
+        wait_for_health(
+            &fixture,
+            "data",
+            Some(json!([
+                {"status": "Inaccessible", "reason": "Offline", "message": "array unreachable"},
+            ])),
+            &monitor,
+        )
+        .await?;
+        wait_for_event(
+            &fixture,
+            "data",
+            "Warning UnknownVolumeHealthCondition: The CSI driver reported volume health conditions of a type unknown to this monitor: 42 (reason: Future): a later spec's status",
+            &monitor,
+        )
+        .await?;
+        ensure!(
+            fixture.driver.calls_to("ControllerListVolumeHealth") == 0
+                && fixture.driver.calls_to("ControllerGetVolume") == 0,
+            "GET_VOLUME_HEALTH only: per-volume ControllerGetVolumeHealth"
+        );
+        let status_patches = || -> anyhow::Result<Vec<u16>> {
+            let user = fixture.username();
+            Ok(fixture
+                .env
+                .audit_log()?
+                .requests_since(start, |e| {
+                    e.username == user
+                        && e.verb == "patch"
+                        && e.resource == "persistentvolumeclaims"
+                        && e.subresource == "status"
+                })?
+                .iter()
+                .map(|e| e.code.unwrap_or_default())
+                .collect())
+        };
+        ensure!(status_patches()? == [200], "one status patch");
+
+        health.write(&json!({}))?;
+        wait_for_health(&fixture, "data", None, &monitor).await?;
+        let gets = fixture.driver.calls_to("ControllerGetVolumeHealth");
+        wait_until(
+            "two more ControllerGetVolumeHealth calls",
+            WAIT,
+            || async {
+                (fixture.driver.calls_to("ControllerGetVolumeHealth") >= gets + 2).then_some(())
+            },
+            || async { fixture.diagnostics(&[(BINARY, &monitor)]).await },
+        )
+        .await?;
+        ensure!(
+            status_patches()? == [200, 200],
+            "the recovery is one more patch, and nothing is written while nothing changes"
+        );
+        let events = fixture.events_of("data").await?;
+        ensure!(
+            events.iter().all(|e| e.contains("UnknownVolumeHealthCondition")),
+            "no VolumeCondition Events for a CSI 1.13 driver: {events:#?}"
+        );
+        fixture.assert_nothing_forbidden()?;
+        anyhow::Ok(())
+    }
+    .await;
+    fixture.finish(outcome).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_volume_condition_is_reported_on_its_claim_and_recovery_clears_it()
+-> anyhow::Result<()> {
     let fixture = Fixture::new("health-abnormal", &repo_path(RBAC), &[]).await?;
     let outcome = async {
-        // Our mock driver: GET_VOLUME and VOLUME_CONDITION only (the per-volume workers).
+        // A CSI 1.12 driver (our in-process mock): GET_VOLUME and VOLUME_CONDITION only (the
+        // per-volume workers and the legacy ControllerGetVolume conditions).
         let driver = MockCsiDriver::start().await?;
         driver.set_driver_name(fixture.driver_name());
         driver.set_plugin_capabilities([plugin_service_capability(
@@ -329,7 +505,7 @@ async fn in_csi_sidecars_it_sweeps_and_a_driver_without_volume_condition_disable
     let fixture = Fixture::new(
         "health-aio",
         &repo_path("sidecars/aio/deploy/rbac.yaml"),
-        &[],
+        &["--list-volume-health"],
     )
     .await?;
     let outcome = async {
@@ -344,15 +520,16 @@ async fn in_csi_sidecars_it_sweeps_and_a_driver_without_volume_condition_disable
         ]);
         let sidecars = ChildProcess::spawn(fixture.env.binary("csi-sidecars")?, &args)?;
         wait_until(
-            "two ListVolumes sweeps from csi-sidecars",
+            "two ControllerListVolumeHealth sweeps from csi-sidecars",
             WAIT,
-            || async { (fixture.driver.calls_to("ListVolumes") >= 2).then_some(()) },
+            || async { (fixture.driver.calls_to("ControllerListVolumeHealth") >= 2).then_some(()) },
             || async { fixture.diagnostics(&[("csi-sidecars", &sidecars)]).await },
         )
         .await?;
         drop(sidecars);
 
-        // A driver without VOLUME_CONDITION: the controller is disabled, the process stays
+        // A driver with neither the health RPCs nor VOLUME_CONDITION: the controller is
+        // disabled, the process stays
         // (with another controller: one with nothing left to run exits).
         let driver = MockCsiDriver::start().await?;
         driver.set_driver_name(fixture.driver_name());

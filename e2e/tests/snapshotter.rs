@@ -320,6 +320,7 @@ async fn takes_and_deletes_a_group_snapshot_under_shipped_rbac() -> anyhow::Resu
                             nanos: 0,
                         }),
                         group_snapshot_id: "group-1".into(),
+                        accessible_topology: Vec::new(),
                     })
                     .collect();
                 Ok(CreateVolumeGroupSnapshotResponse {

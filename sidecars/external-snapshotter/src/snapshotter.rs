@@ -133,6 +133,8 @@ impl CsiSnapshotter {
             name: name.to_string(),
             parameters,
             secrets,
+            // CSI 1.13's SNAPSHOT_ACCESSIBILITY_CONSTRAINTS: upstream v8.7.0 sets no topology.
+            accessibility_requirements: None,
         };
         let response = self
             .connection

@@ -50,6 +50,7 @@ fn snapshot() -> impl Strategy<Value = csi::Snapshot> {
                     creation_time,
                     ready_to_use,
                     group_snapshot_id: group,
+                    accessible_topology: Vec::new(),
                 }
             },
         )

@@ -14,6 +14,18 @@
 // GROUP_CONTROLLER_SERVICE. The driver package's server cannot take another service, so in
 // this mode main builds the gRPC server itself, logging every call as the driver package does.
 //
+// Volume health (CSI 1.13): the mock service advertises GET_VOLUME_HEALTH but answers
+// Unimplemented to ControllerGetVolumeHealth and has no ControllerListVolumeHealth. This main
+// serves both from a health file (--volume-health-file, read on every call, so a test marks a
+// volume abnormal or healthy by rewriting it): a JSON object from volume ID to a list of
+// {"status", "reason", "message"}, the status an enum name (DEGRADED, INACCESSIBLE, DATA_LOSS,
+// ...) or a number (a value a later spec may add). No file, or a volume not in it: healthy.
+// ControllerGetVolumeHealth answers NotFound for a volume the mock does not have;
+// ControllerListVolumeHealth lists the existing volumes that have entries, sorted by ID, paged
+// as the mock's ListVolumes (max_entries, the next index as token; Aborted for a bad token);
+// with --list-volume-health the controller also advertises LIST_VOLUME_HEALTH.
+// NodeGetVolumeHealth keeps the mock's answer and adds the file's entries.
+//
 // With --state-file the driver keeps its state across restarts, as a real driver's storage
 // backend would: every state-changing Controller call that succeeds (CreateVolume, DeleteVolume,
 // ControllerPublishVolume, ControllerUnpublishVolume, ControllerExpandVolume, CreateSnapshot,
@@ -32,6 +44,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,6 +85,10 @@ func main() {
 		"VOLUME_ACCESSIBILITY_CONSTRAINTS; volumes and the node get topology "+service.TopologyKey+"="+service.TopologyValue)
 	stateFile := flag.String("state-file", "",
 		"journal of the state-changing Controller calls that succeeded, replayed on start: a restarted driver keeps its volumes, snapshots and publications")
+	healthFile := flag.String("volume-health-file", "",
+		"JSON file of volume health entries by volume ID (read on every call) for ControllerGetVolumeHealth, ControllerListVolumeHealth and NodeGetVolumeHealth")
+	listHealth := flag.Bool("list-volume-health", false,
+		"advertise LIST_VOLUME_HEALTH (ControllerListVolumeHealth) beside the mock's GET_VOLUME_HEALTH")
 	groupSnapshots := flag.Bool("enable-group-snapshots", false,
 		"serve a GroupController (CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT): a group snapshot is one CreateSnapshot per source volume")
 	klog.InitFlags(nil)
@@ -105,12 +122,15 @@ func main() {
 		}
 		controller = journal
 	}
+	health := &healthController{ControllerServer: controller, mock: mock, file: *healthFile, list: *listHealth}
+	controller = health
+	var node csi.NodeServer = healthNode{NodeServer: mock, health: health}
 	var stop func()
 	if *groupSnapshots {
 		server := grpc.NewServer(grpc.UnaryInterceptor(logCalls))
 		csi.RegisterIdentityServer(server, groupIdentity{mock})
 		csi.RegisterControllerServer(server, controller)
-		csi.RegisterNodeServer(server, mock)
+		csi.RegisterNodeServer(server, node)
 		csi.RegisterGroupControllerServer(server, newGroupController(mock))
 		go func() {
 			if err := server.Serve(listener); err != nil {
@@ -119,7 +139,7 @@ func main() {
 		}()
 		stop = server.Stop
 	} else {
-		d := driver.NewCSIDriver(&driver.CSIDriverServers{Controller: controller, Identity: mock, Node: mock})
+		d := driver.NewCSIDriver(&driver.CSIDriverServers{Controller: controller, Identity: mock, Node: node})
 		// nil: the package's interceptor, which logs every call (and checks no secrets: none are set).
 		if err := d.Start(listener, nil); err != nil {
 			fail("%v", err)
@@ -211,6 +231,8 @@ func (g *volumeGroup) snapshotIDsMatch(ids []string) bool {
 
 // groupController implements the CSI GroupController on top of the mock's snapshots.
 type groupController struct {
+	// The spec's generated server interface asks for this embedding (forward compatibility).
+	csi.UnimplementedGroupControllerServer
 	mock   service.Service
 	mu     sync.Mutex
 	byName map[string]*volumeGroup
@@ -477,4 +499,153 @@ func (j *journal) CreateSnapshot(ctx context.Context, r *csi.CreateSnapshotReque
 
 func (j *journal) DeleteSnapshot(ctx context.Context, r *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
 	return record(j, "DeleteSnapshot", r, func() (*csi.DeleteSnapshotResponse, error) { return j.ControllerServer.DeleteSnapshot(ctx, r) })
+}
+
+// healthEntry is one entry of the health file.
+type healthEntry struct {
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// healthController serves the CSI 1.13 volume health RPCs from the health file, on top of the
+// mock's Controller service (or its journal).
+type healthController struct {
+	csi.ControllerServer
+	mock service.Service
+	file string
+	list bool
+}
+
+// entries reads the health file: volume ID to its health entries.
+func (h *healthController) entries() (map[string][]*csi.VolumeHealth_VolumeHealthEntry, error) {
+	out := map[string][]*csi.VolumeHealth_VolumeHealthEntry{}
+	if h.file == "" {
+		return out, nil
+	}
+	data, err := os.ReadFile(h.file)
+	if os.IsNotExist(err) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading the volume health file: %v", err)
+	}
+	var raw map[string][]healthEntry
+	if len(strings.TrimSpace(string(data))) > 0 {
+		if err := json.Unmarshal(data, &raw); err != nil {
+			return nil, status.Errorf(codes.Internal, "volume health file: %v", err)
+		}
+	}
+	for id, list := range raw {
+		for _, e := range list {
+			value, ok := csi.VolumeHealthErrorType_value[e.Status]
+			if !ok {
+				n, err := strconv.Atoi(e.Status)
+				if err != nil {
+					return nil, status.Errorf(codes.Internal, "volume health file: volume %s: unknown status %q", id, e.Status)
+				}
+				value = int32(n)
+			}
+			out[id] = append(out[id], &csi.VolumeHealth_VolumeHealthEntry{
+				Status: csi.VolumeHealthErrorType(value), Reason: e.Reason, Message: e.Message,
+			})
+		}
+	}
+	return out, nil
+}
+
+func (h *healthController) ControllerGetCapabilities(ctx context.Context, req *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	rsp, err := h.ControllerServer.ControllerGetCapabilities(ctx, req)
+	if err != nil || !h.list {
+		return rsp, err
+	}
+	rsp.Capabilities = append(rsp.Capabilities, &csi.ControllerServiceCapability{
+		Type: &csi.ControllerServiceCapability_Rpc{
+			Rpc: &csi.ControllerServiceCapability_RPC{Type: csi.ControllerServiceCapability_RPC_LIST_VOLUME_HEALTH},
+		},
+	})
+	return rsp, nil
+}
+
+func (h *healthController) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "Volume ID cannot be empty")
+	}
+	if _, err := h.mock.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: req.GetVolumeId()}); err != nil {
+		return nil, err
+	}
+	entries, err := h.entries()
+	if err != nil {
+		return nil, err
+	}
+	return &csi.ControllerGetVolumeHealthResponse{
+		VolumeHealth: &csi.VolumeHealth{VolumeId: req.GetVolumeId(), HealthStatuses: entries[req.GetVolumeId()]},
+	}, nil
+}
+
+func (h *healthController) ControllerListVolumeHealth(ctx context.Context, req *csi.ControllerListVolumeHealthRequest) (*csi.ControllerListVolumeHealthResponse, error) {
+	if !h.list {
+		return nil, status.Error(codes.Unimplemented, "ControllerListVolumeHealth needs --list-volume-health")
+	}
+	entries, err := h.entries()
+	if err != nil {
+		return nil, err
+	}
+	// The existing volumes with entries, by ID.
+	var abnormal []*csi.VolumeHealth
+	token := ""
+	for {
+		rsp, err := h.mock.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range rsp.GetEntries() {
+			id := e.GetVolume().GetVolumeId()
+			if list := entries[id]; len(list) > 0 {
+				abnormal = append(abnormal, &csi.VolumeHealth{VolumeId: id, HealthStatuses: list})
+			}
+		}
+		token = rsp.GetNextToken()
+		if token == "" {
+			break
+		}
+	}
+	slices.SortFunc(abnormal, func(a, b *csi.VolumeHealth) int { return strings.Compare(a.VolumeId, b.VolumeId) })
+	start := 0
+	if req.GetStartingToken() != "" {
+		n, err := strconv.Atoi(req.GetStartingToken())
+		if err != nil || n < 0 || n > len(abnormal) {
+			return nil, status.Errorf(codes.Aborted, "startingToken=%s", req.GetStartingToken())
+		}
+		start = n
+	}
+	end := len(abnormal)
+	if limit := int(req.GetMaxEntries()); limit > 0 && start+limit < end {
+		end = start + limit
+	}
+	next := ""
+	if end < len(abnormal) {
+		next = strconv.Itoa(end)
+	}
+	return &csi.ControllerListVolumeHealthResponse{Entries: abnormal[start:end], NextToken: next}, nil
+}
+
+// healthNode is the mock's Node service with the health file's entries added to
+// NodeGetVolumeHealth.
+type healthNode struct {
+	csi.NodeServer
+	health *healthController
+}
+
+func (n healthNode) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+	rsp, err := n.NodeServer.NodeGetVolumeHealth(ctx, req)
+	if err != nil {
+		return rsp, err
+	}
+	entries, err := n.health.entries()
+	if err != nil {
+		return nil, err
+	}
+	rsp.VolumeHealth.HealthStatuses = append(rsp.VolumeHealth.HealthStatuses, entries[req.GetVolumeId()]...)
+	return rsp, nil
 }

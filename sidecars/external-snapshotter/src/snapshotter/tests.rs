@@ -118,6 +118,7 @@ async fn test_create_snapshot() {
             source_volume_id: "foo".into(),
             parameters,
             secrets,
+            accessibility_requirements: None,
         };
         assert_eq!(
             short_methods(&mock),
