@@ -10,15 +10,20 @@
 //! stored list (no merge), an unchanged report writes nothing, and a failed CSI call is not a
 //! recovery (the stored list stays).
 //!
-//! A driver speaking CSI 1.12/1.13 reports one `VolumeCondition {abnormal, message}`; an
-//! abnormal one becomes one condition `{status: Degraded, reason: VolumeConditionAbnormal,
-//! message}` — "not operating optimally" is the CSI definition of abnormal, and the reason is
-//! the one the Warning Event carries. Recovery removes `healthStatus`. Writes are JSON merge
+//! A CSI 1.13 driver reports `VolumeHealth` entries, each mapped to one condition
+//! ([`crate::volume_health`]). A driver on CSI 1.12 or older reports one
+//! `VolumeCondition {abnormal, message}`; an abnormal one becomes one condition `{status:
+//! Degraded, reason: VolumeConditionAbnormal, message}` — "not operating optimally" is the CSI
+//! definition of abnormal, and the reason is the one the Warning Event carries. Recovery
+//! removes `healthStatus`. Writes are JSON merge
 //! patches of the `status` subresource (RBAC: `persistentvolumeclaims/status` patch). An API
 //! server without the field drops it silently, so the Events below stay the signal users see
 //! on such clusters.
 //!
 //! # Events, and why no Event watch
+//!
+//! (The CSI 1.13 path records no such Events, as upstream master: only
+//! `UnknownVolumeHealthCondition` for statuses it does not know.)
 //!
 //! Upstream records a Warning `VolumeConditionAbnormal` (the driver's message) on every pass
 //! that finds the volume abnormal, and a Normal `VolumeConditionNormal` ("The Volume returns to

@@ -7,6 +7,7 @@
 mod controller;
 mod fixtures;
 mod health;
+mod health_mapping;
 mod node_watcher;
 mod pv_checker;
 mod pv_handler;
