@@ -13,7 +13,8 @@
 //!   entries, sorted by (status, reason) so that the same report is the same write.
 //!
 //! Each call has its own deadline (`--timeout`), each page of a list too: a long paged list is
-//! not squeezed into one timeout (upstream master does the same).
+//! not squeezed into one timeout (upstream master does the same). A driver whose tokens go round
+//! in a circle ends the sweep with an error (ours; upstream's loop would not end).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -168,6 +169,10 @@ pub enum ListHealthError {
     /// A `ControllerListVolumeHealth` page failed (upstream master's message).
     #[error("list volume health: {0}")]
     ListVolumeHealth(#[source] CsiError),
+    /// The driver gave a `next_token` it had already given in this sweep: the pages go round
+    /// in a circle (each page has its own deadline, so nothing else would end the sweep).
+    #[error("list volume health: the CSI driver returned the next_token {0:?} twice")]
+    RepeatedToken(String),
 }
 
 impl CsiHandler {
@@ -181,6 +186,7 @@ impl CsiHandler {
     ) -> Result<HashMap<String, VolumeHealthResult>, ListHealthError> {
         let mut results = HashMap::new();
         let mut token = String::new();
+        let mut seen = HashSet::new();
         loop {
             let page = self
                 .connection
@@ -206,6 +212,9 @@ impl CsiHandler {
             token = page.next_token;
             if token.is_empty() {
                 return Ok(results);
+            }
+            if !seen.insert(token.clone()) {
+                return Err(ListHealthError::RepeatedToken(token));
             }
         }
     }

@@ -3,7 +3,9 @@
 //! messages, tokens that never end), ControllerGetVolume and NodeGetVolumeStats responses, and
 //! capability lists: the conditions read are the model's (the last report of each volume across
 //! all pages; no condition reads as normal), a paging loop ends at the deadline with an error,
-//! and nothing panics.
+//! and nothing panics. Likewise `ControllerListVolumeHealth` (CSI 1.13): any statuses, reasons
+//! and messages read as `result_of` each volume's last report, a failed page fails the sweep, a
+//! token given twice ends it with an error.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use csi_proto::csi::v1 as csi;
 use csi_test_support::MockCsiDriver;
 use csi_test_support::fuzz::config;
 use external_health_monitor::csi::{CsiHandler, VolumeConditionResult};
+use external_health_monitor::volume_health::{ListHealthError, result_of};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use tonic::{Code, Status};
@@ -190,6 +193,100 @@ fn fuzz_volume_conditions() {
                 ))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(got, VolumeConditionResult::from(node));
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn volume_health() -> impl Strategy<Value = csi::VolumeHealth> {
+    (
+        prop_oneof!["v[0-3]", any::<String>()],
+        proptest::collection::vec(
+            (
+                prop_oneof![0i32..5, any::<i32>()],
+                prop_oneof!["[A-Z][a-zA-Z]{0,8}", any::<String>()],
+                any::<String>(),
+            )
+                .prop_map(|(status, reason, message)| {
+                    csi::volume_health::VolumeHealthEntry {
+                        status,
+                        reason,
+                        message,
+                    }
+                }),
+            0..4,
+        ),
+    )
+        .prop_map(|(volume_id, health_statuses)| csi::VolumeHealth {
+            volume_id,
+            health_statuses,
+        })
+}
+
+#[test]
+fn fuzz_list_volume_health() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (mock, connection) = runtime.block_on(async {
+        let mock = MockCsiDriver::start().await.expect("the mock driver");
+        let connection = Connection::connect(&mock.endpoint(), ConnectOptions::default())
+            .await
+            .expect("connected");
+        (mock, connection)
+    });
+    let handler = CsiHandler::new(connection);
+    let pages = (
+        proptest::collection::vec(proptest::collection::vec(volume_health(), 0..4), 1..4),
+        proptest::option::of((0usize..4, 1i32..17, any::<String>())),
+        proptest::bool::weighted(0.1),
+    );
+    TestRunner::new(config(32))
+        .run(&pages, |(pages, failure, endless)| {
+            let answer = (pages.clone(), failure.clone());
+            mock.handle(
+                "ControllerListVolumeHealth",
+                move |req: csi::ControllerListVolumeHealthRequest| {
+                    let (pages, failure) = &answer;
+                    let index = match req.starting_token.as_str() {
+                        "" => 0,
+                        t => t[1..]
+                            .parse::<usize>()
+                            .map_err(|_| Status::aborted("bad token"))?,
+                    };
+                    if let Some((at, code, message)) = failure
+                        && *at == index
+                    {
+                        return Err(Status::new(Code::from(*code), message.clone()));
+                    }
+                    let next_token = if index + 1 < pages.len() {
+                        format!("t{}", index + 1)
+                    } else if endless {
+                        "t0".to_string()
+                    } else {
+                        String::new()
+                    };
+                    Ok(csi::ControllerListVolumeHealthResponse {
+                        entries: pages.get(index).cloned().unwrap_or_default(),
+                        next_token,
+                    })
+                },
+            );
+            let got = runtime.block_on(handler.list_volume_health(Duration::from_secs(10)));
+            let fails = failure.as_ref().is_some_and(|(at, _, _)| *at < pages.len());
+            match got {
+                Ok(results) => {
+                    prop_assert!(!fails && !endless);
+                    let mut want = HashMap::new();
+                    for health in pages.iter().flatten() {
+                        want.insert(health.volume_id.clone(), result_of(Some(health)));
+                    }
+                    prop_assert_eq!(results, want);
+                }
+                Err(ListHealthError::ListVolumeHealth(_)) => prop_assert!(fails),
+                Err(ListHealthError::RepeatedToken(token)) => {
+                    prop_assert!(endless && !fails);
+                    prop_assert!(token.starts_with('t'));
+                }
+            }
             Ok(())
         })
         .unwrap();
