@@ -33,7 +33,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use csi_e2e_support::compare::{
-    compare_values, digits_to_n, normalize_conditions, strip_metadata, uuids_to_placeholder,
+    compare_values, digits_to_n, is_conflict_retry, normalize_conditions, strip_metadata,
+    uuids_to_placeholder,
 };
 use csi_e2e_support::{
     DriverOptions, DriverProcess, E2eEnv, TestNamespace, create_fake_node, delete_nodes,
@@ -881,6 +882,9 @@ impl Side {
             snapshot.claims.insert(name, normalize_claim(claim, n)?);
         }
         for event in self.events(&self.ns.name).await {
+            if is_conflict_retry(&event) {
+                continue;
+            }
             let name = event.involved_object.name.clone().unwrap_or_default();
             let events = match event.involved_object.kind.as_deref() {
                 Some("PersistentVolumeClaim") => snapshot.claim_events.entry(name),

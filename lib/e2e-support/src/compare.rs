@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::Event;
 use serde_json::{Value, json};
 
 /// Drops from `object`'s metadata what differs between any two runs (UID, resourceVersion,
@@ -133,6 +134,17 @@ pub fn compare_values(
     }
 }
 
+/// A Warning for a write that lost an optimistic-concurrency race (HTTP 409) and was retried:
+/// either side may meet one, when another writer (the controller manager, the other worker)
+/// updates the same claim between its read and its write, so it says nothing about the side.
+pub fn is_conflict_retry(event: &Event) -> bool {
+    event.type_.as_deref() == Some("Warning")
+        && event.message.as_deref().is_some_and(|m| {
+            m.starts_with("Operation cannot be fulfilled on ")
+                && m.contains("the object has been modified")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +197,23 @@ mod tests {
         let mut no_status = json!({"metadata": {"name": "n"}});
         normalize_conditions(&mut no_status);
         assert_eq!(no_status, json!({"metadata": {"name": "n"}}));
+    }
+
+    #[test]
+    fn only_a_lost_write_race_is_a_conflict_retry() {
+        let event = |type_: &str, message: &str| Event {
+            type_: Some(type_.to_string()),
+            message: Some(message.to_string()),
+            ..Event::default()
+        };
+        let conflict = "Operation cannot be fulfilled on persistentvolumeclaims \"clone-source\": \
+                        the object has been modified; please apply your changes to the latest \
+                        version and try again";
+        assert!(is_conflict_retry(&event("Warning", conflict)));
+        assert!(!is_conflict_retry(&event("Normal", conflict)));
+        assert!(!is_conflict_retry(&event(
+            "Warning",
+            "failed to provision volume with StorageClass \"sc\": rpc error: code = Internal"
+        )));
     }
 }
