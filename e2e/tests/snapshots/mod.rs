@@ -21,8 +21,9 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use csi_e2e_support::storage::{StorageFixture, WAIT};
 use csi_e2e_support::{
-    AppliedManifest, apply_rbac_manifest, describe_events, has_exited, ignore_not_found,
-    service_account_kubeconfig, service_account_username, tail, wait_until,
+    AppliedManifest, InvariantChecker, InvariantReport, apply_rbac_manifest, describe_events,
+    has_exited, ignore_not_found, invariants, service_account_kubeconfig, service_account_username,
+    tail, wait_until,
 };
 use csi_test_support::ChildProcess;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
@@ -402,6 +403,22 @@ impl Stack {
         Ok(())
     }
 
+    /// The reliability suite's invariants on this namespace and driver (no leaked content or
+    /// group content, no snapshot of the driver without its content, nothing terminating,
+    /// nothing created twice), at `stage` of the workload.
+    pub async fn check_invariants(&self, stage: &str) -> anyhow::Result<InvariantReport> {
+        let report = InvariantChecker::new(self.admin(), &self.fixture.driver)
+            .namespace(self.ns())
+            .check()
+            .await?;
+        ensure!(
+            report.is_clean(),
+            "{}: invariants when {stage}:\n{report}",
+            self.label
+        );
+        Ok(report)
+    }
+
     /// Fails if a process exited or the API server refused a ServiceAccount anything.
     pub async fn check_health(&self) -> anyhow::Result<()> {
         for (name, process) in &self.processes {
@@ -523,6 +540,7 @@ impl Stack {
     ///    snapshot go); `group` (its content, the members and their snapshots go); the retained
     ///    content, switched to Delete and deleted (the snapshot goes); the source claims;
     /// 6. nothing is left in the driver but its three built-in snapshots and volumes;
+    ///    the reliability suite's invariants hold when everything is ready and at the end;
     /// 7. the driver's requests are captured.
     pub async fn workload(&self) -> anyhow::Result<Captured> {
         let f = &self.fixture;
@@ -680,6 +698,14 @@ impl Stack {
         // Events are written in the background.
         tokio::time::sleep(Duration::from_secs(2)).await;
         self.check_health().await?;
+        let report = self.check_invariants("everything is ready").await?;
+        let checked = |check| report.check(check).map_or(0, |c| c.checked);
+        ensure!(
+            checked(invariants::GROUP_SNAPSHOT_CONTENTS) == 1
+                && checked(invariants::SNAPSHOT_CONTENTS) == 5,
+            "{}: the invariants did not see the group content and the five contents:\n{report}",
+            self.label
+        );
         let mut captured = Captured::default();
         captured.add_state(self, "ready").await?;
 
@@ -755,6 +781,7 @@ impl Stack {
             self.label
         );
         self.check_health().await?;
+        self.check_invariants("everything is deleted").await?;
         captured.add_calls(self);
         Ok(captured)
     }

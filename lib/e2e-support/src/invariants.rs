@@ -8,15 +8,17 @@
 //! | `pvs-have-volumes` | every PV of the driver has its volume in the driver |
 //! | `attachments` | no two VolumeAttachments for one volume and node; a single-node volume attached to one node at most |
 //! | `snapshot-contents` | no bound Delete-policy VolumeSnapshotContent whose VolumeSnapshot is gone |
+//! | `group-snapshot-contents` | no bound Delete-policy VolumeGroupSnapshotContent whose VolumeGroupSnapshot is gone |
 //! | `driver-snapshots` | every snapshot in the driver has a VolumeSnapshotContent |
 //! | `finalizers` | no object of the scenario stays with a deletionTimestamp (a finalizer nobody removes) |
-//! | `created-once` | the driver's call log: each CreateVolume / CreateSnapshot name got one ID; one PV per claim |
+//! | `created-once` | the driver's call log: each CreateVolume / CreateSnapshot / CreateVolumeGroupSnapshot name got one ID; one PV per claim |
 //!
 //! [`InvariantChecker`] collects the objects of a test's namespaces and driver, and the driver's
 //! state and call log (across its restarts, [`DriverProcess::all_grpc_calls`]); the checks
 //! themselves are pure functions of that [`Observed`] state ([`evaluate`]). Objects are matched
-//! to the scenario by namespace (claims, VolumeSnapshots, Events) or by driver name (PVs,
-//! VolumeAttachments, VolumeSnapshotContents): every test has a driver of its own.
+//! to the scenario by namespace (claims, VolumeSnapshots, VolumeGroupSnapshots, Events) or by
+//! driver name (PVs, VolumeAttachments, VolumeSnapshotContents, VolumeGroupSnapshotContents):
+//! every test has a driver of its own.
 //!
 //! [`InvariantChecker::check`] polls until everything holds or the settle time is over (work
 //! finishing in flight is not a violation), and returns an [`InvariantReport`]: per check, how
@@ -29,6 +31,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use csi_crd_types::group_snapshot::v1::{VolumeGroupSnapshot, VolumeGroupSnapshotContent};
 use csi_crd_types::snapshot::v1::{VolumeSnapshot, VolumeSnapshotContent};
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
@@ -40,12 +43,13 @@ pub use evaluate::evaluate;
 use crate::{DriverCall, DriverProcess};
 
 /// The names of the checks, in report order.
-pub const CHECKS: [&str; 8] = [
+pub const CHECKS: [&str; 9] = [
     CLAIMS,
     VOLUMES_HAVE_PVS,
     PVS_HAVE_VOLUMES,
     ATTACHMENTS,
     SNAPSHOT_CONTENTS,
+    GROUP_SNAPSHOT_CONTENTS,
     DRIVER_SNAPSHOTS,
     FINALIZERS,
     CREATED_ONCE,
@@ -60,6 +64,8 @@ pub const PVS_HAVE_VOLUMES: &str = "pvs-have-volumes";
 pub const ATTACHMENTS: &str = "attachments";
 /// No leaked VolumeSnapshotContent.
 pub const SNAPSHOT_CONTENTS: &str = "snapshot-contents";
+/// No leaked VolumeGroupSnapshotContent.
+pub const GROUP_SNAPSHOT_CONTENTS: &str = "group-snapshot-contents";
 /// Every snapshot in the driver has a VolumeSnapshotContent.
 pub const DRIVER_SNAPSHOTS: &str = "driver-snapshots";
 /// No object left terminating.
@@ -153,7 +159,7 @@ impl fmt::Display for InvariantReport {
             } else {
                 "VIOLATED"
             };
-            writeln!(f, "{:<18} {:>6} checked  {verdict}", c.name, c.checked)?;
+            writeln!(f, "{:<23} {:>6} checked  {verdict}", c.name, c.checked)?;
             for v in &c.violations {
                 writeln!(f, "    - {v}")?;
             }
@@ -179,6 +185,10 @@ pub struct Observed {
     pub snapshots: Vec<VolumeSnapshot>,
     /// Every VolumeSnapshotContent (filtered by driver here).
     pub contents: Vec<VolumeSnapshotContent>,
+    /// The VolumeGroupSnapshots of the namespaces.
+    pub group_snapshots: Vec<VolumeGroupSnapshot>,
+    /// Every VolumeGroupSnapshotContent (filtered by driver here).
+    pub group_contents: Vec<VolumeGroupSnapshotContent>,
     /// The driver's volumes (ListVolumes) as `(ID, CreateVolume name)`, built-in ones and
     /// ignored ones removed.
     pub driver_volumes: Vec<(String, String)>,
@@ -269,6 +279,10 @@ impl<'a> InvariantChecker<'a> {
                 .await?
                 .items,
             contents: list_or_empty(Api::<VolumeSnapshotContent>::all(self.admin.clone())).await?,
+            group_contents: list_or_empty(Api::<VolumeGroupSnapshotContent>::all(
+                self.admin.clone(),
+            ))
+            .await?,
             ..Observed::default()
         };
         for ns in &self.namespaces {
@@ -278,6 +292,10 @@ impl<'a> InvariantChecker<'a> {
             observed.events.extend(events.list(&lp).await?.items);
             let snapshots = Api::<VolumeSnapshot>::namespaced(self.admin.clone(), ns);
             observed.snapshots.extend(list_or_empty(snapshots).await?);
+            let groups = Api::<VolumeGroupSnapshot>::namespaced(self.admin.clone(), ns);
+            observed
+                .group_snapshots
+                .extend(list_or_empty(groups).await?);
         }
         observed.driver_volumes = self
             .driver

@@ -7,8 +7,9 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::ObjectMeta;
 
 use super::{
-    ATTACHMENTS, CLAIMS, CREATED_ONCE, CheckResult, DRIVER_SNAPSHOTS, FINALIZERS, InvariantReport,
-    Observed, PVS_HAVE_VOLUMES, SNAPSHOT_CONTENTS, VOLUMES_HAVE_PVS,
+    ATTACHMENTS, CLAIMS, CREATED_ONCE, CheckResult, DRIVER_SNAPSHOTS, FINALIZERS,
+    GROUP_SNAPSHOT_CONTENTS, InvariantReport, Observed, PVS_HAVE_VOLUMES, SNAPSHOT_CONTENTS,
+    VOLUMES_HAVE_PVS,
 };
 
 /// Runs every check on `observed`.
@@ -25,6 +26,7 @@ pub fn evaluate(observed: &Observed) -> InvariantReport {
             pvs_have_volumes(observed, &pvs),
             attachments(observed, &pvs),
             snapshot_contents(observed),
+            group_snapshot_contents(observed),
             driver_snapshots(observed),
             finalizers(observed, &pvs),
             created_once(observed, &pvs),
@@ -196,66 +198,116 @@ fn attachments(observed: &Observed, pvs: &[&PersistentVolume]) -> CheckResult {
     }
 }
 
-fn snapshot_contents(observed: &Observed) -> CheckResult {
-    let snapshots: BTreeMap<(String, String), String> = observed
-        .snapshots
-        .iter()
-        .map(|s| {
+/// A bound content as the leak checks see it: its name, deletion policy and the snapshot it is
+/// bound to (namespace, name, UID).
+struct Binding<'o> {
+    content: String,
+    deletion_policy: &'o str,
+    namespace: String,
+    name: String,
+    uid: &'o str,
+}
+
+/// The Delete-policy contents (of `kind`) bound to a snapshot (of `snapshot_kind`) that is gone
+/// or was replaced by one of the same name. `snapshots` are `((namespace, name), UID)` of the
+/// namespaces observed; a content bound elsewhere cannot be told leaked.
+fn leaked_contents<'o>(
+    check: &'static str,
+    (kind, snapshot_kind): (&str, &str),
+    bindings: Vec<Binding<'o>>,
+    snapshots: impl Iterator<Item = &'o ObjectMeta>,
+    observed: &Observed,
+) -> CheckResult {
+    let snapshots: BTreeMap<(String, String), String> = snapshots
+        .map(|meta| {
             (
                 (
-                    s.metadata.namespace.clone().unwrap_or_default(),
-                    s.metadata.name.clone().unwrap_or_default(),
+                    meta.namespace.clone().unwrap_or_default(),
+                    meta.name.clone().unwrap_or_default(),
                 ),
-                s.metadata.uid.clone().unwrap_or_default(),
+                meta.uid.clone().unwrap_or_default(),
             )
         })
         .collect();
-    let namespaces: BTreeSet<&str> = observed
+    let mut namespaces: BTreeSet<&str> = observed
         .claims
         .iter()
         .filter_map(|c| c.metadata.namespace.as_deref())
-        .chain(
-            observed
-                .snapshots
-                .iter()
-                .filter_map(|s| s.metadata.namespace.as_deref()),
-        )
         .collect();
-    let ours: Vec<_> = observed
-        .contents
-        .iter()
-        .filter(|c| c.spec.driver == observed.driver_name)
-        .collect();
+    namespaces.extend(snapshots.keys().map(|(ns, _)| ns.as_str()));
     let mut violations = Vec::new();
-    for content in &ours {
-        let reference = &content.spec.volume_snapshot_ref;
-        let uid = reference.uid.clone().unwrap_or_default();
-        if content.spec.deletion_policy != "Delete" || uid.is_empty() {
+    for b in &bindings {
+        if b.deletion_policy != "Delete" || b.uid.is_empty() {
             continue; // kept on purpose, or pre-provisioned and never bound
         }
-        let key = (
-            reference.namespace.clone().unwrap_or_default(),
-            reference.name.clone().unwrap_or_default(),
-        );
         // Only snapshots of the namespaces observed can be told missing.
-        if !namespaces.is_empty() && !namespaces.contains(key.0.as_str()) {
+        if !namespaces.is_empty() && !namespaces.contains(b.namespace.as_str()) {
             continue;
         }
+        let key = (b.namespace.clone(), b.name.clone());
         match snapshots.get(&key) {
-            Some(live) if *live == uid => {}
+            Some(live) if live == b.uid => {}
             _ => violations.push(format!(
-                "VolumeSnapshotContent {} (Delete) outlives its VolumeSnapshot {}/{}",
-                name(&content.metadata),
-                key.0,
-                key.1
+                "{kind} {} (Delete) outlives its {snapshot_kind} {}/{}",
+                b.content, b.namespace, b.name
             )),
         }
     }
     CheckResult {
-        name: SNAPSHOT_CONTENTS,
-        checked: ours.len(),
+        name: check,
+        checked: bindings.len(),
         violations,
     }
+}
+
+fn snapshot_contents(observed: &Observed) -> CheckResult {
+    let bindings = observed
+        .contents
+        .iter()
+        .filter(|c| c.spec.driver == observed.driver_name)
+        .map(|c| {
+            let reference = &c.spec.volume_snapshot_ref;
+            Binding {
+                content: name(&c.metadata),
+                deletion_policy: &c.spec.deletion_policy,
+                namespace: reference.namespace.clone().unwrap_or_default(),
+                name: reference.name.clone().unwrap_or_default(),
+                uid: reference.uid.as_deref().unwrap_or_default(),
+            }
+        })
+        .collect();
+    leaked_contents(
+        SNAPSHOT_CONTENTS,
+        ("VolumeSnapshotContent", "VolumeSnapshot"),
+        bindings,
+        observed.snapshots.iter().map(|s| &s.metadata),
+        observed,
+    )
+}
+
+fn group_snapshot_contents(observed: &Observed) -> CheckResult {
+    let bindings = observed
+        .group_contents
+        .iter()
+        .filter(|c| c.spec.driver == observed.driver_name)
+        .map(|c| {
+            let reference = &c.spec.volume_group_snapshot_ref;
+            Binding {
+                content: name(&c.metadata),
+                deletion_policy: &c.spec.deletion_policy,
+                namespace: reference.namespace.clone().unwrap_or_default(),
+                name: reference.name.clone().unwrap_or_default(),
+                uid: reference.uid.as_deref().unwrap_or_default(),
+            }
+        })
+        .collect();
+    leaked_contents(
+        GROUP_SNAPSHOT_CONTENTS,
+        ("VolumeGroupSnapshotContent", "VolumeGroupSnapshot"),
+        bindings,
+        observed.group_snapshots.iter().map(|s| &s.metadata),
+        observed,
+    )
 }
 
 fn driver_snapshots(observed: &Observed) -> CheckResult {
@@ -318,6 +370,19 @@ fn finalizers(observed: &Observed, pvs: &[&PersistentVolume]) -> CheckResult {
             .filter(|c| c.spec.driver == driver)
             .map(|c| ("VolumeSnapshotContent", &c.metadata)),
     );
+    metas.extend(
+        observed
+            .group_snapshots
+            .iter()
+            .map(|g| ("VolumeGroupSnapshot", &g.metadata)),
+    );
+    metas.extend(
+        observed
+            .group_contents
+            .iter()
+            .filter(|c| c.spec.driver == driver)
+            .map(|c| ("VolumeGroupSnapshotContent", &c.metadata)),
+    );
     CheckResult {
         name: FINALIZERS,
         checked: metas.len(),
@@ -338,6 +403,7 @@ fn created_once(observed: &Observed, pvs: &[&PersistentVolume]) -> CheckResult {
         let id = match call.short_method() {
             "CreateVolume" => &call.response["volume"]["volume_id"],
             "CreateSnapshot" => &call.response["snapshot"]["snapshot_id"],
+            "CreateVolumeGroupSnapshot" => &call.response["group_snapshot"]["group_snapshot_id"],
             _ => continue,
         };
         let (Some(request_name), Some(id)) = (call.request["name"].as_str(), id.as_str()) else {

@@ -52,7 +52,8 @@ fn call(method: &str, name: &str, response: Value) -> DriverCall {
     }
 }
 
-/// Two bound claims with their volumes, attached once, one snapshot with its content.
+/// Two bound claims with their volumes, attached once, one snapshot with its content, one group
+/// snapshot of both claims with its content.
 fn clean() -> Observed {
     Observed {
         driver_name: DRIVER.to_string(),
@@ -70,6 +71,18 @@ fn clean() -> Observed {
                 "volumeSnapshotRef": {"namespace": "ns", "name": "s", "uid": "uid-s"},
             },
             "status": {"snapshotHandle": "4"},
+        }))],
+        group_snapshots: vec![from(json!({
+            "metadata": {"name": "g", "namespace": "ns", "uid": "uid-g"},
+            "spec": {"source": {"selector": {"matchLabels": {"group": "g"}}}},
+        }))],
+        group_contents: vec![from(json!({
+            "metadata": {"name": "gc"},
+            "spec": {
+                "driver": DRIVER, "deletionPolicy": "Delete",
+                "source": {"volumeHandles": ["4", "5"]},
+                "volumeGroupSnapshotRef": {"namespace": "ns", "name": "g", "uid": "uid-g"},
+            },
         }))],
         driver_volumes: vec![("4".into(), "pvc-a".into()), ("5".into(), "pvc-b".into())],
         driver_snapshots: vec!["4".into()],
@@ -93,6 +106,11 @@ fn clean() -> Observed {
                 "CreateSnapshot",
                 "snap",
                 json!({"snapshot": {"snapshot_id": "4"}}),
+            ),
+            call(
+                "CreateVolumeGroupSnapshot",
+                "groupsnapshot-uid-g",
+                json!({"group_snapshot": {"group_snapshot_id": "g1"}}),
             ),
         ],
         ..Observed::default()
@@ -128,9 +146,10 @@ fn a_clean_state_passes_every_check_with_counts() {
             (PVS_HAVE_VOLUMES, 2),
             (ATTACHMENTS, 1),
             (SNAPSHOT_CONTENTS, 1),
+            (GROUP_SNAPSHOT_CONTENTS, 1),
             (DRIVER_SNAPSHOTS, 1),
-            (FINALIZERS, 7),
-            (CREATED_ONCE, 5),
+            (FINALIZERS, 9),
+            (CREATED_ONCE, 6),
         ]
     );
 }
@@ -217,6 +236,39 @@ fn a_content_outliving_its_snapshot_and_a_snapshot_without_content() {
 }
 
 #[test]
+fn a_group_content_outliving_its_group_snapshot() {
+    let mut observed = clean();
+    observed.group_snapshots.clear();
+    assert_eq!(
+        only(&observed, GROUP_SNAPSHOT_CONTENTS),
+        vec!["VolumeGroupSnapshotContent gc (Delete) outlives its VolumeGroupSnapshot ns/g"]
+    );
+    // A group snapshot of the same name made again is another object.
+    let mut observed = clean();
+    observed.group_snapshots[0].metadata.uid = Some("uid-g2".into());
+    assert_eq!(only(&observed, GROUP_SNAPSHOT_CONTENTS).len(), 1);
+    // Retain keeps it on purpose; another driver's content is not ours.
+    let mut observed = clean();
+    observed.group_snapshots.clear();
+    observed.group_contents[0].spec.deletion_policy = "Retain".into();
+    assert!(only(&observed, GROUP_SNAPSHOT_CONTENTS).is_empty());
+    observed.group_contents[0].spec.deletion_policy = "Delete".into();
+    observed.group_contents[0].spec.driver = "other".into();
+    assert!(evaluate(&observed).is_clean());
+    // A group snapshot name answered with two group IDs.
+    let mut observed = clean();
+    observed.calls.push(call(
+        "CreateVolumeGroupSnapshot",
+        "groupsnapshot-uid-g",
+        json!({"group_snapshot": {"group_snapshot_id": "g2"}}),
+    ));
+    assert_eq!(
+        only(&observed, CREATED_ONCE),
+        vec![r#"CreateVolumeGroupSnapshot "groupsnapshot-uid-g" answered 2 IDs: {"g1", "g2"}"#]
+    );
+}
+
+#[test]
 fn terminating_objects_are_reported_with_their_finalizers() {
     let mut observed = clean();
     observed.pvs[1].metadata.deletion_timestamp =
@@ -227,6 +279,20 @@ fn terminating_objects_are_reported_with_their_finalizers() {
     assert_eq!(
         only(&observed, FINALIZERS),
         vec![r#"PV pv-b is still terminating with finalizers ["f"]"#]
+    );
+    let mut observed = clean();
+    observed.group_contents[0].metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    observed.group_contents[0].metadata.finalizers = Some(vec![
+        "groupsnapshot.storage.kubernetes.io/volumegroupsnapshotcontent-bound-protection".into(),
+    ]);
+    assert_eq!(
+        only(&observed, FINALIZERS),
+        vec![
+            r#"VolumeGroupSnapshotContent gc is still terminating with finalizers ["groupsnapshot.storage.kubernetes.io/volumegroupsnapshotcontent-bound-protection"]"#
+        ]
     );
 }
 
@@ -279,7 +345,7 @@ fn reports_add_up_and_print() {
     );
     let text = total.to_string();
     assert!(
-        text.contains("volumes-have-pvs        5 checked  VIOLATED"),
+        text.contains("volumes-have-pvs             5 checked  VIOLATED"),
         "{text}"
     );
     let markdown = total.to_markdown();
