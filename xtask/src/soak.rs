@@ -5,7 +5,7 @@
 //!
 //! - `report.md`: per scenario what it did, the faults, what it checked and the invariant
 //!   counts (the scenario's own section), its processes' figures after warm-up with the RSS
-//!   verdict (flat within ±5 %), and the chart;
+//!   verdict (flat within ±5 %), the open-fd verdict (no growth beyond a few fds), and the chart;
 //! - `samples.csv`, `<scenario>.png`, `<scenario>.log` (the test's output).
 //!
 //! A scenario is a test of `e2e/tests/` that reads `CSI_SOAK_DURATION` and `CSI_SOAK_DIR`
@@ -261,13 +261,16 @@ fn report(
         "# Soak {}\n\nEach scenario churned for {:?}; RSS and open fds of every process of ours \
          sampled every {:?} (`samples.csv`). RSS verdict: after a warm-up of the first {:.0} % of a \
          process's life, the mean of the last quarter within ±{:.0} % of the mean of the first \
-         quarter; processes living less than half the scenario (replicas killed on purpose) are \
-         shown, not judged.\n",
+         quarter; open fds steady: the mean of the last quarter at most {} fds or {:.0} % above \
+         the first quarter's; processes living less than half the scenario (replicas killed on \
+         purpose) are shown, not judged.\n",
         dir.file_name().unwrap_or_default().to_string_lossy(),
         options.duration,
         options.every,
         series::WARM_UP * 100.0,
-        series::FLAT * 100.0
+        series::FLAT * 100.0,
+        series::FD_SLACK,
+        series::FD_SLACK_SHARE * 100.0
     );
     for (scenario, passed, took) in runs {
         let section = std::fs::read_to_string(dir.join(format!("scenario-{}.md", scenario.name)))
@@ -297,8 +300,8 @@ fn report(
             .collect();
         let verdicts = series::judge(&mine);
         out.push_str(
-            "| process | samples | span | RSS early → late (MiB) | min–max | drift | verdict | fds min–max |\n\
-             |---|---:|---:|---:|---:|---:|---|---:|\n",
+            "| process | samples | span | RSS early → late (MiB) | min–max | drift | verdict | fds min–max | fds early → late | fds |\n\
+             |---|---:|---:|---:|---:|---:|---|---:|---:|---|\n",
         );
         for v in verdicts.iter().filter(|v| v.judged) {
             let verdict = if v.flat() { "flat" } else { "**grew**" };
@@ -310,9 +313,16 @@ fn report(
                     v.drift * 100.0
                 ));
             }
+            let fds = if v.fds_steady() { "steady" } else { "**grew**" };
+            if !v.fds_steady() {
+                failed.push(format!(
+                    "{}: {} open fds {:.1} → {:.1}",
+                    scenario.name, v.series, v.fds_early, v.fds_late
+                ));
+            }
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} s | {:.1} → {:.1} | {:.1}–{:.1} | {:+.1} % | {verdict} | {}–{} |",
+                "| {} | {} | {:.0} s | {:.1} → {:.1} | {:.1}–{:.1} | {:+.1} % | {verdict} | {}–{} | {:.1} → {:.1} | {fds} |",
                 v.series,
                 v.samples,
                 v.span,
@@ -322,7 +332,9 @@ fn report(
                 v.max_mib,
                 v.drift * 100.0,
                 v.fds_min,
-                v.fds_max
+                v.fds_max,
+                v.fds_early,
+                v.fds_late
             );
         }
         // Processes killed or restarted on purpose: one row per binary.
@@ -334,7 +346,7 @@ fn report(
         for (binary, group) in short {
             let _ = writeln!(
                 out,
-                "| {binary} ×{} (short-lived) | {} | ≤ {:.0} s each | | {:.1}–{:.1} | | not judged | {}–{} |",
+                "| {binary} ×{} (short-lived) | {} | ≤ {:.0} s each | | {:.1}–{:.1} | | not judged | {}–{} | | not judged |",
                 group.len(),
                 group.iter().map(|v| v.samples).sum::<usize>(),
                 group.iter().map(|v| v.span).fold(0.0, f64::max),

@@ -150,6 +150,11 @@ pub fn csv(samples: &[Sample]) -> String {
 pub const WARM_UP: f64 = 0.2;
 /// The largest drift of RSS after warm-up that counts as flat.
 pub const FLAT: f64 = 0.05;
+/// The largest growth of the open-fd count after warm-up that counts as steady: connections
+/// come and go (a watch reconnecting, a lease renewal on a fresh stream), a leak keeps growing.
+pub const FD_SLACK: f64 = 4.0;
+/// ... or this share of the early count, when that is larger.
+pub const FD_SLACK_SHARE: f64 = 0.10;
 
 /// A series' figures after warm-up.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,13 +172,24 @@ pub struct Verdict {
     pub drift: f64,
     pub fds_min: usize,
     pub fds_max: usize,
+    /// Mean open fds of the first and last quarter after warm-up.
+    pub fds_early: f64,
+    pub fds_late: f64,
     /// Whether it lived long enough (half the scenario, 8 samples) to be judged.
     pub judged: bool,
 }
 
 impl Verdict {
+    /// RSS within ±[`FLAT`] after warm-up (or not judged).
     pub fn flat(&self) -> bool {
         !self.judged || self.drift.abs() <= FLAT
+    }
+
+    /// Open fds grew by at most [`FD_SLACK`] or [`FD_SLACK_SHARE`] after warm-up (or not
+    /// judged).
+    pub fn fds_steady(&self) -> bool {
+        !self.judged
+            || self.fds_late - self.fds_early <= FD_SLACK.max(self.fds_early * FD_SLACK_SHARE)
     }
 }
 
@@ -197,6 +213,9 @@ pub fn judge(samples: &[Sample]) -> Vec<Verdict> {
     let mean = |part: &[&Sample]| {
         part.iter().map(|s| mib(s.rss_kib)).sum::<f64>() / part.len().max(1) as f64
     };
+    let mean_fds = |part: &[&Sample]| {
+        part.iter().map(|s| s.fds as f64).sum::<f64>() / part.len().max(1) as f64
+    };
     by_series
         .into_iter()
         .map(|(series, points)| {
@@ -205,8 +224,10 @@ pub fn judge(samples: &[Sample]) -> Vec<Verdict> {
             let warm = start + span * WARM_UP;
             let rest: Vec<&Sample> = points.iter().copied().filter(|s| s.t >= warm).collect();
             let quarter = (rest.len() / 4).max(1);
-            let early = mean(&rest[..quarter.min(rest.len())]);
-            let late = mean(&rest[rest.len().saturating_sub(quarter)..]);
+            let first_quarter = &rest[..quarter.min(rest.len())];
+            let last_quarter = &rest[rest.len().saturating_sub(quarter)..];
+            let early = mean(first_quarter);
+            let late = mean(last_quarter);
             Verdict {
                 samples: points.len(),
                 span,
@@ -221,6 +242,8 @@ pub fn judge(samples: &[Sample]) -> Vec<Verdict> {
                 },
                 fds_min: rest.iter().map(|s| s.fds).min().unwrap_or(0),
                 fds_max: rest.iter().map(|s| s.fds).max().unwrap_or(0),
+                fds_early: mean_fds(first_quarter),
+                fds_late: mean_fds(last_quarter),
                 judged: span >= scenario_span * 0.5 && points.len() >= 8,
                 series,
             }
@@ -233,6 +256,16 @@ mod tests {
     use super::*;
 
     fn series(pid: u32, from: u64, to: u64, rss: impl Fn(u64) -> u64) -> Vec<Sample> {
+        with_fds(pid, from, to, rss, |_| 20)
+    }
+
+    fn with_fds(
+        pid: u32,
+        from: u64,
+        to: u64,
+        rss: impl Fn(u64) -> u64,
+        fds: impl Fn(u64) -> usize,
+    ) -> Vec<Sample> {
         (from..to)
             .map(|i| Sample {
                 t: i as f64 * 5.0,
@@ -240,9 +273,24 @@ mod tests {
                 process: "csi-sidecars".into(),
                 pid,
                 rss_kib: rss(i),
-                fds: 20,
+                fds: fds(i),
             })
             .collect()
+    }
+
+    #[test]
+    fn open_fds_that_come_and_go_are_steady_a_growing_count_is_not() {
+        // Connections open and close: 20 to 26 fds, no trend.
+        let mut samples = with_fds(1, 0, 100, |_| 20_000, |i| 20 + (i % 7) as usize);
+        // One more fd every fifth sample: a leak of 20 over the run.
+        samples.extend(with_fds(2, 0, 100, |_| 20_000, |i| 20 + (i / 5) as usize));
+        // Many fds: 10 % of 300 is the slack.
+        samples.extend(with_fds(3, 0, 100, |_| 20_000, |i| 300 + (i / 4) as usize));
+        let verdicts = judge(&samples);
+        assert!(verdicts[0].fds_steady(), "{:?}", verdicts[0]);
+        assert!(!verdicts[1].fds_steady(), "{:?}", verdicts[1]);
+        assert!(verdicts[1].flat(), "RSS stays flat: {:?}", verdicts[1]);
+        assert!(verdicts[2].fds_steady(), "{:?}", verdicts[2]);
     }
 
     #[test]
