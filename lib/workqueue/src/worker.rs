@@ -28,8 +28,10 @@ pub enum Outcome {
     /// Handled, to be looked at again after this delay ([`WorkQueue::forget`], then
     /// [`WorkQueue::add_after`]), as controller-runtime's `RequeueAfter`.
     RequeueAfter(Duration),
-    /// Done, without touching its backoff (upstream returns without `Forget` or
-    /// `AddRateLimited`): the object is gone or is not this controller's.
+    /// Done: the object is gone or is not this controller's (upstream returns without `Forget`
+    /// or `AddRateLimited`). Its backoff is dropped too: upstream's rate limiter keeps the
+    /// failure count of a key that failed before its object went away for the life of the
+    /// process, one entry per deleted object; nothing else tells the two apart.
     Done,
 }
 
@@ -72,7 +74,7 @@ where
             queue.forget(key);
             queue.add_after(key.clone(), delay);
         }
-        Outcome::Done => {}
+        Outcome::Done => queue.forget(key),
     }
     queue.done(key);
 }
@@ -380,6 +382,7 @@ mod tests {
                         &[Outcome::Requeue, Outcome::RequeueAfter(10 * SECOND)],
                     ),
                     ("done", &[Outcome::Done]),
+                    ("gone", &[Outcome::Requeue, Outcome::Done]),
                 ],
                 Arc::clone(&seen),
             ),
@@ -388,29 +391,33 @@ mod tests {
         queue.add(key("requeue"));
         queue.add(key("later"));
         queue.add(key("done"));
+        queue.add(key("gone"));
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(*seen.lock().unwrap(), ["requeue", "later", "done"]);
+        assert_eq!(*seen.lock().unwrap(), ["requeue", "later", "done", "gone"]);
         // Requeue: back after its backoff, which grows; Done: gone, nothing counted.
         assert_eq!(queue.num_requeues(&key("requeue")), 1);
         assert_eq!(queue.num_requeues(&key("later")), 1);
         assert_eq!(queue.num_requeues(&key("done")), 0);
+        assert_eq!(queue.num_requeues(&key("gone")), 1);
         assert!(queue.is_empty());
 
-        // After 1s both failed keys are retried: "requeue" fails again (backoff 2s),
-        // "later" asks to be looked at in 10s, with its backoff reset.
+        // After 1s the failed keys are retried: "requeue" fails again (backoff 2s), "later"
+        // asks to be looked at in 10s, with its backoff reset, and "gone" is done: its
+        // failure count goes with it.
         tokio::time::sleep(SECOND).await;
-        assert_eq!(seen.lock().unwrap().len(), 5);
+        assert_eq!(seen.lock().unwrap().len(), 7);
         assert_eq!(queue.num_requeues(&key("requeue")), 2);
         assert_eq!(queue.num_requeues(&key("later")), 0);
+        assert_eq!(queue.num_requeues(&key("gone")), 0);
 
         // After 2s more "requeue" succeeds: forgotten.
         tokio::time::sleep(2 * SECOND).await;
-        assert_eq!(seen.lock().unwrap().len(), 6);
+        assert_eq!(seen.lock().unwrap().len(), 8);
         assert_eq!(queue.num_requeues(&key("requeue")), 0);
 
         // "later" comes back 10s after it asked.
         tokio::time::sleep(6 * SECOND).await;
-        assert_eq!(seen.lock().unwrap().len(), 6);
+        assert_eq!(seen.lock().unwrap().len(), 8);
         tokio::time::sleep(2 * SECOND).await;
         assert_eq!(
             seen.lock().unwrap().last().map(String::as_str),
@@ -418,7 +425,7 @@ mod tests {
         );
         assert_eq!(queue.processing_len(), 0);
 
-        // The queue's metrics saw it all: three rate-limited re-adds and one delayed add
+        // The queue's metrics saw it all: four rate-limited re-adds and one delayed add
         // (client-go counts `AddAfter` as a retry too).
         let retries = registry
             .gather()
@@ -426,7 +433,7 @@ mod tests {
             .find(|f| f.name == "workqueue_retries_total")
             .expect("retries family");
         match retries.samples[0].value {
-            csi_metrics::SampleValue::Value(v) => assert_eq!(v, 4.0),
+            csi_metrics::SampleValue::Value(v) => assert_eq!(v, 5.0),
             csi_metrics::SampleValue::Histogram(_) => panic!("a counter"),
         }
 
