@@ -50,6 +50,11 @@ impl SlowSet {
     /// Adds `key` unless it is there and its retention has not passed (an entry keeps its
     /// time; an expired one is replaced, as if [`SlowSet::remove_expired`] had dropped it
     /// already). Whether it was added.
+    ///
+    /// Adding also drops every other expired entry: an object deleted while in the set is
+    /// never looked up again, and without a sweep its entry would stay for the life of the
+    /// process (csi-lib-utils sweeps from a background loop; here the set is swept by the
+    /// failures that fill it, so it holds at most the keys added within one retention).
     pub fn add(&self, key: &str, entry: SlowEntry) -> bool {
         let mut entries = self.entries();
         if entries
@@ -58,6 +63,8 @@ impl SlowSet {
         {
             return false;
         }
+        let retention = self.retention;
+        entries.retain(|_, old| old.since.elapsed() <= retention);
         entries.insert(key.to_string(), entry);
         true
     }
@@ -139,6 +146,27 @@ mod tests {
         assert_eq!(set.time_remaining("ns/a"), Duration::ZERO);
         set.remove_expired();
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn adding_drops_the_expired_entries_of_objects_never_seen_again() {
+        let set = SlowSet::new(Duration::from_secs(60));
+        let old = |key: &str| {
+            set.add(
+                key,
+                SlowEntry {
+                    since: Instant::now() - Duration::from_secs(61),
+                    storage_class_uid: String::new(),
+                },
+            )
+        };
+        old("ns/deleted-1");
+        old("ns/deleted-2");
+        assert!(set.add("ns/kept", SlowEntry::now()));
+        assert_eq!(set.len(), 1);
+        assert!(set.contains("ns/kept"));
+        assert!(set.add("ns/other", SlowEntry::now()));
+        assert_eq!(set.len(), 2, "entries within their retention stay");
     }
 
     #[test]
