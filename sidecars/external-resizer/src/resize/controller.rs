@@ -233,6 +233,22 @@ impl Reconciler {
         lock(&self.final_errors).remove(key);
     }
 
+    /// Forgets what failed attempts left about the deleted claim `key` (UID `uid`): its final
+    /// error, its slow retry and its in-use error, which would otherwise stay for the life of
+    /// the process (upstream keeps them too).
+    pub fn forget_claim(&self, key: &str, uid: &str) {
+        self.remove_final_error(key);
+        self.slow.remove(key);
+        self.in_use.remove_claim_with_in_use_error(uid);
+    }
+
+    /// Whether anything is kept about the claim `key` (UID `uid`) from failed attempts.
+    pub fn remembers_claim(&self, key: &str, uid: &str) -> bool {
+        self.has_final_error(key)
+            || self.slow.get(key).is_some()
+            || self.in_use.has_in_use_errors(uid)
+    }
+
     /// Upstream's `syncPVC`: expands the claim `namespace/name` if it asks for more than it
     /// has.
     pub async fn sync_pvc(&self, key: &str) -> Result<(), SyncError> {

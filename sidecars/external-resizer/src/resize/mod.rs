@@ -231,6 +231,7 @@ impl ResizeController {
         tasks.spawn(feed_claims(
             self.watches.claims.events(),
             self.queue.clone(),
+            self.reconciler.clone(),
             shutdown.clone(),
         ));
         if let Some(pods) = &self.watches.pods {
@@ -272,10 +273,12 @@ impl ResizeController {
 }
 
 /// Upstream's PVC handlers: add queues the claim, update queues it when
-/// [`controller::should_enqueue_update`] says so, delete forgets its backoff.
+/// [`controller::should_enqueue_update`] says so, delete forgets its backoff and what failed
+/// attempts left ([`Reconciler::forget_claim`]).
 async fn feed_claims(
     events: csi_kube::Events<PersistentVolumeClaim>,
     queue: WorkQueue<String>,
+    reconciler: Arc<Reconciler>,
     shutdown: CancellationToken,
 ) {
     let mut events = std::pin::pin!(events);
@@ -290,7 +293,11 @@ async fn feed_claims(
                         queue.add(csi_kube::key_of(&*new));
                     }
                 }
-                Some(Change::Deleted { last, .. }) => queue.forget(&csi_kube::key_of(&*last)),
+                Some(Change::Deleted { last, .. }) => {
+                    let key = csi_kube::key_of(&*last);
+                    queue.forget(&key);
+                    reconciler.forget_claim(&key, last.metadata.uid.as_deref().unwrap_or_default());
+                }
             },
         }
     }

@@ -205,3 +205,33 @@ async fn the_patches_sent() {
         "FileSystemResizePending"
     );
 }
+
+#[tokio::test]
+async fn a_deleted_claim_leaves_nothing_of_its_failed_attempts() {
+    let driver = FakeDriver::new(false, true, true, true);
+    driver.set_expansion_error(CsiError::Status(Status::new(Code::OutOfRange, "too big")));
+    let cluster = FakeCluster::new();
+    cluster.add_claim(get_test_pvc("testPV", "10G", "1G", "", ""));
+    let mut pv = create_pv(1, "claim01", NS, "test-uid", "Filesystem");
+    pv.metadata.name = Some("testPV".into());
+    cluster.add_volume(pv);
+    let s = setup("foo", driver.clone(), cluster.clone()).await;
+    let (key, uid) = ("default/claim01", "test-uid");
+
+    // An infeasible expansion puts the claim in the slow set; a final error and an in-use
+    // error are remembered too.
+    let _ = s.reconciler.sync_pvc(key).await;
+    let _ = s.reconciler.sync_pvc(key).await;
+    assert!(matches!(
+        s.reconciler.sync_pvc(key).await,
+        Err(SyncError::DelayRetry { .. })
+    ));
+    s.reconciler.add_final_error(key);
+    s.in_use.add_claim_with_in_use_error(uid);
+    assert!(s.reconciler.remembers_claim(key, uid));
+
+    // The claim is deleted: the PVC watch's delete handler forgets all of it.
+    s.reconciler.forget_claim(key, uid);
+    assert!(!s.reconciler.remembers_claim(key, uid));
+    assert!(!s.in_use.has_in_use_errors(uid));
+}
