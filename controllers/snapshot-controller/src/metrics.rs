@@ -153,8 +153,11 @@ impl OperationMetrics {
 
     /// Observes `key`'s duration with `status` (`None`: `unknown`) and forgets it; an empty or
     /// unknown `driver` takes the one given at the start. Recording a deletion records the
-    /// unfinished creations of the same object as `cancel`. A key that never started is
-    /// ignored.
+    /// unfinished creations of the same object as `cancel`, with the deletion's duration.
+    /// A key that never started is not observed; but a deletion that never started (the
+    /// snapshot went before the controller saw it being deleted) still cancels the
+    /// creations, with their own durations: upstream returns early then, and keeps them in
+    /// flight for the life of the process.
     pub fn record(&self, key: &OperationKey, status: Option<&str>, driver: &str) {
         let (create, create_and_ready) = match key.name {
             DELETE_SNAPSHOT => (CREATE_SNAPSHOT, CREATE_SNAPSHOT_AND_READY),
@@ -162,30 +165,34 @@ impl OperationMetrics {
             _ => ("", ""),
         };
         let mut operations = self.operations();
-        let Some(value) = operations.remove(key) else {
-            return;
-        };
-        let driver = if driver.is_empty() || driver == UNKNOWN_DRIVER {
-            value.driver.as_str()
-        } else {
-            driver
-        };
-        let duration = value.started.elapsed().as_secs_f64();
-        self.inner
-            .latency
-            .with_label_values(&[
-                driver,
-                key.name,
-                &value.snapshot_type,
-                status.unwrap_or(STATUS_UNKNOWN),
-            ])
-            .observe(duration);
+        let started = operations.remove(key);
+        let duration = started
+            .as_ref()
+            .map(|value| value.started.elapsed().as_secs_f64());
+        if let Some(value) = &started {
+            let driver = if driver.is_empty() || driver == UNKNOWN_DRIVER {
+                value.driver.as_str()
+            } else {
+                driver
+            };
+            self.inner
+                .latency
+                .with_label_values(&[
+                    driver,
+                    key.name,
+                    &value.snapshot_type,
+                    status.unwrap_or(STATUS_UNKNOWN),
+                ])
+                .observe(duration.unwrap_or_default());
+        }
+        let mut cancelled = false;
         for name in [create, create_and_ready] {
             if name.is_empty() {
                 continue;
             }
             let pending = OperationKey::new(name, &key.uid);
             if let Some(pending_value) = operations.remove(&pending) {
+                cancelled = true;
                 self.inner
                     .latency
                     .with_label_values(&[
@@ -194,10 +201,14 @@ impl OperationMetrics {
                         &pending_value.snapshot_type,
                         STATUS_CANCEL,
                     ])
-                    .observe(duration);
+                    .observe(
+                        duration.unwrap_or_else(|| pending_value.started.elapsed().as_secs_f64()),
+                    );
             }
         }
-        self.inner.in_flight.set(operations.len() as f64);
+        if started.is_some() || cancelled {
+            self.inner.in_flight.set(operations.len() as f64);
+        }
     }
 
     /// How many operations are under way.

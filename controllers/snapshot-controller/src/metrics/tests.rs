@@ -152,6 +152,44 @@ async fn delete_cancels_unfinished_creations() {
     assert_eq!(mgr.in_flight(), 0);
 }
 
+// A snapshot deleted before the controller saw it being deleted: its deletion never started,
+// and its unfinished creations are cancelled with their own durations instead of staying in
+// flight.
+#[tokio::test(start_paused = true)]
+async fn a_deletion_that_never_started_cancels_unfinished_creations() {
+    let (mgr, registry) = manager();
+    mgr.operation_start(OperationKey::new(CREATE_SNAPSHOT, "uid"), "driver", DYNAMIC);
+    mgr.operation_start(
+        OperationKey::new(CREATE_SNAPSHOT_AND_READY, "uid"),
+        "driver",
+        DYNAMIC,
+    );
+    mgr.operation_start(
+        OperationKey::new(CREATE_SNAPSHOT, "other"),
+        "driver",
+        DYNAMIC,
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mgr.record(
+        &OperationKey::new(DELETE_SNAPSHOT, "uid"),
+        Some(STATUS_SUCCESS),
+        "driver",
+    );
+    let lines = sums(&registry).join("\n");
+    assert!(lines.contains(r#"{driver_name="driver",operation_name="CreateSnapshot",operation_status="cancel",snapshot_type="dynamic"} 3"#), "{lines}");
+    assert!(lines.contains(r#"{driver_name="driver",operation_name="CreateSnapshotAndReady",operation_status="cancel",snapshot_type="dynamic"} 3"#), "{lines}");
+    assert!(!lines.contains("DeleteSnapshot"), "{lines}");
+    assert_eq!(
+        mgr.in_flight(),
+        1,
+        "the other snapshot's creation is still under way"
+    );
+    assert_eq!(
+        in_flight(&registry),
+        "snapshot_controller_operations_in_flight 1"
+    );
+}
+
 // TestInFlightMetric
 #[tokio::test(start_paused = true)]
 async fn in_flight_metric() {
