@@ -71,9 +71,26 @@ impl DriverProcess {
             args.push("--disable-attach".to_string());
         }
         args.extend(self.options.extra_args.iter().cloned());
-        let process = ChildProcess::spawn(&self.binary, &args)?;
+        let mut process = ChildProcess::spawn(&self.binary, &args)?;
         if let Err(err) = wait_for_path(&self.socket, Duration::from_secs(30)).await {
             bail!("{err:#}\ndriver output:\n{}", process.logs());
+        }
+        // The socket file alone does not say the driver serves: it stays behind a driver that
+        // exited after listening. Ready is a connection accepted; an exit ends the wait with
+        // what the driver wrote.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match csi_test_support::unix_channel(&self.socket).await {
+                Ok(_) => break,
+                Err(err) if !process.is_running() || std::time::Instant::now() >= deadline => {
+                    bail!(
+                        "the driver does not serve on {}: {err:#}\ndriver output:\n{}",
+                        self.socket.display(),
+                        process.logs()
+                    );
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
         self.process = Some(process);
         Ok(())
@@ -109,6 +126,19 @@ impl DriverProcess {
         self.kill().await?;
         let _ = std::fs::remove_file(&self.socket);
         self.launch().await
+    }
+
+    /// A connection to the driver; when none can be made, the error carries the tail of what
+    /// the driver wrote (a driver that exited leaves its socket file behind).
+    async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        csi_test_support::unix_channel(&self.socket)
+            .await
+            .map_err(|err| {
+                let logs = self.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                err.context(format!("the driver's last output:\n{}", tail.join("\n")))
+            })
     }
 
     /// What every process of it logged since the first start, restarts included.
@@ -162,7 +192,7 @@ impl DriverProcess {
         };
         use csi_proto::csi::v1::{CreateVolumeRequest, VolumeCapability};
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         let request = CreateVolumeRequest {
             name: name.to_string(),
             volume_capabilities: vec![VolumeCapability {
@@ -200,7 +230,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::CreateSnapshotRequest;
         use csi_proto::csi::v1::controller_client::ControllerClient;
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         let snapshot = ControllerClient::new(channel)
             .create_snapshot(CreateSnapshotRequest {
                 name: name.to_string(),
@@ -221,7 +251,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::controller_client::ControllerClient;
         use csi_proto::csi::v1::{CapacityRange, ControllerExpandVolumeRequest};
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         ControllerClient::new(channel)
             .controller_expand_volume(ControllerExpandVolumeRequest {
                 volume_id: volume_id.to_string(),
@@ -242,7 +272,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::ListVolumesRequest;
         use csi_proto::csi::v1::controller_client::ControllerClient;
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         let mut client = ControllerClient::new(channel);
         let mut ids = Vec::new();
         let mut token = String::new();
@@ -273,7 +303,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::ListVolumesRequest;
         use csi_proto::csi::v1::controller_client::ControllerClient;
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         let mut client = ControllerClient::new(channel);
         let mut volumes = Vec::new();
         let mut token = String::new();
@@ -310,7 +340,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::ListSnapshotsRequest;
         use csi_proto::csi::v1::controller_client::ControllerClient;
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         let mut client = ControllerClient::new(channel);
         let mut snapshots = Vec::new();
         let mut token = String::new();
@@ -348,7 +378,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::CreateVolumeGroupSnapshotRequest;
         use csi_proto::csi::v1::group_controller_client::GroupControllerClient;
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         let group = GroupControllerClient::new(channel)
             .create_volume_group_snapshot(CreateVolumeGroupSnapshotRequest {
                 name: name.to_string(),
@@ -375,7 +405,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::DeleteVolumeGroupSnapshotRequest;
         use csi_proto::csi::v1::group_controller_client::GroupControllerClient;
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         GroupControllerClient::new(channel)
             .delete_volume_group_snapshot(DeleteVolumeGroupSnapshotRequest {
                 group_snapshot_id: group_snapshot_id.to_string(),
@@ -397,7 +427,7 @@ impl DriverProcess {
         use csi_proto::csi::v1::GetVolumeGroupSnapshotRequest;
         use csi_proto::csi::v1::group_controller_client::GroupControllerClient;
 
-        let channel = csi_test_support::unix_channel(&self.socket).await?;
+        let channel = self.channel().await?;
         let result = GroupControllerClient::new(channel)
             .get_volume_group_snapshot(GetVolumeGroupSnapshotRequest {
                 group_snapshot_id: group_snapshot_id.to_string(),
