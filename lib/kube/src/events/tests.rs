@@ -172,6 +172,43 @@ fn event_aggregator_by_reason_message_func() {
     );
 }
 
+/// What the correlator remembers is bounded by `lru_cache_size` per cache, whatever the
+/// number of objects it saw (the soak's RSS series of a long churn rises until the caches are
+/// full, then stays): the least recently used entries go first.
+#[test]
+fn the_correlator_remembers_at_most_its_lru_size_per_cache() {
+    let mut correlator = EventCorrelator::new(CorrelatorOptions {
+        lru_cache_size: 64,
+        ..CorrelatorOptions::default()
+    });
+    let mut last = None;
+    for i in 0..1000 {
+        let event = make_event(
+            "ProvisioningSucceeded",
+            &format!("Successfully provisioned volume pvc-{i}"),
+            make_object_reference("PersistentVolumeClaim", &format!("claim-{i}"), "ns"),
+        );
+        let mut stored = correlator.correlate(event.clone()).unwrap().event;
+        stored.metadata.name = Some(format!("claim-{i}.1"));
+        correlator.update_state(&stored);
+        last = Some(event);
+    }
+    assert_eq!(correlator.aggregates.entries.len(), 64);
+    assert_eq!(correlator.logs.entries.len(), 64);
+    assert_eq!(correlator.spam.entries.len(), 64);
+    // The latest object is still known: its repeat becomes a count patch.
+    let repeat = correlator.correlate(last.unwrap()).unwrap();
+    assert!(repeat.patch.is_some(), "{:?}", repeat.event);
+    assert_eq!(repeat.event.count, Some(2));
+    // The first one was evicted: its repeat is a new Event.
+    let first = make_event(
+        "ProvisioningSucceeded",
+        "Successfully provisioned volume pvc-0",
+        make_object_reference("PersistentVolumeClaim", "claim-0", "ns"),
+    );
+    assert!(correlator.correlate(first).unwrap().patch.is_none());
+}
+
 struct Scenario {
     name: &'static str,
     previous_events: Vec<Event>,
