@@ -11,6 +11,7 @@
 //! one object in a burst, then one every five minutes.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -535,11 +536,16 @@ pub fn aggregate_keys(event: &Event) -> (String, String) {
     (key, event.message.clone().unwrap_or_default())
 }
 
-/// A least-recently-used map of bounded size (groupcache's `lru.Cache`, which client-go uses).
+/// A least-recently-used map of bounded size (groupcache's `lru.Cache`, which client-go uses),
+/// keyed by a 128-bit hash of the key (two SipHash functions with this process's random keys)
+/// rather than the key itself: the correlator's keys join an Event's source, object, reason and
+/// message, a few hundred bytes each, and each cache holds thousands of them. A collision
+/// (odds about n² / 2¹²⁹) would only share a count between two Events.
 struct Lru<V> {
     capacity: usize,
     tick: u64,
-    entries: HashMap<String, (V, u64)>,
+    hashers: (RandomState, RandomState),
+    entries: HashMap<u128, (V, u64)>,
 }
 
 impl<V> Lru<V> {
@@ -547,14 +553,22 @@ impl<V> Lru<V> {
         Lru {
             capacity: capacity.max(1),
             tick: 0,
+            hashers: (RandomState::new(), RandomState::new()),
             entries: HashMap::new(),
         }
+    }
+
+    fn hash(&self, key: &str) -> u128 {
+        let high = self.hashers.0.hash_one(key);
+        let low = self.hashers.1.hash_one(key);
+        (u128::from(high) << 64) | u128::from(low)
     }
 
     fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.tick += 1;
         let tick = self.tick;
-        self.entries.get_mut(key).map(|(value, used)| {
+        let hash = self.hash(key);
+        self.entries.get_mut(&hash).map(|(value, used)| {
             *used = tick;
             value
         })
@@ -562,13 +576,14 @@ impl<V> Lru<V> {
 
     fn insert(&mut self, key: String, value: V) {
         self.tick += 1;
-        self.entries.insert(key, (value, self.tick));
+        let hash = self.hash(&key);
+        self.entries.insert(hash, (value, self.tick));
         if self.entries.len() > self.capacity
             && let Some(oldest) = self
                 .entries
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| *k)
         {
             self.entries.remove(&oldest);
         }
@@ -576,7 +591,8 @@ impl<V> Lru<V> {
 }
 
 struct AggregateRecord {
-    local_keys: std::collections::HashSet<String>,
+    /// The distinct messages seen (by hash: only their number matters).
+    local_keys: std::collections::HashSet<u64>,
     last: Timestamp,
 }
 
@@ -611,6 +627,7 @@ pub struct EventCorrelator {
     aggregates: Lru<AggregateRecord>,
     logs: Lru<EventLog>,
     spam: Lru<Bucket>,
+    local_hasher: RandomState,
 }
 
 impl std::fmt::Debug for EventCorrelator {
@@ -628,6 +645,7 @@ impl EventCorrelator {
             aggregates: Lru::new(options.lru_cache_size),
             logs: Lru::new(options.lru_cache_size),
             spam: Lru::new(options.lru_cache_size),
+            local_hasher: RandomState::new(),
             options,
         }
     }
@@ -683,13 +701,15 @@ impl EventCorrelator {
         let Some(record) = self.aggregates.get_mut(&aggregate_key) else {
             return (event, event_key);
         };
-        record.local_keys.insert(local_key);
+        record
+            .local_keys
+            .insert(self.local_hasher.hash_one(&local_key));
         record.last = now;
         if record.local_keys.len() < self.options.max_events {
             return (event, event_key);
         }
         // Do not let the set grow past the limit.
-        if let Some(any) = record.local_keys.iter().next().cloned() {
+        if let Some(any) = record.local_keys.iter().next().copied() {
             record.local_keys.remove(&any);
         }
         let combined = Event {
