@@ -45,7 +45,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use csi_e2e_support::compare::{
-    compare_values, digits_to_n, normalize_conditions, strip_metadata, uuids_to_placeholder,
+    compare_values, digits_to_n, is_conflict_retry, normalize_conditions, strip_metadata,
+    uuids_to_placeholder,
 };
 use csi_e2e_support::storage::{StorageFixture, WAIT};
 use csi_e2e_support::{E2eEnv, ignore_not_found, wait_until};
@@ -484,6 +485,9 @@ impl Side {
             let events: Api<Event> =
                 Api::namespaced(part.fixture.admin.clone(), &part.fixture.ns.name);
             for event in events.list(&ListParams::default()).await?.items {
+                if is_conflict_retry(&event) {
+                    continue;
+                }
                 let name = event.involved_object.name.clone().unwrap_or_default();
                 let about = match event.involved_object.kind.as_deref() {
                     Some("PersistentVolumeClaim") => key(&name),

@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use csi_e2e_support::compare::{digits_to_n, strip_metadata, uuids_to_placeholder};
+use csi_e2e_support::compare::{
+    digits_to_n, is_conflict_retry, strip_metadata, uuids_to_placeholder,
+};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
@@ -295,6 +297,9 @@ impl Captured {
                 .insert(format!("{phase}/{kind}/{name}"), n.object(&object)?);
         }
         for event in stack.events().await? {
+            if is_conflict_retry(&event) {
+                continue;
+            }
             let about = format!(
                 "{}/{}",
                 event.involved_object.kind.as_deref().unwrap_or("?"),

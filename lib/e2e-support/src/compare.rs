@@ -137,10 +137,12 @@ pub fn compare_values(
 /// A Warning for a write that lost an optimistic-concurrency race (HTTP 409) and was retried:
 /// either side may meet one, when another writer (the controller manager, the other worker)
 /// updates the same claim between its read and its write, so it says nothing about the side.
+/// The API server's message may stand alone or end a sidecar's own ("mark PVC … as resize
+/// finished failed: can't patch status of PVC … with Operation cannot be fulfilled on …").
 pub fn is_conflict_retry(event: &Event) -> bool {
     event.type_.as_deref() == Some("Warning")
         && event.message.as_deref().is_some_and(|m| {
-            m.starts_with("Operation cannot be fulfilled on ")
+            m.contains("Operation cannot be fulfilled on ")
                 && m.contains("the object has been modified")
         })
 }
@@ -210,6 +212,11 @@ mod tests {
                         the object has been modified; please apply your changes to the latest \
                         version and try again";
         assert!(is_conflict_retry(&event("Warning", conflict)));
+        let wrapped = format!(
+            "mark PVC \"ns/grow-once\" as resize finished failed: can't patch status of  PVC \
+             ns/grow-once with {conflict}"
+        );
+        assert!(is_conflict_retry(&event("Warning", &wrapped)));
         assert!(!is_conflict_retry(&event("Normal", conflict)));
         assert!(!is_conflict_retry(&event(
             "Warning",
