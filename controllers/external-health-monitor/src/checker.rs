@@ -228,13 +228,17 @@ impl PvHealthChecker {
             .csi
             .get_volume_condition(&handle, self.parts.timeout)
             .await?;
+        let claim = self.bound_claim(pv)?;
+        self.report(&claim, &condition).await
+    }
+
+    /// The claim `pv` is bound to, from the cache.
+    fn bound_claim(&self, pv: &PersistentVolume) -> Result<Arc<PersistentVolumeClaim>, CheckError> {
         let (namespace, name) = claim_of(pv);
-        let claim = self
-            .parts
+        self.parts
             .listers
             .claim(&namespace, &name)
-            .ok_or(CheckError::ClaimNotFound(name))?;
-        self.report(&claim, &condition).await
+            .ok_or(CheckError::ClaimNotFound(name))
     }
 
     /// Reports `condition` on `claim`: the Events upstream records, then the status write if
@@ -380,12 +384,7 @@ impl PvHealthChecker {
             .csi
             .get_volume_health(&handle, self.parts.timeout)
             .await?;
-        let (namespace, name) = claim_of(pv);
-        let claim = self
-            .parts
-            .listers
-            .claim(&namespace, &name)
-            .ok_or(CheckError::ClaimNotFound(name))?;
+        let claim = self.bound_claim(pv)?;
         self.reconcile(&claim, &result).await
     }
 
