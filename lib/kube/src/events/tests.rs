@@ -576,6 +576,52 @@ async fn the_recorder_writes_a_repeated_event_once_with_a_count() {
     assert_eq!(recorder.dropped(), 0);
 }
 
+/// Waits until `sink` has seen `n` writes and returns them.
+async fn calls_after(sink: &MemorySink, n: usize) -> Vec<String> {
+    while sink.calls.lock().unwrap().len() < n {
+        sink.written.notified().await;
+    }
+    sink.calls.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn recorders_sharing_a_correlator_share_its_lru_bound() {
+    let sink = Arc::new(MemorySink::default());
+    let correlator = Arc::new(Mutex::new(EventCorrelator::new(CorrelatorOptions {
+        lru_cache_size: 1,
+        ..CorrelatorOptions::default()
+    })));
+    let attacher = Recorder::sharing(sink.clone(), correlator.clone(), "csi-attacher", "");
+    let resizer = Recorder::sharing(sink.clone(), correlator, "external-resizer", "");
+    let repeat = || attacher.record(&va("va-1"), EventType::Warning, "R", "m");
+
+    repeat();
+    repeat();
+    let calls = calls_after(&sink, 2).await;
+    let name = calls[0]
+        .strip_prefix("create ")
+        .unwrap()
+        .strip_suffix(" count=1")
+        .unwrap();
+    assert_eq!(calls[1], format!("patch {name} count=2"));
+
+    // The other recorder's Event takes the only entry of each cache ...
+    resizer.record(&va("va-2"), EventType::Normal, "R", "m");
+    calls_after(&sink, 3).await;
+    // ... so the attacher's repeat is no longer known: a new Event, not a third count.
+    repeat();
+    let calls = calls_after(&sink, 4).await;
+    assert!(
+        calls[3].starts_with("create va-1.") && calls[3].ends_with("count=1"),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn recorders_of_a_process_share_one_correlator() {
+    assert!(Arc::ptr_eq(&process_correlator(), &process_correlator()));
+}
+
 /// A sink that never answers.
 struct StuckSink;
 
