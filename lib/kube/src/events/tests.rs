@@ -193,9 +193,9 @@ fn the_correlator_remembers_at_most_its_lru_size_per_cache() {
         correlator.update_state(&stored);
         last = Some(event);
     }
-    assert_eq!(correlator.aggregates.entries.len(), 64);
-    assert_eq!(correlator.logs.entries.len(), 64);
-    assert_eq!(correlator.spam.entries.len(), 64);
+    assert_eq!(correlator.aggregates.len(), 64);
+    assert_eq!(correlator.logs.len(), 64);
+    assert_eq!(correlator.spam.len(), 64);
     // The latest object is still known: its repeat becomes a count patch.
     let repeat = correlator.correlate(last.unwrap()).unwrap();
     assert!(repeat.patch.is_some(), "{:?}", repeat.event);
@@ -215,6 +215,32 @@ struct Scenario {
     new_event: Event,
     expected_event: Option<Event>,
     interval_seconds: i64,
+}
+
+#[test]
+fn the_lru_forgets_the_least_recently_used_and_never_confuses_half_equal_keys() {
+    let mut lru = Lru::new(2);
+    lru.insert_hashed((1, 1), "a");
+    lru.insert_hashed((2, 2), "b");
+    assert_eq!(lru.get_hashed((1, 1)), Some(&mut "a"));
+    lru.insert_hashed((3, 3), "c");
+    assert_eq!(
+        lru.get_hashed((2, 2)),
+        None,
+        "b was the least recently used"
+    );
+    assert_eq!(lru.get_hashed((1, 1)), Some(&mut "a"));
+    assert_eq!(lru.get_hashed((3, 3)), Some(&mut "c"));
+    assert_eq!(lru.len(), 2);
+
+    // Same first half, other second half: not the same key ...
+    assert_eq!(lru.get_hashed((1, 9)), None);
+    // ... and storing it replaces the entry that shares its slot.
+    lru.insert_hashed((1, 9), "d");
+    assert_eq!(lru.get_hashed((1, 1)), None);
+    assert_eq!(lru.get_hashed((1, 9)), Some(&mut "d"));
+    assert_eq!(lru.get_hashed((3, 3)), Some(&mut "c"));
+    assert_eq!(lru.len(), 2);
 }
 
 #[test]
