@@ -158,6 +158,7 @@ impl AttachController {
                     VolumeAttachment = name,
                     "VolumeAttachment was deleted, ignoring"
                 );
+                self.handler.forget_volume_attachment(name);
                 return SyncOutcome::Done;
             }
             Err(err) => {

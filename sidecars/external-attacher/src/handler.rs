@@ -200,6 +200,10 @@ pub trait Handler: Send + Sync + fmt::Debug {
     /// nodes the driver reports the volume published on, and returns the names of those that
     /// disagree, marked for a forced sync: the runtime adds them to the VolumeAttachment queue.
     fn reconcile_volume_attachments(&self) -> BoxFuture<'_, Result<Vec<String>, ReconcileError>>;
+
+    /// Forgets what the handler keeps about the VolumeAttachment `name`, which is gone (a
+    /// forced sync the reconciler asked for and no sync took).
+    fn forget_volume_attachment(&self, _name: &str) {}
 }
 
 /// Settings of a [`CsiHandler`] (upstream's `NewCSIHandler` arguments and one feature gate).
@@ -1011,6 +1015,10 @@ impl Handler for CsiHandler {
 
     fn reconcile_volume_attachments(&self) -> BoxFuture<'_, Result<Vec<String>, ReconcileError>> {
         Box::pin(self.reconcile())
+    }
+
+    fn forget_volume_attachment(&self, name: &str) {
+        self.consume_force_sync(name);
     }
 }
 

@@ -340,6 +340,34 @@ async fn reconcile_repairs_the_gce_pd_volume_handle_with_the_node_id() {
     assert!(ctrl.reconcile_va().await.expect("reconcile").is_empty());
 }
 
+/// A VolumeAttachment the reconciler marks for a forced sync and that is deleted before the
+/// sync runs leaves no mark behind: one created again under its name is synced as usual.
+#[tokio::test]
+async fn a_forced_sync_of_a_deleted_volume_attachment_is_forgotten() {
+    let (mock, conn) = mock_connection().await;
+    let kube = FakeKube::new();
+    kube.add_persistent_volume(pv_with_finalizer());
+    kube.add_csi_node(csi_node());
+    // Attached according to the VolumeAttachment, published nowhere according to the driver.
+    kube.add_volume_attachment(va(true, FIN, ann()));
+    let lister = Arc::new(StaticLister(PublishedNodes::new()));
+    let ctrl = real_controller(&kube, conn, Some(lister));
+    assert_eq!(
+        ctrl.reconcile_va().await.expect("reconcile"),
+        vec![VA_NAME.to_string()]
+    );
+
+    kube.remove_volume_attachment(VA_NAME);
+    assert!(matches!(ctrl.sync_va(VA_NAME).await, SyncOutcome::Done));
+
+    kube.add_volume_attachment(va(true, FIN, ann()));
+    ctrl.sync_va(VA_NAME).await;
+    assert!(
+        mock.calls_to("ControllerPublishVolume").is_empty(),
+        "an attached VolumeAttachment without a forced sync is not published again"
+    );
+}
+
 #[tokio::test]
 async fn list_volumes_follows_tokens_and_skips_entries_without_status() {
     let (mock, conn) = mock_connection().await;

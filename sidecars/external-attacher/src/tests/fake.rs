@@ -47,6 +47,12 @@ impl FakeKube {
         self.api.add(&va);
     }
 
+    /// Deletes a VolumeAttachment from the server and the cache.
+    pub fn remove_volume_attachment(&self, name: &str) {
+        self.api.remove_from_server::<VolumeAttachment>("", name);
+        self.api.remove_from_cache::<VolumeAttachment>("", name);
+    }
+
     /// Adds a CSINode to the cache (the attacher never reads CSINodes from the server).
     pub fn add_csi_node(&self, csi_node: CSINode) {
         self.api.add_to_cache(&csi_node);
