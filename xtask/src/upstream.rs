@@ -114,7 +114,8 @@ fn parse_versions(text: &str) -> anyhow::Result<Vec<Component>> {
 }
 
 /// The Go module paths to ask for, most likely first: `kubernetes/<x>` is published as
-/// `k8s.io/<x>`; any other repository as `github.com/<owner>/<repo>`, with the `/vN` suffix Go
+/// `k8s.io/<x>`, `kubernetes-sigs/<x>` as `sigs.k8s.io/<x>`; any other repository as
+/// `github.com/<owner>/<repo>`; each with the `/vN` suffix Go
 /// requires from major version 2 on, then without it (a repository whose go.mod never took
 /// the suffix).
 fn module_candidates(upstream: &str, version: &str) -> Vec<String> {
@@ -122,7 +123,10 @@ fn module_candidates(upstream: &str, version: &str) -> Vec<String> {
     if let Some(name) = repo.strip_prefix("kubernetes/") {
         return vec![format!("k8s.io/{name}")];
     }
-    let base = format!("github.com/{repo}");
+    let base = match repo.strip_prefix("kubernetes-sigs/") {
+        Some(name) => format!("sigs.k8s.io/{name}"),
+        None => format!("github.com/{repo}"),
+    };
     match parse_version(version).map(|v| v.0[0]) {
         Some(major) if major >= 2 => vec![format!("{base}/v{major}"), base],
         _ => vec![base],
@@ -219,6 +223,16 @@ mod tests {
             [
                 "github.com/kubernetes-csi/external-attacher/v4",
                 "github.com/kubernetes-csi/external-attacher"
+            ]
+        );
+        assert_eq!(
+            module_candidates(
+                "kubernetes-sigs/sig-storage-lib-external-provisioner",
+                "v13.1.0"
+            ),
+            [
+                "sigs.k8s.io/sig-storage-lib-external-provisioner/v13",
+                "sigs.k8s.io/sig-storage-lib-external-provisioner"
             ]
         );
         assert_eq!(
