@@ -1,9 +1,9 @@
 //! Port of upstream's `pkg/controller/csi_handler_test.go`: `TestCSIHandler` (61 cases),
 //! `TestVolumeAttachmentWithErrorCode` (1), `TestCSIHandlerReconcileVA` (4) and
-//! `TestCSIHandlerReadOnly` (2), with upstream's case names. `TestMarkAsMigrated` is not
-//! ported: it tests the `migrated` label of the CSI call metric, which this attacher does not
-//! add. The CSI migration cases (a GCE PD PersistentVolume attached and detached as the CSI
-//! volume it translates to) keep upstream's expectations.
+//! `TestCSIHandlerReadOnly` (2), with upstream's case names. `TestMarkAsMigrated` is ported
+//! where the `migrated` label of the CSI call metric is set, in `csi-connection`
+//! (`mark_as_migrated_as_upstream`). The CSI migration cases (a GCE PD PersistentVolume
+//! attached and detached as the CSI volume it translates to) keep upstream's expectations.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -29,7 +29,7 @@
 //! | `TestProvisionFromPVC` | 49 | 49 | `tests::source_test` (27 also with the objects handed in) | |
 //! | `TestProvisionWithMigration` | 9 | 9 | `tests::migration_test` | |
 //! | `TestDeleteMigration` | 2 | 2 | `tests::migration_test` | |
-//! | `TestMarkAsMigrated` | 1 | — | | the `migrated` label of `csi_sidecar_operations_seconds` is not added: one shared connection serves migrated and native volumes |
+//! | `TestMarkAsMigrated` | 1 | 1 | `csi-connection`: `tests::mark_as_migrated_as_upstream` (where the `migrated` label of `csi_sidecar_operations_seconds` is set) | |
 //! | **topology_test.go** (all in `tests::topology_test`) | | | | |
 //! | `TestGenerateVolumeNodeAffinity` | 5 | 5 | | |
 //! | `TestStatefulSetSpreading` | 7 (× strict/immediate) | 7 | | |
@@ -63,8 +63,7 @@
 //! | **cmd/csi-provisioner/util_test.go** | | | | |
 //! | `TestGetNameWithMaxLength` | 8 | 8 | `capacity::tests::names_test` | |
 //!
-//! Totals: 45 test functions with 412 cases; 400 ported, 12 (3 functions) out of scope (CSI
-//! migration), none left that applies.
+//! Totals: 45 test functions with 412 cases, all ported.
 //!
 //! The library's (sig-storage-lib-external-provisioner v13.1.0) tests of the loop are listed in
 //! `controller::tests`; those of capacity tracking (`pkg/capacity`) in `capacity::tests`.
