@@ -4,7 +4,8 @@
 //! GroupController. The workload ([`snapshots::Stack::workload`]): a claim snapshotted with a
 //! Delete and a Retain class, a pre-provisioned content, a group snapshot of two claims, a
 //! claim restored from a snapshot through our provisioner, every deletion, and nothing left in
-//! the driver.
+//! the driver; then bad input ([`snapshots::Stack::bad_input`]): a class naming a missing
+//! secret and a class of another driver.
 //!
 //! Until our snapshot binaries are built in this workspace the test says so and passes without
 //! running. `CSI_E2E_SNAPSHOT_AS_OURS=go` runs the same scenario through upstream's Go
@@ -125,6 +126,7 @@ async fn snapshots_restores_and_group_snapshots_through_ours() -> anyhow::Result
     let stack = Stack::start(label, "snap", components).await?;
     let outcome = async {
         stack.workload().await?;
+        stack.bad_input().await?;
         // Upstream's lease name, in the namespace it was told.
         let leases: Api<Lease> = Api::namespaced(stack.admin().clone(), stack.ns());
         ensure!(

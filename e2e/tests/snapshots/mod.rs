@@ -27,6 +27,7 @@ use csi_e2e_support::{
 };
 use csi_test_support::ChildProcess;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams,
@@ -495,10 +496,13 @@ impl Stack {
                 )?;
             }
         }
+        let (other_class, no_secret_class) = self.bad_input_classes();
         for (kind, name) in [
             (Kind::VolumeSnapshotClass, &self.snapshot_class),
             (Kind::VolumeSnapshotClass, &self.retain_class),
             (Kind::VolumeGroupSnapshotClass, &self.group_class),
+            (Kind::VolumeSnapshotClass, &other_class),
+            (Kind::VolumeSnapshotClass, &no_secret_class),
         ] {
             if !name.is_empty() {
                 ignore_not_found(self.api(kind).delete(name, &DeleteParams::default()).await)?;
@@ -521,6 +525,10 @@ pub const SNAP: &str = "snap";
 pub const KEPT: &str = "kept";
 pub const PRE: &str = "pre";
 pub const GROUP: &str = "group";
+/// The claim and the snapshots of [`Stack::bad_input`].
+pub const BAD_SOURCE: &str = "bad-source";
+pub const NO_SECRET: &str = "no-secret";
+pub const OTHER: &str = "other-driver";
 /// The label that selects the members of the group snapshot.
 pub const GROUP_LABEL: (&str, &str) = ("snapshot-group", "g1");
 
@@ -784,6 +792,216 @@ impl Stack {
         self.check_invariants("everything is deleted").await?;
         captured.add_calls(self);
         Ok(captured)
+    }
+
+    /// The names of the classes [`Stack::bad_input`] makes: one of another driver, one naming a
+    /// snapshotter secret that does not exist.
+    fn bad_input_classes(&self) -> (String, String) {
+        (
+            format!("{}-other", self.ns()),
+            format!("{}-no-secret", self.ns()),
+        )
+    }
+
+    /// Bad input, as upstream handles it:
+    ///
+    /// - a class naming a snapshotter secret that does not exist (the ServiceAccounts may read
+    ///   Secrets, as a driver with secrets grants): the content is made with the secret's
+    ///   annotations, the snapshotter refuses it without calling the driver (a Warning
+    ///   `SnapshotCreationFailed` on the content, `cannot get credentials`), the error reaches
+    ///   the snapshot's status; deleted, snapshot and content go;
+    /// - a class of another driver: the content is made for that driver and ours leaves it
+    ///   alone (no driver call, not ready); deleted, the content waits, being deleted, for that
+    ///   driver's snapshotter to let it go (the test plays it), then both go;
+    ///
+    /// and afterwards nothing is left: no driver snapshot, no content, the claim free.
+    pub async fn bad_input(&self) -> anyhow::Result<()> {
+        let f = &self.fixture;
+        let (other_class, no_secret_class) = self.bad_input_classes();
+        self.create(
+            Kind::VolumeSnapshotClass,
+            json!({
+                "metadata": {"name": other_class},
+                "driver": "other.csi.example.com",
+                "deletionPolicy": "Delete",
+            }),
+        )
+        .await?;
+        self.create(
+            Kind::VolumeSnapshotClass,
+            json!({
+                "metadata": {"name": no_secret_class},
+                "driver": f.driver_name(),
+                "deletionPolicy": "Delete",
+                "parameters": {
+                    "csi.storage.k8s.io/snapshotter-secret-name": "no-such-secret",
+                    "csi.storage.k8s.io/snapshotter-secret-namespace": self.ns(),
+                },
+            }),
+        )
+        .await?;
+        self.grant_secret_reads().await?;
+        f.claim(BAD_SOURCE, &self.class, json!({})).await?;
+        let pvs = f
+            .wait_bound(&[BAD_SOURCE.to_string()], STEP, &self.processes())
+            .await?;
+        let snapshots_before = f.driver.calls_to("CreateSnapshot");
+        let of_source = |name: &str, class: &str| {
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "volumeSnapshotClassName": class,
+                    "source": {"persistentVolumeClaimName": BAD_SOURCE},
+                },
+            })
+        };
+
+        self.create(Kind::VolumeSnapshot, of_source(NO_SECRET, &no_secret_class))
+            .await?;
+        let failed = self
+            .wait_for(Kind::VolumeSnapshot, NO_SECRET, "an error status", |s| {
+                s.data["status"]["error"]["message"].is_string()
+            })
+            .await?;
+        let message = failed.data["status"]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ensure!(
+            message.contains("cannot get credentials for snapshot content"),
+            "{}: the error of snapshot {NO_SECRET}: {message}",
+            self.label
+        );
+        let content = failed.data["status"]["boundVolumeSnapshotContentName"]
+            .as_str()
+            .context("the failed snapshot names no content")?
+            .to_string();
+        // Events of cluster-scoped objects go to "default".
+        let default_events: Api<Event> = Api::namespaced(self.admin().clone(), "default");
+        wait_until(
+            &format!(
+                "{}: Warning SnapshotCreationFailed on {content}",
+                self.label
+            ),
+            STEP,
+            || async {
+                let events = default_events.list(&ListParams::default()).await.ok()?;
+                events
+                    .items
+                    .iter()
+                    .any(|e| {
+                        e.involved_object.name.as_deref() == Some(content.as_str())
+                            && e.type_.as_deref() == Some("Warning")
+                            && e.reason.as_deref() == Some("SnapshotCreationFailed")
+                            && e.message.as_deref().is_some_and(|m| {
+                                m.starts_with("Failed to create snapshot: ")
+                                    && m.contains("cannot get credentials for snapshot content")
+                            })
+                    })
+                    .then_some(())
+            },
+            || self.diagnostics(),
+        )
+        .await?;
+
+        self.create(Kind::VolumeSnapshot, of_source(OTHER, &other_class))
+            .await?;
+        let other = self
+            .wait_for(Kind::VolumeSnapshot, OTHER, "bound to a content", |s| {
+                s.data["status"]["boundVolumeSnapshotContentName"].is_string()
+            })
+            .await?;
+        let other_content = other.data["status"]["boundVolumeSnapshotContentName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let made = self
+            .api(Kind::VolumeSnapshotContent)
+            .get(&other_content)
+            .await?;
+        ensure!(
+            made.data["spec"]["driver"] == "other.csi.example.com",
+            "{}: the content of snapshot {OTHER} is not for the class's driver: {}",
+            self.label,
+            made.data["spec"]
+        );
+        // Time for a snapshotter that wrongly took it to call the driver.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let other = self.api(Kind::VolumeSnapshot).get(OTHER).await?;
+        ensure!(
+            !ready(&other),
+            "{}: snapshot {OTHER} of another driver is ready",
+            self.label
+        );
+        ensure!(
+            f.driver.calls_to("CreateSnapshot") == snapshots_before,
+            "{}: the driver was asked for a snapshot of a missing secret's or another driver's class",
+            self.label
+        );
+
+        self.delete(Kind::VolumeSnapshot, NO_SECRET).await?;
+        self.wait_gone(Kind::VolumeSnapshot, NO_SECRET).await?;
+        self.wait_gone(Kind::VolumeSnapshotContent, &content)
+            .await?;
+        self.delete(Kind::VolumeSnapshot, OTHER).await?;
+        let contents = self.api(Kind::VolumeSnapshotContent);
+        self.wait_for(
+            Kind::VolumeSnapshotContent,
+            &other_content,
+            "being deleted, waiting for its driver",
+            |c| c.metadata.deletion_timestamp.is_some(),
+        )
+        .await?;
+        contents
+            .patch(
+                &other_content,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await?;
+        self.wait_gone(Kind::VolumeSnapshotContent, &other_content)
+            .await?;
+        self.wait_gone(Kind::VolumeSnapshot, OTHER).await?;
+
+        let pv = pvs[BAD_SOURCE].metadata.name.clone().unwrap_or_default();
+        f.delete_and_wait_for_pv(BAD_SOURCE, &pv, &self.processes())
+            .await?;
+        self.wait_driver_snapshots(3).await?;
+        for class in [&other_class, &no_secret_class] {
+            self.delete(Kind::VolumeSnapshotClass, class).await?;
+        }
+        self.check_health().await?;
+        self.check_invariants("the bad input is deleted").await?;
+        Ok(())
+    }
+
+    /// Lets every ServiceAccount of the stack read the namespace's Secrets: the rule upstream's
+    /// snapshotter RBAC ships commented out, "optional, enable it if your driver needs secret",
+    /// as a driver with snapshotter secrets in its classes does.
+    async fn grant_secret_reads(&self) -> anyhow::Result<()> {
+        let subjects: Vec<Value> = self
+            .accounts
+            .iter()
+            .filter_map(|user| user.strip_prefix("system:serviceaccount:"))
+            .filter_map(|account| account.split_once(':'))
+            .map(|(namespace, name)| {
+                json!({"kind": "ServiceAccount", "name": name, "namespace": namespace})
+            })
+            .collect();
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": "read-secrets"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+        }))?;
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "read-secrets"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-secrets"},
+            "subjects": subjects,
+        }))?;
+        let roles: Api<Role> = Api::namespaced(self.admin().clone(), self.ns());
+        roles.create(&PostParams::default(), &role).await?;
+        let bindings: Api<RoleBinding> = Api::namespaced(self.admin().clone(), self.ns());
+        bindings.create(&PostParams::default(), &binding).await?;
+        Ok(())
     }
 
     /// The member VolumeSnapshots of the namespace's group snapshot (by their
