@@ -181,6 +181,41 @@ async fn the_kep_controller_deployment_command() -> anyhow::Result<()> {
             logs.contains("setting GA feature gate Topology=true"),
             "no warning about the GA gate Topology:\n{logs}"
         );
+        // One watch per resource type, shared by the four controllers. The audit log shows a
+        // watch a moment after it starts.
+        let username = fixture.username();
+        let types = [
+            "csinodes",
+            "persistentvolumeclaims",
+            "persistentvolumes",
+            "pods",
+            "storageclasses",
+            "volumeattachments",
+            "volumeattributesclasses",
+            "volumegroupsnapshotclasses",
+            "volumegroupsnapshotcontents",
+            "volumesnapshotclasses",
+            "volumesnapshotcontents",
+            "volumesnapshots",
+        ];
+        let audit = || async {
+            let log = fixture.env.audit_log()?;
+            anyhow::Ok(log.watches_per_resource("csi-sidecars/", Some(&username))?)
+        };
+        wait_until(
+            "a watch of every type in the audit log",
+            WAIT,
+            || async {
+                let watches = audit().await.ok()?;
+                types.iter().all(|t| watches.contains_key(*t)).then_some(())
+            },
+            || async { format!("{:?}", audit().await) },
+        )
+        .await?;
+        let watches = audit().await?;
+        let expected: std::collections::BTreeMap<String, usize> =
+            types.iter().map(|t| (t.to_string(), 1)).collect();
+        ensure!(watches == expected, "not one watch per type: {watches:?}");
         fixture.assert_nothing_forbidden()?;
         drop(sidecars);
         let _ = leases.delete(&lease_name, &DeleteParams::default()).await;
