@@ -512,6 +512,17 @@ impl Stack {
     }
 }
 
+/// A VolumeSnapshot `name` of the claim `claim` with the class `class`.
+fn snapshot_of(name: &str, class: &str, claim: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {
+            "volumeSnapshotClassName": class,
+            "source": {"persistentVolumeClaimName": claim},
+        },
+    })
+}
+
 /// `status.readyToUse` of a snapshot object.
 pub fn ready(object: &DynamicObject) -> bool {
     object.data["status"]["readyToUse"].as_bool() == Some(true)
@@ -569,15 +580,7 @@ impl Stack {
         let pvs = f.wait_bound(&names, STEP, &self.processes()).await?;
         let source_handle = handle_of(&pvs[SOURCE])?;
 
-        let of_source = |name: &str, class: &str| {
-            json!({
-                "metadata": {"name": name},
-                "spec": {
-                    "volumeSnapshotClassName": class,
-                    "source": {"persistentVolumeClaimName": SOURCE},
-                },
-            })
-        };
+        let of_source = |name: &str, class: &str| snapshot_of(name, class, SOURCE);
         // One snapshot of the claim at a time: two at once race to add the claim's finalizer,
         // and the loser's conflict (a Warning Event, retried) would differ from run to run.
         self.create(Kind::VolumeSnapshot, of_source(SNAP, &self.snapshot_class))
@@ -846,15 +849,7 @@ impl Stack {
             .wait_bound(&[BAD_SOURCE.to_string()], STEP, &self.processes())
             .await?;
         let snapshots_before = f.driver.calls_to("CreateSnapshot");
-        let of_source = |name: &str, class: &str| {
-            json!({
-                "metadata": {"name": name},
-                "spec": {
-                    "volumeSnapshotClassName": class,
-                    "source": {"persistentVolumeClaimName": BAD_SOURCE},
-                },
-            })
-        };
+        let of_source = |name: &str, class: &str| snapshot_of(name, class, BAD_SOURCE);
 
         self.create(Kind::VolumeSnapshot, of_source(NO_SECRET, &no_secret_class))
             .await?;
