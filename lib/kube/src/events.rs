@@ -613,13 +613,8 @@ impl<V> Lru<V> {
         (self.hashers.0.hash_one(key), self.hashers.1.hash_one(key))
     }
 
-    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+    fn insert(&mut self, key: &str, value: V) {
         let hash = self.hash(key);
-        self.get_hashed(hash)
-    }
-
-    fn insert(&mut self, key: String, value: V) {
-        let hash = self.hash(&key);
         self.insert_hashed(hash, value);
     }
 
@@ -707,6 +702,18 @@ struct EventLog {
     resource_version: Option<Box<str>>,
 }
 
+impl EventLog {
+    /// What is remembered of `event`.
+    fn of(event: &Event) -> Self {
+        EventLog {
+            count: event.count.unwrap_or_default(),
+            first: event.first_timestamp.clone(),
+            name: event.metadata.name.as_deref().map(Box::from),
+            resource_version: event.metadata.resource_version.as_deref().map(Box::from),
+        }
+    }
+}
+
 /// A token bucket over the correlator's clock (client-go's token bucket rate limiter).
 struct Bucket {
     tokens: f64,
@@ -757,7 +764,7 @@ impl EventCorrelator {
     /// spam filter drops it.
     pub fn correlate(&mut self, event: Event) -> Option<Correlated> {
         let (aggregated, key) = self.aggregate(event);
-        let (observed, patch) = self.observe(aggregated, key);
+        let (observed, patch) = self.observe(aggregated, &key);
         if self.filtered(&observed) {
             return None;
         }
@@ -770,15 +777,7 @@ impl EventCorrelator {
     /// Remembers the Event as the server stored it (client-go's `UpdateState`): its name and
     /// resource version are what the next repeat patches.
     pub fn update_state(&mut self, event: &Event) {
-        self.logs.insert(
-            event_key(event),
-            EventLog {
-                count: event.count.unwrap_or_default(),
-                first: event.first_timestamp.clone(),
-                name: event.metadata.name.as_deref().map(Box::from),
-                resource_version: event.metadata.resource_version.as_deref().map(Box::from),
-            },
-        );
+        self.logs.insert(&event_key(event), EventLog::of(event));
     }
 
     /// client-go's `EventAggregator.EventAggregate`.
@@ -788,20 +787,21 @@ impl EventCorrelator {
         let (aggregate_key, local_key) = aggregate_keys(&event);
         let max_interval =
             SignedDuration::try_from(self.options.max_interval).unwrap_or(SignedDuration::MAX);
-        let fresh = match self.aggregates.get_mut(&aggregate_key) {
+        let hash = self.aggregates.hash(&aggregate_key);
+        let fresh = match self.aggregates.get_hashed(hash) {
             Some(record) => now.duration_since(record.last) > max_interval,
             None => true,
         };
         if fresh {
-            self.aggregates.insert(
-                aggregate_key.clone(),
+            self.aggregates.insert_hashed(
+                hash,
                 AggregateRecord {
                     local_keys: Default::default(),
                     last: now,
                 },
             );
         }
-        let Some(record) = self.aggregates.get_mut(&aggregate_key) else {
+        let Some(record) = self.aggregates.get_hashed(hash) else {
             return (event, event_key);
         };
         record
@@ -836,9 +836,10 @@ impl EventCorrelator {
     }
 
     /// client-go's `eventLogger.eventObserve`.
-    fn observe(&mut self, mut event: Event, key: String) -> (Event, Option<serde_json::Value>) {
+    fn observe(&mut self, mut event: Event, key: &str) -> (Event, Option<serde_json::Value>) {
         let mut patch = None;
-        if let Some(last) = self.logs.get_mut(&key).filter(|last| last.count > 0) {
+        let hash = self.logs.hash(key);
+        if let Some(last) = self.logs.get_hashed(hash).filter(|last| last.count > 0) {
             event.metadata.name = last.name.as_deref().map(str::to_owned);
             event.metadata.resource_version = last.resource_version.as_deref().map(str::to_owned);
             event.first_timestamp = last.first.clone();
@@ -849,15 +850,7 @@ impl EventCorrelator {
                 "message": event.message,
             }));
         }
-        self.logs.insert(
-            key,
-            EventLog {
-                count: event.count.unwrap_or_default(),
-                first: event.first_timestamp.clone(),
-                name: event.metadata.name.as_deref().map(Box::from),
-                resource_version: event.metadata.resource_version.as_deref().map(Box::from),
-            },
-        );
+        self.logs.insert_hashed(hash, EventLog::of(&event));
         (event, patch)
     }
 
@@ -867,16 +860,17 @@ impl EventCorrelator {
         let now = self.options.clock.now();
         let burst = f64::from(self.options.burst);
         let qps = self.options.qps;
-        if self.spam.get_mut(&key).is_none() {
-            self.spam.insert(
-                key.clone(),
+        let hash = self.spam.hash(&key);
+        if self.spam.get_hashed(hash).is_none() {
+            self.spam.insert_hashed(
+                hash,
                 Bucket {
                     tokens: burst,
                     last: now,
                 },
             );
         }
-        let Some(bucket) = self.spam.get_mut(&key) else {
+        let Some(bucket) = self.spam.get_hashed(hash) else {
             return false;
         };
         let elapsed = now.duration_since(bucket.last).as_secs_f64().max(0.0);
