@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use csi_test_support::{ChildProcess, wait_for_path};
 
 use crate::E2eEnv;
+use crate::process::tail;
 
 /// The driver name the e2e tests give the driver.
 pub const DRIVER_NAME: &str = "csi-mock.e2e.csi.k8s.io";
@@ -134,10 +135,10 @@ impl DriverProcess {
         csi_test_support::unix_channel(&self.socket)
             .await
             .map_err(|err| {
-                let logs = self.logs();
-                let tail: Vec<&str> = logs.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                err.context(format!("the driver's last output:\n{}", tail.join("\n")))
+                err.context(format!(
+                    "the driver's last output:\n{}",
+                    tail(&self.logs(), 20)
+                ))
             })
     }
 
