@@ -202,17 +202,19 @@ async fn the_kep_controller_deployment_command() -> anyhow::Result<()> {
             let log = fixture.env.audit_log()?;
             anyhow::Ok(log.watches_per_resource("csi-sidecars/", Some(&username))?)
         };
-        wait_until(
+        let watches = wait_until(
             "a watch of every type in the audit log",
             WAIT,
             || async {
                 let watches = audit().await.ok()?;
-                types.iter().all(|t| watches.contains_key(*t)).then_some(())
+                types
+                    .iter()
+                    .all(|t| watches.contains_key(*t))
+                    .then_some(watches)
             },
             || async { format!("{:?}", audit().await) },
         )
         .await?;
-        let watches = audit().await?;
         let expected: std::collections::BTreeMap<String, usize> =
             types.iter().map(|t| (t.to_string(), 1)).collect();
         ensure!(watches == expected, "not one watch per type: {watches:?}");
