@@ -512,6 +512,19 @@ impl Stack {
     }
 }
 
+/// The content a VolumeSnapshot is bound to (`status.boundVolumeSnapshotContentName`).
+fn bound_content(snapshot: &DynamicObject) -> anyhow::Result<String> {
+    snapshot.data["status"]["boundVolumeSnapshotContentName"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| {
+            format!(
+                "VolumeSnapshot {} names no content",
+                snapshot.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+}
+
 /// A VolumeSnapshot `name` of the claim `claim` with the class `class`.
 fn snapshot_of(name: &str, class: &str, claim: &str) -> Value {
     json!({
@@ -676,10 +689,7 @@ impl Stack {
             .wait_bound(&[RESTORED.to_string()], STEP, &self.processes())
             .await?;
         let snap = self.api(Kind::VolumeSnapshot).get(SNAP).await?;
-        let snap_content = snap.data["status"]["boundVolumeSnapshotContentName"]
-            .as_str()
-            .context("snap names no content")?
-            .to_string();
+        let snap_content = bound_content(&snap)?;
         let snap_handle = self
             .api(Kind::VolumeSnapshotContent)
             .get(&snap_content)
@@ -729,10 +739,7 @@ impl Stack {
         self.wait_gone(Kind::VolumeSnapshotContent, &snap_content)
             .await?;
         let kept = self.api(Kind::VolumeSnapshot).get(KEPT).await?;
-        let kept_content = kept.data["status"]["boundVolumeSnapshotContentName"]
-            .as_str()
-            .context("kept names no content")?
-            .to_string();
+        let kept_content = bound_content(&kept)?;
         self.delete(Kind::VolumeSnapshot, KEPT).await?;
         self.wait_gone(Kind::VolumeSnapshot, KEPT).await?;
         self.delete(Kind::VolumeSnapshot, PRE).await?;
@@ -867,10 +874,7 @@ impl Stack {
             "{}: the error of snapshot {NO_SECRET}: {message}",
             self.label
         );
-        let content = failed.data["status"]["boundVolumeSnapshotContentName"]
-            .as_str()
-            .context("the failed snapshot names no content")?
-            .to_string();
+        let content = bound_content(&failed)?;
         // Events of cluster-scoped objects go to "default".
         let default_events: Api<Event> = Api::namespaced(self.admin().clone(), "default");
         wait_until(
@@ -906,10 +910,7 @@ impl Stack {
                 s.data["status"]["boundVolumeSnapshotContentName"].is_string()
             })
             .await?;
-        let other_content = other.data["status"]["boundVolumeSnapshotContentName"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let other_content = bound_content(&other)?;
         let made = self
             .api(Kind::VolumeSnapshotContent)
             .get(&other_content)
@@ -939,7 +940,6 @@ impl Stack {
         self.wait_gone(Kind::VolumeSnapshotContent, &content)
             .await?;
         self.delete(Kind::VolumeSnapshot, OTHER).await?;
-        let contents = self.api(Kind::VolumeSnapshotContent);
         self.wait_for(
             Kind::VolumeSnapshotContent,
             &other_content,
@@ -947,7 +947,7 @@ impl Stack {
             |c| c.metadata.deletion_timestamp.is_some(),
         )
         .await?;
-        contents
+        self.api(Kind::VolumeSnapshotContent)
             .patch(
                 &other_content,
                 &PatchParams::default(),
